@@ -142,14 +142,24 @@ def decode_audio(source: AudioSource, *, name: str | None = None) -> DecodedAudi
     try:
         samples, rate = sf.read(stream, dtype="float32", always_2d=False)
     except Exception as exc:  # soundfile raises LibsndfileError, RuntimeError, TypeError...
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = _decoder_reason(exc)
         raise UnreadableAudioError(
-            f"Failed to load audio: {reason}. Supported formats: WAV, FLAC, OGG/Opus, MP3.",
+            f"Failed to load audio: {reason}. The file is not audio or is damaged; supported formats: WAV, FLAC, OGG/Opus, MP3",
             path=label,
         ) from None
     if samples.size == 0:
         raise EmptyAudioError("file holds no audio frames", path=label)
     return DecodedAudio(samples=np.asarray(samples, dtype=np.float32), sample_rate=int(rate))
+
+
+def _decoder_reason(exc: BaseException) -> str:
+    """The decoder's reason without object reprs (``<_io.BytesIO object at 0x...>``)."""
+    import re
+
+    text = getattr(exc, "error_string", None) or str(exc)
+    text = re.sub(r"^Error opening <[^>]*>: ?", "", text.strip())
+    text = re.sub(r"<[^>]* at 0x[0-9a-f]+>", "<stream>", text)
+    return (text.splitlines()[0].strip().rstrip(".") if text.strip() else type(exc).__name__) or type(exc).__name__
 
 
 def to_mono_float(y: np.ndarray) -> tuple[np.ndarray, int]:

@@ -1,0 +1,26 @@
+# One command per job; each creates .venv from requirements.txt when needed.
+PY := .venv/bin/python
+export TF_CPP_MIN_LOG_LEVEL := 2
+
+.PHONY: setup app test train evaluate experiments demo
+
+setup:
+	@bash scripts/setup.sh
+
+app: setup  ## set up and start the web app (until it lands: score a demo folder)
+	@if [ -f app.py ]; then .venv/bin/streamlit run app.py; else $(MAKE) --no-print-directory demo; fi
+
+demo: setup  ## score a few clips of the shared corpus to demo_results.csv
+	$(PY) script.py ../shared/data/ravdess/Actor_19 -o demo_results.csv --overwrite
+
+test: setup  ## set up and run the test suite
+	$(PY) -m pytest -q
+
+train: setup  ## rebuild every shipped model from ../shared/data
+	$(PY) -m pipeline.train
+
+evaluate: setup  ## speaker-independent metrics -> reports/ and the model cards
+	$(PY) -m pipeline.evaluate
+
+experiments: setup  ## what helps the emotion models -> reports/experiments.*
+	$(PY) -m pipeline.experiments

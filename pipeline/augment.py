@@ -1,0 +1,65 @@
+"""Training-time data augmentation on raw waveforms.
+
+Each augmentation is applied to the decoded signal *before*
+:func:`pipeline.audio.prepare_signal`, so augmented clips are trimmed and
+level-normalised exactly like real input.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .audio import resample
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """A named, seeded waveform transform.
+
+    Attributes:
+        name: ``"speed"`` (resampling by ``factor``: tempo and pitch together,
+            as in Kaldi speed perturbation) or ``"noise"`` (pink-ish noise at
+            ``snr_db`` relative to the signal power).
+        factor: speed factor for ``"speed"``.
+        snr_db: signal-to-noise ratio in dB for ``"noise"``.
+    """
+
+    name: str
+    factor: float = 1.0
+    snr_db: float = 20.0
+
+    @property
+    def tag(self) -> str:
+        return f"speed{self.factor:g}" if self.name == "speed" else f"noise{self.snr_db:g}dB"
+
+    def apply(self, y: np.ndarray, sr: int, *, seed: int) -> np.ndarray:
+        """Return the transformed copy of ``y [shape=(n,)]`` at the same rate ``sr``."""
+        if self.name == "speed":
+            # Playing n samples at sr * factor: resample from sr * factor to sr.
+            return resample(y, int(round(sr * self.factor)), sr, quality="HQ")
+        if self.name == "noise":
+            return add_noise(y, snr_db=self.snr_db, seed=seed)
+        raise ValueError(f"unknown augmentation {self.name!r}")
+
+
+def add_noise(y: np.ndarray, *, snr_db: float, seed: int) -> np.ndarray:
+    """Add 1/f (pink) noise to ``y [shape=(n,)]`` at ``snr_db`` dB SNR (float32)."""
+    rng = np.random.default_rng(seed)
+    white = rng.standard_normal(y.size)
+    spectrum = np.fft.rfft(white)
+    freqs = np.arange(spectrum.size, dtype=np.float64)
+    freqs[0] = 1.0
+    pink = np.fft.irfft(spectrum / np.sqrt(freqs), n=y.size)
+    signal_power = float(np.mean(np.square(y, dtype=np.float64)))
+    noise_power = float(np.mean(pink**2)) or 1.0
+    pink *= np.sqrt(signal_power / noise_power / (10 ** (snr_db / 10)))
+    return (y + pink).astype(np.float32)
+
+
+#: The augmentation set measured in ``python -m pipeline.experiments``.
+DEFAULT_AUGMENTATIONS = (
+    Augmentation("speed", factor=0.9),
+    Augmentation("speed", factor=1.1),
+    Augmentation("noise", snr_db=15.0),
+)

@@ -1,0 +1,229 @@
+"""The gender-routed cascade: audio -> gender -> gender-specific emotion model.
+
+``Cascade.load()`` loads every model once. ``predict_signal`` does the work for
+one signal; ``predict_file`` and ``predict_files`` are thin wrappers over the
+same path, so the batch scorer, the web app and the Python API agree exactly.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .audio import AudioConfig, AudioSource, PreparedAudio, decode_audio, prepare_signal
+from .data import PROJECT_ROOT
+from .emotion import EMOTION_LABELS, EmotionModel
+from .errors import ModelError, PipelineError
+from .features import extract_features
+from .gender import GENDER_LABELS, GenderClassifier
+
+MALE_MODEL_DIR = PROJECT_ROOT / "male_models"
+FEMALE_MODEL_DIR = PROJECT_ROOT / "female_models"
+ROUTING_MODES = ("hard", "soft")
+
+
+@dataclass
+class Prediction:
+    """The cascade's answer for one input.
+
+    Attributes:
+        status: ``"ok"`` or a short error code (``unreadable``, ``empty``,
+            ``silent``, ``too_short``, ...; see :mod:`pipeline.errors`).
+        error: human-readable message; ``""`` when ``status == "ok"``.
+        file: the path or name the input came from, if any.
+        duration_s: input duration in seconds (``None`` if it could not be decoded).
+        speech_duration_s: seconds left after trimming leading/trailing silence.
+        gender: ``"male"`` / ``"female"`` (``None`` on error).
+        gender_probabilities: ``{"male": p, "female": 1 - p}``.
+        emotion: the most probable of the eight emotions (``None`` on error).
+        emotion_probabilities: probability per emotion label, summing to 1.
+        emotion_model: which model answered: ``"male"``, ``"female"`` or ``"blended"`` (soft routing).
+    """
+
+    status: str = "ok"
+    error: str = ""
+    file: str | None = None
+    duration_s: float | None = None
+    speech_duration_s: float | None = None
+    gender: str | None = None
+    gender_probabilities: dict[str, float] = field(default_factory=dict)
+    emotion: str | None = None
+    emotion_probabilities: dict[str, float] = field(default_factory=dict)
+    emotion_model: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def gender_confidence(self) -> float | None:
+        return self.gender_probabilities.get(self.gender) if self.gender else None
+
+    @property
+    def emotion_confidence(self) -> float | None:
+        return self.emotion_probabilities.get(self.emotion) if self.emotion else None
+
+    @classmethod
+    def failure(cls, exc: BaseException, *, file: str | None = None, duration_s: float | None = None) -> "Prediction":
+        """A non-ok prediction from an exception (PipelineError codes, else ``internal_error``)."""
+        if isinstance(exc, PipelineError):
+            return cls(status=exc.code, error=exc.message, file=file, duration_s=duration_s)
+        return cls(status="internal_error", error=f"{type(exc).__name__}: {exc}", file=file, duration_s=duration_s)
+
+
+@dataclass
+class _Pending:
+    """A prepared input waiting for the models (internal to batch prediction)."""
+
+    index: int
+    audio: PreparedAudio
+    features: np.ndarray
+
+
+class Cascade:
+    """Gender classifier + male and female emotion models.
+
+    Args:
+        gender: a loaded :class:`GenderClassifier`.
+        male, female: loaded :class:`EmotionModel` folders.
+        routing: ``"hard"`` (the model of the predicted gender answers) or
+            ``"soft"`` (both answer; their probabilities are averaged with the
+            gender probabilities as weights: useful for uncertain voices).
+    """
+
+    def __init__(self, gender: GenderClassifier, male: EmotionModel, female: EmotionModel, *,
+                 routing: str = "hard") -> None:
+        if routing not in ROUTING_MODES:
+            raise ValueError(f"routing must be one of {ROUTING_MODES}, got {routing!r}")
+        if male.config.feature_config != female.config.feature_config:
+            raise ModelError("male and female emotion models were trained on different feature configurations")
+        if male.config.audio_config != female.config.audio_config:
+            raise ModelError("male and female emotion models expect different audio preparation")
+        self.gender = gender
+        self.emotion_models = {"male": male, "female": female}
+        self.routing = routing
+        self.feature_config = male.config.feature_config
+        self.audio_config: AudioConfig = male.config.audio_config
+
+    @classmethod
+    def load(
+        cls,
+        gender_model: str | os.PathLike | None = None,
+        *,
+        male_dir: str | os.PathLike = MALE_MODEL_DIR,
+        female_dir: str | os.PathLike = FEMALE_MODEL_DIR,
+        routing: str = "hard",
+        device: str = "cpu",
+    ) -> "Cascade":
+        """Load all models once.
+
+        Args:
+            gender_model: ``None`` for the shipped gender model (offline), a local
+                folder, or a hub id such as ``"JaesungHuh/voice-gender-classifier"``.
+            male_dir, female_dir: emotion model folders.
+            routing: ``"hard"`` or ``"soft"``.
+            device: ``"cpu"`` (default) or ``"cuda"`` for the gender model.
+        """
+        gender = GenderClassifier.load(gender_model, device=device)
+        return cls(gender, EmotionModel.load(male_dir), EmotionModel.load(female_dir), routing=routing)
+
+    # -- one signal ---------------------------------------------------------------------------
+    def predict_signal(self, y: np.ndarray, sr: int, *, file: str | None = None) -> Prediction:
+        """Predict gender and emotion for one signal (never raises for bad audio).
+
+        Args:
+            y: ``np.ndarray [shape=(n,), (n, channels) or (channels, n)]`` any real dtype.
+            sr: sample rate of ``y`` in Hz (resampled to 16 kHz internally).
+            file: optional name carried into the result.
+        """
+        return self._predict([(file, lambda: (y, sr))])[0]
+
+    def predict_file(self, source: AudioSource, *, name: str | None = None) -> Prediction:
+        """Predict for one file path, bytes or binary file object (never raises for bad audio)."""
+        return self.predict_files([source], names=None if name is None else [name])[0]
+
+    def predict_files(self, sources: Sequence[AudioSource], *, names: Sequence[str] | None = None) -> list[Prediction]:
+        """Predict for several inputs; one :class:`Prediction` per input, same order.
+
+        Models run once per batch. A failure in one input only affects its own result.
+        """
+        if names is None:
+            names = [str(s) if isinstance(s, (str, os.PathLike)) else f"<input {i}>" for i, s in enumerate(sources)]
+
+        def decoder(source: AudioSource, name: str):
+            def decode() -> tuple[np.ndarray, int]:
+                decoded = decode_audio(source, name=name)
+                return decoded.samples, decoded.sample_rate
+
+            return decode
+
+        return self._predict([(name, decoder(source, name)) for source, name in zip(sources, names)])
+
+    # -- internals ----------------------------------------------------------------------------
+    def _predict(self, jobs: Sequence[tuple[str | None, Callable[[], tuple[np.ndarray, int]]]]) -> list[Prediction]:
+        """Decode, prepare and featurise each job, then score all good ones in one batch."""
+        results: list[Prediction] = []
+        pending: list[_Pending] = []
+        for index, (name, decode) in enumerate(jobs):
+            duration = None
+            try:
+                y, sr = decode()
+                duration = _duration_s(y, sr)
+                audio = prepare_signal(y, sr, config=self.audio_config)
+                features = extract_features(audio.samples, config=self.feature_config)
+            except Exception as exc:  # one bad input never stops the others
+                results.append(Prediction.failure(exc, file=name, duration_s=duration))
+                continue
+            results.append(Prediction(file=name, duration_s=audio.duration_s, speech_duration_s=audio.speech_duration_s))
+            pending.append(_Pending(index, audio, features))
+        if pending:
+            self._score(pending, results)
+        return results
+
+    def _score(self, pending: list[_Pending], results: list[Prediction]) -> None:
+        try:
+            gender_probs = self.gender.predict_proba_batch([p.audio.samples for p in pending])
+            X = np.stack([p.features for p in pending])
+            emotion_probs = {g: m.predict_proba(X) for g, m in self._needed_models(gender_probs).items()}
+        except Exception as exc:
+            for p in pending:
+                failed = Prediction.failure(exc, file=results[p.index].file, duration_s=results[p.index].duration_s)
+                results[p.index] = failed
+            return
+        for row, p in enumerate(pending):
+            result = results[p.index]
+            g = gender_probs[row]
+            result.gender_probabilities = {label: float(g[i]) for i, label in enumerate(GENDER_LABELS)}
+            result.gender = GENDER_LABELS[int(np.argmax(g))]
+            if self.routing == "soft":
+                probs = g[0] * emotion_probs["male"][row] + g[1] * emotion_probs["female"][row]
+                result.emotion_model = "blended"
+            else:
+                probs = emotion_probs[result.gender][row]
+                result.emotion_model = result.gender
+            probs = probs / probs.sum()
+            result.emotion_probabilities = {label: float(probs[i]) for i, label in enumerate(EMOTION_LABELS)}
+            result.emotion = EMOTION_LABELS[int(np.argmax(probs))]
+
+    def _needed_models(self, gender_probs: np.ndarray) -> dict[str, EmotionModel]:
+        if self.routing == "soft":
+            return self.emotion_models
+        winners = {GENDER_LABELS[i] for i in np.argmax(gender_probs, axis=1)}
+        return {g: m for g, m in self.emotion_models.items() if g in winners}
+
+
+def _duration_s(y: np.ndarray, sr: int) -> float | None:
+    """Duration in seconds of a raw signal (longer axis of a 2-D array = time)."""
+    try:
+        shape = np.shape(y)
+        return float(max(shape) / int(sr)) if shape and int(sr) > 0 else None
+    except (TypeError, ValueError):
+        return None
+
+
+def default_model_dirs() -> dict[str, Path]:
+    """The shipped model folders."""
+    return {"male": MALE_MODEL_DIR, "female": FEMALE_MODEL_DIR, "gender": PROJECT_ROOT / "gender_model"}

@@ -1,0 +1,292 @@
+"""Speaker-independent evaluation of the shipped models.
+
+``python -m pipeline.evaluate`` scores every ``test``-split clip of the shared
+corpus (speakers never seen in training) and writes ``reports/metrics.json``,
+``reports/metrics.md`` and ``reports/test_predictions.csv``:
+
+* gender accuracy overall, per corpus and per language, with the errors listed;
+* emotion accuracy, macro-F1 and per-class recall, per gender and per corpus, for
+  (a) the real cascade (predicted gender, hard routing), (b) routing by the true
+  gender, (c) one pooled gender-agnostic model trained the same way, and
+  (d) the cascade with soft routing;
+* robustness to recording level: agreement of the predictions for the clip scaled
+  by x0.1, x3 and peak-normalised with those for the original.
+
+Macro-F1 averages over the emotions present in the evaluated rows (ASED has five,
+SAVEE and EMOVO seven).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .cascade import FEMALE_MODEL_DIR, MALE_MODEL_DIR, Cascade
+from .data import PROJECT_ROOT, Utterance, read_manifest
+from .emotion import EMOTION_LABELS, EmotionModel
+from .gender import GENDER_LABELS
+
+REPORT_DIR = PROJECT_ROOT / "reports"
+POOLED_MODEL_DIR = PROJECT_ROOT / "pooled_model"
+LEVEL_CONDITIONS = {"x0.1": 0.1, "x3": 3.0, "peak": None}
+
+
+def emotion_metrics(y_true: Sequence[str], y_pred: Sequence[str]) -> dict:
+    """Accuracy, macro-F1 and per-class recall for label strings; ``n`` rows."""
+    from sklearn.metrics import f1_score, recall_score
+
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    if y_true.size == 0:
+        return {"n": 0}
+    labels = [label for label in EMOTION_LABELS if label in set(y_true)]
+    recalls = recall_score(y_true, y_pred, labels=labels, average=None, zero_division=0)
+    return {
+        "n": int(y_true.size),
+        "accuracy": float(np.mean(y_true == y_pred)),
+        "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+        "recall": {label: float(r) for label, r in zip(labels, recalls)},
+    }
+
+
+def _grouped(frame, truth: str, pred: str) -> dict:
+    out = {"overall": emotion_metrics(frame[truth], frame[pred])}
+    for key in ("gender", "corpus"):
+        out[f"per_{key}"] = {
+            value: emotion_metrics(part[truth], part[pred]) for value, part in frame.groupby(key, sort=True)
+        }
+    ravdess = frame[frame.corpus == "ravdess"]
+    out["ravdess"] = emotion_metrics(ravdess[truth], ravdess[pred])
+    out["ravdess_per_intensity"] = {
+        value: emotion_metrics(part[truth], part[pred]) for value, part in ravdess.groupby("intensity", sort=True)
+    }
+    return out
+
+
+def predict_split(cascade: Cascade, utterances: Sequence[Utterance], *, pooled: EmotionModel | None = None,
+                  batch_size: int = 32):
+    """Score ``utterances`` with the cascade (hard and soft routing), true-gender routing and ``pooled``.
+
+    Returns a ``pandas.DataFrame``, one row per clip: manifest columns, the
+    predicted gender and its probabilities, and per method the predicted
+    emotion and the eight probabilities (``<method>_prob_<label>``).
+    """
+    import pandas as pd
+
+    from .features import extract_features
+    from .audio import load_audio
+
+    records = []
+    for start in range(0, len(utterances), batch_size):
+        chunk = list(utterances[start:start + batch_size])
+        predictions = cascade.predict_files([u.path for u in chunk], names=[u.relpath for u in chunk])
+        feats, gprobs = [], []
+        for u, p in zip(chunk, predictions):
+            if not p.ok:
+                feats.append(None)
+                continue
+            feats.append(extract_features(load_audio(u.path, config=cascade.audio_config).samples,
+                                          config=cascade.feature_config))
+            gprobs.append([p.gender_probabilities[g] for g in GENDER_LABELS])
+        good = [i for i, f in enumerate(feats) if f is not None]
+        X = np.stack([feats[i] for i in good]) if good else np.zeros((0, 1))
+        per_model = {g: m.predict_proba(X) for g, m in cascade.emotion_models.items()} if good else {}
+        pooled_probs = pooled.predict_proba(X) if (pooled is not None and good) else None
+        row_of = {i: r for r, i in enumerate(good)}
+        for i, (u, p) in enumerate(zip(chunk, predictions)):
+            record = {
+                "path": u.relpath, "corpus": u.corpus, "speaker": u.speaker, "gender": u.gender,
+                "emotion": u.emotion, "intensity": u.intensity, "language": u.language,
+                "duration_s": u.duration_s, "status": p.status, "error": p.error,
+                "pred_gender": p.gender, "p_female": p.gender_probabilities.get("female"),
+            }
+            if p.ok:
+                r = row_of[i]
+                g = np.array([p.gender_probabilities[x] for x in GENDER_LABELS])
+                methods = {
+                    "cascade": per_model[p.gender][r],
+                    "soft": g[0] * per_model["male"][r] + g[1] * per_model["female"][r],
+                    "true_gender": per_model[u.gender][r],
+                }
+                if pooled_probs is not None:
+                    methods["pooled"] = pooled_probs[r]
+                for name, probs in methods.items():
+                    record[f"{name}_pred"] = EMOTION_LABELS[int(np.argmax(probs))]
+                    for j, label in enumerate(EMOTION_LABELS):
+                        record[f"{name}_prob_{label}"] = float(probs[j])
+                assert record["cascade_pred"] == p.emotion, "cascade and direct model call disagree"
+            records.append(record)
+    return pd.DataFrame.from_records(records)
+
+
+def gender_metrics(frame) -> dict:
+    """Gender accuracy overall, per corpus, per language and per emotion, plus the errors."""
+    scored = frame[frame.status == "ok"]
+    correct = scored.pred_gender == scored.gender
+
+    def acc(mask) -> dict:
+        return {"n": int(mask.sum()), "accuracy": float(correct[mask].mean()) if mask.sum() else None}
+
+    errors = scored[~correct][["path", "corpus", "gender", "emotion", "p_female"]]
+    return {
+        "overall": acc(np.ones(len(scored), dtype=bool)),
+        "per_corpus": {c: acc((scored.corpus == c).to_numpy()) for c in sorted(scored.corpus.unique())},
+        "per_language": {c: acc((scored.language == c).to_numpy()) for c in sorted(scored.language.unique())},
+        "per_gender": {g: acc((scored.gender == g).to_numpy()) for g in GENDER_LABELS},
+        "per_gender_emotion": {
+            f"{g}/{e}": acc(((scored.gender == g) & (scored.emotion == e)).to_numpy())
+            for g in GENDER_LABELS for e in EMOTION_LABELS
+            if ((scored.gender == g) & (scored.emotion == e)).any()
+        },
+        "not_scored": int((frame.status != "ok").sum()),
+        "errors": errors.sort_values("path").to_dict(orient="records"),
+    }
+
+
+def level_robustness(cascade: Cascade, utterances: Sequence[Utterance]) -> dict:
+    """Share of clips whose gender / emotion is unchanged when the level changes."""
+    import soundfile as sf
+
+    out: dict = {}
+    base, scaled = [], {name: [] for name in LEVEL_CONDITIONS}
+    for u in utterances:
+        y, sr = sf.read(u.path, dtype="float32")
+        base.append(cascade.predict_signal(y, sr))
+        for name, gain in LEVEL_CONDITIONS.items():
+            z = y * gain if gain is not None else y / max(float(np.abs(y).max()), 1e-9)
+            scaled[name].append(cascade.predict_signal(z, sr))
+    for name, preds in scaled.items():
+        pairs = [(b, p) for b, p in zip(base, preds) if b.ok and p.ok]
+        out[name] = {
+            "n": len(pairs),
+            "gender_unchanged": float(np.mean([b.gender == p.gender for b, p in pairs])) if pairs else None,
+            "emotion_unchanged": float(np.mean([b.emotion == p.emotion for b, p in pairs])) if pairs else None,
+        }
+    return out
+
+
+def evaluate(*, cascade: Cascade | None = None, pooled_dir: Path | None = POOLED_MODEL_DIR,
+             split: str = "test", limit: int | None = None, robustness_clips: int = 120) -> tuple[dict, object]:
+    """Run the whole evaluation; returns ``(metrics, predictions_frame)``.
+
+    ``limit`` keeps every n-th row so that about ``limit`` clips remain (for quick checks).
+    """
+    cascade = cascade or Cascade.load()
+    pooled = EmotionModel.load(pooled_dir) if pooled_dir is not None and Path(pooled_dir).is_dir() else None
+    rows = [u for u in read_manifest() if u.split == split]
+    if limit is not None and len(rows) > limit:
+        rows = rows[:: int(np.ceil(len(rows) / limit))]
+    frame = predict_split(cascade, rows, pooled=pooled)
+    emotional = frame[(frame.emotion != "") & (frame.status == "ok")]
+    methods = [m for m in ("cascade", "true_gender", "pooled", "soft") if f"{m}_pred" in frame]
+    ravdess = [u for u in rows if u.corpus == "ravdess"]
+    step = max(1, len(ravdess) // max(robustness_clips, 1))
+    metrics = {
+        "split": split,
+        "n_clips": int(len(frame)),
+        "n_speakers": int(frame.speaker.nunique()),
+        "gender": gender_metrics(frame),
+        "emotion": {m: _grouped(emotional, "emotion", f"{m}_pred") for m in methods},
+        "level_robustness": level_robustness(cascade, ravdess[::step][:robustness_clips]) if robustness_clips else {},
+        "gender_model": cascade.gender.source,
+    }
+    return metrics, frame
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def to_markdown(metrics: dict) -> str:
+    """Human-readable tables of :func:`evaluate`'s metrics."""
+    g = metrics["gender"]
+    lines = [
+        f"# Evaluation on the `{metrics['split']}` split",
+        "",
+        f"{metrics['n_clips']} clips from {metrics['n_speakers']} speakers never seen in training. "
+        "Generated by `python -m pipeline.evaluate`; do not edit by hand.",
+        "",
+        "## Gender",
+        "",
+        "| subset | clips | accuracy |",
+        "|---|---:|---:|",
+        f"| all | {g['overall']['n']} | {_pct(g['overall']['accuracy'])} |",
+    ]
+    for key in ("per_corpus", "per_language", "per_gender"):
+        for name, m in g[key].items():
+            lines.append(f"| {key[4:]}: {name} | {m['n']} | {_pct(m['accuracy'])} |")
+    lines += ["", "## Emotion (8 classes)", "",
+              "Methods: **cascade** = predicted gender, hard routing (what users get); **true_gender** = "
+              "routing by the true gender; **pooled** = one gender-agnostic model trained the same way; "
+              "**soft** = both models weighted by the gender probabilities.", "",
+              "| subset | clips | " + " | ".join(f"{m} acc / macro-F1" for m in metrics["emotion"]) + " |",
+              "|---|---:|" + "---:|" * len(metrics["emotion"])]
+    first = next(iter(metrics["emotion"].values()))
+
+    def row(label: str, getter) -> str:
+        cells = []
+        for m in metrics["emotion"].values():
+            part = getter(m)
+            cells.append("n/a" if not part or not part.get("n") else f"{_pct(part['accuracy'])} / {part['macro_f1']:.3f}")
+        n = getter(first).get("n", 0) if getter(first) else 0
+        return f"| {label} | {n} | " + " | ".join(cells) + " |"
+
+    lines.append(row("all", lambda m: m["overall"]))
+    lines.append(row("RAVDESS test actors", lambda m: m["ravdess"]))
+    for key in ("per_gender", "per_corpus"):
+        for name in first[key]:
+            lines.append(row(f"{key[4:]}: {name}", lambda m, k=key, n=name: m[k].get(n)))
+    for name in first["ravdess_per_intensity"]:
+        lines.append(row(f"RAVDESS intensity: {name}", lambda m, n=name: m["ravdess_per_intensity"].get(n)))
+    lines += ["", "### Per-class recall, cascade", "", "| subset | " + " | ".join(EMOTION_LABELS) + " |",
+              "|---|" + "---:|" * len(EMOTION_LABELS)]
+    cascade = metrics["emotion"]["cascade"]
+    for name, part in [("all", cascade["overall"]), ("RAVDESS", cascade["ravdess"]),
+                       *[(f"gender: {k}", v) for k, v in cascade["per_gender"].items()],
+                       *[(f"corpus: {k}", v) for k, v in cascade["per_corpus"].items()]]:
+        rec = part.get("recall", {})
+        lines.append(f"| {name} | " + " | ".join(_pct(rec[label]) if label in rec else "–" for label in EMOTION_LABELS) + " |")
+    if metrics.get("level_robustness"):
+        lines += ["", "## Robustness to recording level", "",
+                  "Share of RAVDESS test clips whose prediction is unchanged after scaling the waveform.", "",
+                  "| condition | clips | gender unchanged | emotion unchanged |", "|---|---:|---:|---:|"]
+        for name, m in metrics["level_robustness"].items():
+            lines.append(f"| {name} | {m['n']} | {_pct(m['gender_unchanged'])} | {_pct(m['emotion_unchanged'])} |")
+    if g["errors"]:
+        lines += ["", "## Gender errors", "", "| file | corpus | true | emotion | p(female) |", "|---|---|---|---|---:|"]
+        for e in g["errors"][:50]:
+            lines.append(f"| {e['path']} | {e['corpus']} | {e['gender']} | {e['emotion'] or '–'} | {e['p_female']:.3f} |")
+        if len(g["errors"]) > 50:
+            lines.append(f"| … {len(g['errors']) - 50} more in metrics.json | | | | |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.evaluate", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=REPORT_DIR, help="folder for metrics.json/.md (default reports/)")
+    parser.add_argument("--split", default="test", choices=("train", "val", "test"))
+    parser.add_argument("--gender-model", default=None, help="gender model folder or hub id (default: shipped)")
+    parser.add_argument("--limit", type=int, default=None, help="evaluate about this many clips (quick check)")
+    parser.add_argument("--robustness-clips", type=int, default=120)
+    args = parser.parse_args(argv)
+    metrics, frame = evaluate(cascade=Cascade.load(args.gender_model), split=args.split, limit=args.limit,
+                              robustness_clips=args.robustness_clips)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    (args.out / "metrics.md").write_text(to_markdown(metrics), encoding="utf-8")
+    frame.to_csv(args.out / "test_predictions.csv" if args.split == "test" else args.out / f"{args.split}_predictions.csv",
+                 index=False)
+    if args.split == "test" and args.limit is None and args.gender_model is None:
+        from .model_card import write_emotion_card
+
+        for folder in (MALE_MODEL_DIR, FEMALE_MODEL_DIR, POOLED_MODEL_DIR):
+            if folder.is_dir():
+                write_emotion_card(folder, metrics)
+    print(to_markdown(metrics))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,57 @@
+"""Rebuild every shipped model from ``../shared/data`` with fixed seeds.
+
+    python -m pipeline.train                 # gender, male, female, pooled; then evaluate
+    python -m pipeline.train --only male female
+
+Writes ``gender_model/``, ``male_models/``, ``female_models/`` and
+``pooled_model/`` (the gender-agnostic comparison model), each with its config
+and ``training_history.json``, then runs :mod:`pipeline.evaluate`, which writes
+``reports/`` and regenerates the model cards so they match the new weights.
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+from pathlib import Path
+
+from .cascade import FEMALE_MODEL_DIR, MALE_MODEL_DIR
+from .data import PROJECT_ROOT
+from .evaluate import POOLED_MODEL_DIR
+
+EMOTION_DIRS = {"male": MALE_MODEL_DIR, "female": FEMALE_MODEL_DIR, "pooled": POOLED_MODEL_DIR}
+PARTS = ("gender", "male", "female", "pooled")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.train", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", nargs="+", choices=PARTS, default=list(PARTS), help="which models to rebuild")
+    parser.add_argument("--seeds", type=int, default=None, help="ensemble size of the emotion models (default 5)")
+    parser.add_argument("--no-evaluate", action="store_true", help="skip the evaluation and model cards")
+    args = parser.parse_args(argv)
+
+    if "gender" in args.only:
+        from .train_gender import main as train_gender_main
+
+        train_gender_main(["--out", str(PROJECT_ROOT / "gender_model")])
+    from .train_emotion import TrainConfig, save_history, train_emotion
+
+    for name in ("male", "female", "pooled"):
+        if name not in args.only:
+            continue
+        config = TrainConfig(gender=name)
+        if args.seeds:
+            config = replace(config, n_seeds=args.seeds)
+        model, history = train_emotion(config)
+        folder: Path = EMOTION_DIRS[name]
+        model.save(folder)
+        save_history(history, folder / "training_history.json")
+        print(f"saved {folder}", flush=True)
+    if not args.no_evaluate:
+        from .evaluate import main as evaluate_main
+
+        evaluate_main([])  # also regenerates the model cards
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

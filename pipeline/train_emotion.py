@@ -1,0 +1,204 @@
+"""Train the gender-specific (and the pooled comparison) emotion CNNs.
+
+Recipe (each choice measured by ``python -m pipeline.experiments``):
+
+* training rows: the ``train`` split of every emotional corpus (RAVDESS, SAVEE,
+  ASED, EMOVO) for the model's gender; early stopping on the ``val`` split of
+  the same gender; ``test`` speakers are never seen;
+* augmentation: each training clip also enters as speed-perturbed copies (x0.9,
+  x1.1) and with pink noise at 15 dB SNR (:mod:`pipeline.augment`);
+* class weights balance the eight emotions (SAVEE/EMOVO have no ``calm``, ASED
+  only five classes);
+* ``pretrain``: the network is first trained on both genders, then fine-tuned on
+  the model's own gender (female emotional speech is scarce);
+* an ensemble of ``n_seeds`` networks, averaged inside one Keras model.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .audio import DEFAULT_AUDIO_CONFIG
+from .augment import DEFAULT_AUGMENTATIONS, Augmentation
+from .data import Utterance, read_manifest
+from .dataset import FeatureTable, build_table
+from .emotion import EMOTION_LABELS, EmotionModel, EmotionModelConfig, build_cnn, configure_tensorflow, library_versions
+from .features import DEFAULT_FEATURE_CONFIG, feature_names
+
+EMOTION_CORPORA = ("ravdess", "savee", "ased", "emovo")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyper-parameters of one emotion model (saved in its ``config.json``)."""
+
+    gender: str  # "male", "female" or "pooled"
+    corpora: tuple[str, ...] = EMOTION_CORPORA
+    augmentations: tuple[Augmentation, ...] = DEFAULT_AUGMENTATIONS
+    pretrain: bool = True
+    n_seeds: int = 5
+    seed: int = 0
+    epochs: int = 120
+    finetune_epochs: int = 60
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    finetune_learning_rate: float = 3e-4
+    patience: int = 15
+    dropout: float = 0.4
+    label_smoothing: float = 0.1
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["augmentations"] = [a.tag for a in self.augmentations]
+        return data
+
+
+@dataclass
+class Split:
+    """Features and labels of one split: ``X [n, n_features]``, ``y [n]`` class indices."""
+
+    X: np.ndarray
+    y: np.ndarray
+    utterances: list[Utterance] = field(default_factory=list)
+
+
+def emotion_rows(utterances: Sequence[Utterance] | None = None) -> list[Utterance]:
+    """All manifest rows that carry an emotion label."""
+    return [u for u in (utterances if utterances is not None else read_manifest()) if u.emotion]
+
+
+def _select(table: FeatureTable, keep) -> Split:
+    idx = [i for i, u in enumerate(table.utterances) if table.ok[i] and keep(u)]
+    return Split(
+        X=table.X[idx],
+        y=np.array([EMOTION_LABELS.index(table.utterances[i].emotion) for i in idx], dtype=np.int64),
+        utterances=[table.utterances[i] for i in idx],
+    )
+
+
+def load_splits(config: TrainConfig, genders: tuple[str, ...], *, jobs: int | None = None) -> tuple[Split, Split]:
+    """Training rows (clean + augmented copies) and validation rows for ``genders``."""
+    rows = emotion_rows()
+    clean = build_table(rows, jobs=jobs)
+
+    def keep(split: str):
+        return lambda u: u.split == split and u.gender in genders and u.corpus in config.corpora
+
+    parts = [_select(clean, keep("train"))]
+    train_rows = [u for u in rows if u.split == "train"]
+    for augmentation in config.augmentations:
+        parts.append(_select(build_table(train_rows, augmentation=augmentation, jobs=jobs), keep("train")))
+    train = Split(
+        X=np.concatenate([p.X for p in parts]),
+        y=np.concatenate([p.y for p in parts]),
+        utterances=[u for p in parts for u in p.utterances],
+    )
+    return train, _select(clean, keep("val"))
+
+
+def _class_weights(y: np.ndarray) -> dict[int, float]:
+    counts = np.bincount(y, minlength=len(EMOTION_LABELS)).astype(np.float64)
+    present = counts > 0
+    weights = np.zeros_like(counts)
+    weights[present] = counts[present].sum() / (present.sum() * counts[present])
+    return {i: float(w) for i, w in enumerate(weights)}
+
+
+def _fit(model, X, y, X_val, y_val, *, epochs: int, lr: float, config: TrainConfig, seed: int) -> dict:
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=lr),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+        metrics=["accuracy"],
+    )
+    n = len(EMOTION_LABELS)
+    callbacks = [keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience, restore_best_weights=True)]
+    history = model.fit(
+        X, keras.utils.to_categorical(y, n), validation_data=(X_val, keras.utils.to_categorical(y_val, n)),
+        epochs=epochs, batch_size=config.batch_size, class_weight=_class_weights(y), callbacks=callbacks,
+        verbose=0, shuffle=True,
+    )
+    h = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+    h["best_epoch"] = int(np.argmin(h["val_loss"])) + 1
+    return h
+
+
+def train_emotion(config: TrainConfig, *, jobs: int | None = None, verbose: bool = True) -> tuple[EmotionModel, dict]:
+    """Train one emotion model (an ensemble of ``config.n_seeds`` CNNs).
+
+    Returns:
+        ``(model, history)`` where ``history["members"]`` holds each member's
+        per-epoch loss/accuracy curves (train and val).
+    """
+    configure_tensorflow()
+    import keras
+    from sklearn.preprocessing import StandardScaler
+
+    genders = ("male", "female") if config.gender == "pooled" else (config.gender,)
+    train, val = load_splits(config, genders, jobs=jobs)
+    if config.pretrain and config.gender != "pooled":
+        pre_train, pre_val = load_splits(config, ("male", "female"), jobs=jobs)
+    scaler = StandardScaler().fit(train.X)
+    Xs, Xv = scaler.transform(train.X).astype(np.float32), scaler.transform(val.X).astype(np.float32)
+    members, histories = [], []
+    for k in range(config.n_seeds):
+        seed = config.seed + 1000 * k
+        net = build_cnn(train.X.shape[1], seed=seed, dropout=config.dropout)
+        record: dict = {"seed": seed}
+        if config.pretrain and config.gender != "pooled":
+            record["pretrain"] = _fit(
+                net, scaler.transform(pre_train.X).astype(np.float32), pre_train.y,
+                scaler.transform(pre_val.X).astype(np.float32), pre_val.y,
+                epochs=config.epochs, lr=config.learning_rate, config=config, seed=seed,
+            )
+            record["train"] = _fit(net, Xs, train.y, Xv, val.y, epochs=config.finetune_epochs,
+                                   lr=config.finetune_learning_rate, config=config, seed=seed + 1)
+        else:
+            record["train"] = _fit(net, Xs, train.y, Xv, val.y, epochs=config.epochs, lr=config.learning_rate,
+                                   config=config, seed=seed)
+        if verbose:
+            best = record["train"]["best_epoch"]
+            print(f"[{config.gender}] member {k}: best epoch {best}, "
+                  f"val acc {record['train']['val_accuracy'][best - 1]:.3f}", flush=True)
+        members.append(net)
+        histories.append(record)
+    model = _ensemble(members, train.X.shape[1])
+    emotion_config = EmotionModelConfig(
+        name=config.gender,
+        labels=EMOTION_LABELS,
+        feature_config=DEFAULT_FEATURE_CONFIG,
+        audio_config=DEFAULT_AUDIO_CONFIG,
+        sample_rate=DEFAULT_AUDIO_CONFIG.sample_rate,
+        n_features=len(feature_names(DEFAULT_FEATURE_CONFIG)),
+        versions=library_versions(),
+        training={
+            **config.to_dict(),
+            "n_train_rows": int(train.X.shape[0]),
+            "n_train_clips": int(sum(1 for u in train.utterances[: len(train.utterances) // (1 + len(config.augmentations))])),
+            "n_val_rows": int(val.X.shape[0]),
+            "train_speakers": sorted({u.speaker for u in train.utterances}),
+            "val_speakers": sorted({u.speaker for u in val.utterances}),
+        },
+    )
+    return EmotionModel(model, scaler, emotion_config), {"members": histories}
+
+
+def _ensemble(members: list, n_features: int):
+    """One Keras model whose output is the mean of the members' softmax outputs."""
+    import keras
+
+    if len(members) == 1:
+        return members[0]
+    inputs = keras.Input(shape=(n_features,), name="features")
+    outputs = keras.layers.Average(name="emotion")([m(inputs) for m in members])
+    return keras.Model(inputs, outputs, name="emotion_cnn_ensemble")
+
+
+def save_history(history: dict, path: Path) -> None:
+    path.write_text(json.dumps(history) + "\n", encoding="utf-8")

@@ -1,0 +1,501 @@
+"""Train and evaluate the shipped gender model (small ECAPA-TDNN, see :mod:`pipeline.ecapa`).
+
+Usage::
+
+    python -m pipeline.train_gender --out gender_model
+
+Data: the gender-labelled rows of all five corpora in the shared manifest. The
+``train`` split is used for fitting, ``val`` for model selection (best epoch by
+validation accuracy, ties broken by validation loss); ``test`` is touched only
+after training, by :func:`evaluate_gender`, to write the metrics of the model card.
+
+Every clip goes through :func:`pipeline.audio.load_audio` (trimmed and
+level-normalised, exactly as at inference); its log-mel (before mean
+normalisation) is computed once with :class:`~pipeline.ecapa.LogMelFrontEnd`
+and cached in memory. Training draws clips with sampling weights that balance
+corpora and genders, crops them at random (``crop_s``, whole clip if shorter; a
+mini-batch is cropped to a common length), adds white noise at a random SNR in
+the mel power domain (equivalent in expectation to adding noise to the waveform
+before the front end) and mean-normalises each crop.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import sys
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from .data import Utterance, read_manifest
+
+CORPORA = ("ravdess", "savee", "librispeech", "ased", "emovo")
+HIGH_AROUSAL = ("angry", "happy", "fearful", "surprised")
+LOW_AROUSAL = ("sad", "calm", "neutral")
+
+#: Widths of the shipped (small) model; the public model uses C=1024, 1536, 256, 192.
+SMALL_WIDTHS = {"C": 128, "mfa_channels": 384, "attention_channels": 64, "embedding_dim": 128}
+
+LICENCES = {
+    "ravdess": "CC BY-NC-SA 4.0 (non-commercial, share-alike)",
+    "savee": "free for research use",
+    "librispeech": "CC BY 4.0",
+    "ased": "research use",
+    "emovo": "research use",
+}
+
+
+def gender_rows(utterances: Iterable[Utterance], split: str) -> list[Utterance]:
+    """Rows of ``split`` whose gender is ``male`` or ``female``."""
+    return [u for u in utterances if u.split == split and u.gender in ("male", "female")]
+
+
+def seed_everything(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def load_signals(utterances: Sequence[Utterance], *, log_every: int = 1000) -> list[np.ndarray | None]:
+    """Prepared signals (``load_audio(...).samples``) of ``utterances``; ``None`` where refused."""
+    from .audio import load_audio
+    from .errors import AudioError
+
+    out: list[np.ndarray | None] = []
+    for i, u in enumerate(utterances):
+        try:
+            out.append(load_audio(u.path).samples)
+        except AudioError as exc:
+            print(f"  skipped {u.relpath}: {exc.message}", file=sys.stderr)
+            out.append(None)
+        if log_every and (i + 1) % log_every == 0:
+            print(f"  loaded {i + 1}/{len(utterances)}", flush=True)
+    return out
+
+
+def compute_log_mels(signals: Sequence[np.ndarray], frontend) -> list:
+    """Un-normalised log-mel ``[80, frames]`` tensors of ``signals`` (one front-end pass each)."""
+    import torch
+
+    with torch.inference_mode():
+        return [frontend.log_mel(torch.from_numpy(y)[None])[0].clone() for y in signals]
+
+
+def sampling_weights(utterances: Sequence[Utterance]) -> np.ndarray:
+    """Per-clip weights: each (corpus, gender) group gets weight proportional to
+    ``sqrt(group size)``; then both genders are scaled to half of the mass.
+
+    This keeps ASED (1500 train clips) and RAVDESS from dominating while not
+    over-sampling the 106-clip LibriSpeech groups 10-fold.
+    """
+    groups = Counter((u.corpus, u.gender) for u in utterances)
+    w = np.array([1.0 / math.sqrt(groups[(u.corpus, u.gender)]) for u in utterances])
+    genders = np.array([u.gender for u in utterances])
+    for g in ("male", "female"):
+        mask = genders == g
+        if mask.any():
+            w[mask] *= 0.5 / w[mask].sum()
+    return w / w.sum()
+
+
+def white_noise_mel(frontend, *, seconds: float = 20.0, seed: int = 1234) -> "torch.Tensor":
+    """Mean mel power per band ``[80, 1]`` of unit-variance white noise (after pre-emphasis)."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    noise = torch.randn(1, int(seconds * frontend.sample_rate), generator=gen)
+    with torch.inference_mode():
+        return frontend.mel_power(noise)[0].mean(dim=1, keepdim=True).clone()
+
+
+def make_batch(
+    mels: Sequence, indices: Sequence[int], *, crop_frames: int, noise_mel, rng: np.random.Generator,
+    noise_prob: float = 0.6, snr_db: tuple[float, float] = (5.0, 40.0), signal_power: float = 10 ** (-26 / 10),
+):
+    """Random crops of ``mels[indices]`` to a common length, noise-augmented and mean-normalised.
+
+    Returns ``[batch, 80, frames]`` float32 with ``frames = min(crop_frames, shortest clip)``.
+    """
+    import torch
+
+    length = min(crop_frames, min(int(mels[i].shape[1]) for i in indices))
+    crops = []
+    for i in indices:
+        m = mels[i]
+        start = int(rng.integers(0, m.shape[1] - length + 1))
+        crop = m[:, start : start + length]
+        if rng.random() < noise_prob:
+            snr = rng.uniform(*snr_db)
+            noise_power = signal_power / (10 ** (snr / 10))
+            crop = torch.log(torch.exp(crop) + noise_power * noise_mel)
+        crops.append(crop - crop.mean(dim=1, keepdim=True))
+    return torch.stack(crops)
+
+
+def _accuracy_on_mels(model, mels: Sequence, labels: np.ndarray) -> tuple[float, float]:
+    """(accuracy, mean cross-entropy) of ``model`` on whole clips (mean-normalised)."""
+    import torch
+    import torch.nn.functional as F
+
+    model.eval()
+    correct, loss = 0, 0.0
+    with torch.inference_mode():
+        for m, y in zip(mels, labels):
+            logits = model.forward_features((m - m.mean(dim=1, keepdim=True))[None])
+            loss += float(F.cross_entropy(logits, torch.tensor([int(y)])))
+            correct += int(int(logits.argmax(1)) == int(y))
+    return correct / max(1, len(mels)), loss / max(1, len(mels))
+
+
+def evaluate_gender(classifier, utterances: Sequence[Utterance], *, signals: Sequence | None = None) -> dict:
+    """Gender accuracy of ``classifier`` on ``utterances`` (gender-labelled rows).
+
+    Args:
+        classifier: a :class:`pipeline.gender.GenderClassifier` (anything with
+            ``predict_proba_batch`` returning ``[p_male, p_female]`` rows).
+        utterances: manifest rows; rows without ``male``/``female`` are ignored.
+        signals: optional prepared signals aligned with ``utterances`` (``None``
+            entries are skipped); loaded with :func:`pipeline.audio.load_audio` if omitted.
+
+    Returns:
+        ``{"overall": {...}, "per_corpus": {corpus: {...}}, "per_gender": {...},
+        "per_gender_emotion": {"male/angry": {...}, ...},
+        "arousal": {"male_high_arousal": {...}, "female_low_arousal": {...}, ...},
+        "errors": [relpath, ...], "skipped": n}`` where each ``{...}`` is
+        ``{"n": int, "correct": int, "accuracy": float}``.
+    """
+    from .gender import GENDER_LABELS
+
+    rows = [(i, u) for i, u in enumerate(utterances) if u.gender in GENDER_LABELS]
+    if signals is None:
+        loaded = load_signals([u for _, u in rows], log_every=0)
+    else:
+        loaded = [signals[i] for i, _ in rows]
+    kept = [(u, y) for (_, u), y in zip(rows, loaded) if y is not None]
+    skipped = len(rows) - len(kept)
+    probs = classifier.predict_proba_batch([y for _, y in kept]) if kept else np.zeros((0, 2))
+    tallies: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
+    errors = []
+    for (u, _), p in zip(kept, probs):
+        ok = int(GENDER_LABELS[int(np.argmax(p))] == u.gender)
+        if not ok:
+            errors.append(u.relpath)
+        keys = [("overall", "all"), ("per_corpus", u.corpus), ("per_gender", u.gender)]
+        if u.emotion:
+            keys.append(("per_gender_emotion", f"{u.gender}/{u.emotion}"))
+            if u.emotion in HIGH_AROUSAL:
+                keys.append(("arousal", f"{u.gender}_high_arousal"))
+            if u.emotion in LOW_AROUSAL:
+                keys.append(("arousal", f"{u.gender}_low_arousal"))
+        for section, key in keys:
+            tallies[section][key][0] += 1
+            tallies[section][key][1] += ok
+
+    def cell(n_correct: list[int]) -> dict:
+        n, c = n_correct
+        return {"n": n, "correct": c, "accuracy": round(c / n, 4) if n else float("nan")}
+
+    result: dict = {
+        section: {key: cell(v) for key, v in sorted(tallies[section].items())}
+        for section in ("per_corpus", "per_gender", "per_gender_emotion", "arousal")
+    }
+    result["overall"] = cell(tallies["overall"]["all"])
+    result["errors"] = sorted(errors)
+    result["skipped"] = skipped
+    return result
+
+
+def train_gender(
+    out_dir: str | Path,
+    *,
+    seed: int = 0,
+    epochs: int = 12,
+    samples_per_epoch: int = 3200,
+    batch_size: int = 32,
+    crop_s: float = 2.0,
+    lr: float = 2e-3,
+    weight_decay: float = 2e-5,
+    widths: dict | None = None,
+    threads: int = 1,
+    evaluate_test: bool = True,
+    max_rows: int | None = None,
+) -> dict:
+    """Train the small ECAPA gender model, save it to ``out_dir`` and return its metadata.
+
+    ``out_dir`` receives ``config.json`` + ``model.safetensors`` (``save_pretrained``),
+    ``metadata.json`` and ``README.md`` (model card, metrics from :func:`evaluate_gender`
+    on the ``test`` split when ``evaluate_test``). ``max_rows`` limits each split
+    (for smoke tests only).
+    """
+    import torch
+    import torch.nn.functional as F
+    import torchaudio
+
+    from .audio import DEFAULT_AUDIO_CONFIG
+    from .ecapa import FRONTEND_PARAMS, ECAPAGender, LogMelFrontEnd
+    from .gender import GENDER_LABELS, GenderClassifier
+
+    t_start = time.time()
+    torch.set_num_threads(threads)
+    seed_everything(seed)
+    rng = np.random.default_rng(seed)
+    widths = dict(SMALL_WIDTHS if widths is None else widths)
+    out_dir = Path(out_dir)
+
+    manifest = read_manifest()
+    train_rows, val_rows = gender_rows(manifest, "train"), gender_rows(manifest, "val")
+    if max_rows:
+        train_rows = [train_rows[i] for i in rng.permutation(len(train_rows))[:max_rows]]
+        val_rows = [val_rows[i] for i in rng.permutation(len(val_rows))[:max_rows]]
+    print(f"loading {len(train_rows)} train + {len(val_rows)} val clips", flush=True)
+    frontend = LogMelFrontEnd()
+    data = {}
+    for name, rows in (("train", train_rows), ("val", val_rows)):
+        signals = load_signals(rows)
+        keep = [i for i, y in enumerate(signals) if y is not None]
+        rows = [rows[i] for i in keep]
+        mels = compute_log_mels([signals[i] for i in keep], frontend)
+        labels = np.array([GENDER_LABELS.index(u.gender) for u in rows])
+        data[name] = (rows, mels, labels)
+    train_rows, train_mels, train_labels = data["train"]
+    val_rows, val_mels, val_labels = data["val"]
+    print(f"features ready in {time.time() - t_start:.0f} s", flush=True)
+
+    weights = sampling_weights(train_rows)
+    noise_mel = white_noise_mel(frontend)
+    crop_frames = int(round(crop_s * frontend.sample_rate / frontend.hop_length))
+
+    model = ECAPAGender(**widths)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    steps_per_epoch = max(1, samples_per_epoch // batch_size)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimiser, max_lr=lr, total_steps=epochs * steps_per_epoch, pct_start=0.15
+    )
+    best = {"val_accuracy": -1.0, "val_loss": float("inf"), "epoch": 0, "state": None}
+    history = []
+    for epoch in range(1, epochs + 1):
+        t_epoch = time.time()
+        model.train()
+        total_loss, total_correct, seen = 0.0, 0, 0
+        for _ in range(steps_per_epoch):
+            idx = rng.choice(len(train_rows), size=batch_size, replace=True, p=weights)
+            x = make_batch(train_mels, idx, crop_frames=crop_frames, noise_mel=noise_mel, rng=rng)
+            y = torch.as_tensor(train_labels[idx])
+            logits = model.forward_features(x)
+            loss = F.cross_entropy(logits, y, label_smoothing=0.05)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            scheduler.step()
+            total_loss += float(loss.detach()) * len(idx)
+            total_correct += int((logits.argmax(1) == y).sum())
+            seen += len(idx)
+        train_time = time.time() - t_epoch
+        val_acc, val_loss = _accuracy_on_mels(model, val_mels, val_labels)
+        record = {
+            "epoch": epoch,
+            "train_loss": round(total_loss / seen, 4),
+            "train_accuracy": round(total_correct / seen, 4),
+            "val_accuracy": round(val_acc, 4),
+            "val_loss": round(val_loss, 4),
+            "train_seconds": round(train_time, 1),
+            "val_seconds": round(time.time() - t_epoch - train_time, 1),
+        }
+        history.append(record)
+        print(json.dumps(record), flush=True)
+        if (val_acc, -val_loss) > (best["val_accuracy"], -best["val_loss"]):
+            best = {
+                "val_accuracy": val_acc,
+                "val_loss": val_loss,
+                "epoch": epoch,
+                "state": {k: v.detach().clone() for k, v in model.state_dict().items()},
+            }
+    model.load_state_dict(best["state"])
+    model.eval()
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir)
+    metadata = {
+        "model": "ECAPA-TDNN gender classifier (small), parameter names as JaesungHuh/voice-gender-classifier",
+        "labels": list(GENDER_LABELS),
+        "sample_rate": frontend.sample_rate,
+        "frontend": FRONTEND_PARAMS,
+        "architecture": widths,
+        "audio_config": DEFAULT_AUDIO_CONFIG.to_dict(),
+        "training": {
+            "corpora": sorted({u.corpus for u in train_rows}),
+            "train_rows": dict(sorted(Counter(f"{u.corpus}/{u.gender}" for u in train_rows).items())),
+            "val_rows": dict(sorted(Counter(f"{u.corpus}/{u.gender}" for u in val_rows).items())),
+            "n_train": len(train_rows),
+            "n_val": len(val_rows),
+            "seed": seed,
+            "threads": threads,
+            "epochs": epochs,
+            "best_epoch": best["epoch"],
+            "samples_per_epoch": steps_per_epoch * batch_size,
+            "batch_size": batch_size,
+            "crop_s": crop_s,
+            "optimiser": f"AdamW lr={lr} (one-cycle) weight_decay={weight_decay}, label smoothing 0.05",
+            "augmentation": "random crop; white noise at SNR U(5, 40) dB with p=0.6 (mel power domain)",
+            "sampling": "weights ~ 1/sqrt(size of corpus x gender group), genders balanced 50/50",
+            "history": history,
+            "wall_seconds": None,
+        },
+        "val_accuracy": round(best["val_accuracy"], 4),
+        "torch_version": torch.__version__,
+        "torchaudio_version": torchaudio.__version__,
+        "n_parameters": sum(p.numel() for p in model.parameters()),
+    }
+    metadata["training"]["wall_seconds"] = round(time.time() - t_start, 1)
+    if evaluate_test:
+        test_rows = gender_rows(manifest, "test")
+        if max_rows:
+            test_rows = [test_rows[i] for i in rng.permutation(len(test_rows))[:max_rows]]
+        classifier = GenderClassifier.load(out_dir)
+        metrics = evaluate_gender(classifier, test_rows)
+        metadata["test_metrics"] = metrics
+        print(json.dumps({k: metrics[k] for k in ("overall", "per_corpus", "arousal")}, indent=1), flush=True)
+    (out_dir / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
+    (out_dir / "README.md").write_text(model_card(metadata, out_dir), encoding="utf-8")
+    return metadata
+
+
+def _table(rows: dict, header: str) -> str:
+    lines = [f"| {header} | n | correct | accuracy |", "|---|---:|---:|---:|"]
+    for key, c in rows.items():
+        lines.append(f"| {key} | {c['n']} | {c['correct']} | {100 * c['accuracy']:.1f}% |")
+    return "\n".join(lines)
+
+
+def model_card(metadata: dict, out_dir: Path) -> str:
+    """Markdown model card built from ``metadata`` (numbers come from the training run)."""
+    tr = metadata["training"]
+    size_mb = (out_dir / "model.safetensors").stat().st_size / 1e6 if (out_dir / "model.safetensors").exists() else float("nan")
+    w = metadata["architecture"]
+    counts = "\n".join(f"| {k} | {v} |" for k, v in tr["train_rows"].items())
+    parts = [
+        "# Gender model (small ECAPA-TDNN)",
+        "",
+        "Predicts the speaker's gender (`male` / `female`, logits index 0 / 1) from a 16 kHz mono "
+        "speech signal prepared by `pipeline.audio.load_audio` (silence-trimmed, RMS-normalised to "
+        f"{metadata['audio_config']['target_rms_dbfs']} dBFS). It routes each clip to the male or female "
+        "emotion model of this project.",
+        "",
+        "Architecture: ECAPA-TDNN (Desplanques et al. 2020) with the parameter names of the public "
+        "`JaesungHuh/voice-gender-classifier`, at reduced width "
+        f"(C={w['C']}, MFA {w['mfa_channels']}, attention {w['attention_channels']}, "
+        f"embedding {w['embedding_dim']}; {metadata['n_parameters']:,} parameters, "
+        f"model.safetensors {size_mb:.1f} MB). Trained from scratch in this project; no public weights used. "
+        "Front end: pre-emphasis 0.97, 25 ms Hamming window / 10 ms hop, 512-point FFT, 80 HTK mel bands "
+        "20-7600 Hz, log(mel + 1e-6), per-band mean subtraction over the clip.",
+        "",
+        "Files: `config.json` (widths, read by `ECAPAGender.from_pretrained`), `model.safetensors`, "
+        "`metadata.json` (labels, front end, audio config, training history, metrics).",
+        "",
+        "```python",
+        "from pipeline.audio import load_audio",
+        "from pipeline.gender import GenderClassifier",
+        "clf = GenderClassifier.load()            # this folder",
+        "p_male, p_female = clf.predict_proba(load_audio('clip.wav').samples)",
+        "```",
+        "",
+        "## Training data and licences",
+        "",
+        "Gender-labelled rows of the shared corpus, `train` split (speaker-disjoint from `val` and `test`); "
+        f"model selection on `val` (best epoch {tr['best_epoch']} of {tr['epochs']}, "
+        f"val accuracy {100 * metadata['val_accuracy']:.1f}%). The `test` split was used only for the metrics below.",
+        "",
+        "| corpus/gender | train clips |",
+        "|---|---:|",
+        counts,
+        "",
+        "Licences of the training data:",
+        "",
+        *[f"- {c}: {LICENCES.get(c, 'see corpus')}" for c in tr["corpora"]],
+        "",
+        "**Because the model is trained on RAVDESS, it inherits RAVDESS's CC BY-NC-SA 4.0 terms: "
+        "non-commercial use only, and derivatives must be shared alike.** SAVEE, ASED and EMOVO are "
+        "released for research use.",
+        "",
+        f"Training: {tr['optimiser']}; {tr['augmentation']}; {tr['sampling']}; "
+        f"{tr['samples_per_epoch']} sampled {tr['crop_s']:.1f} s crops per epoch, batch {tr['batch_size']}, "
+        f"seed {tr['seed']}; torch {metadata['torch_version']}, torchaudio {metadata['torchaudio_version']}; "
+        f"{tr['wall_seconds'] / 60:.1f} min wall on {tr.get('threads', '?')} CPU thread(s) "
+        "(audio loading, feature caching and training).",
+        "",
+        "Retrain (reads `../shared/data` or `$SER_DATA_DIR`):",
+        "",
+        "```",
+        "python -m pipeline.train_gender --out gender_model",
+        "```",
+        "",
+    ]
+    metrics = metadata.get("test_metrics")
+    if metrics:
+        o = metrics["overall"]
+        parts += [
+            "## Metrics (test split, speakers unseen in training)",
+            "",
+            f"Overall accuracy: **{100 * o['accuracy']:.2f}%** ({o['correct']}/{o['n']} clips, "
+            f"{metrics['skipped']} skipped by audio checks). Computed by "
+            "`pipeline.train_gender.evaluate_gender` on whole clips.",
+            "",
+            _table(metrics["per_corpus"], "corpus"),
+            "",
+            _table(metrics["per_gender"], "gender"),
+            "",
+            "Arousal check (high = angry/happy/fearful/surprised, low = sad/calm/neutral): high-arousal "
+            "male and low-arousal female speech are where gender models usually fail.",
+            "",
+            _table(metrics["arousal"], "group"),
+            "",
+            _table(metrics["per_gender_emotion"], "gender/emotion"),
+            "",
+        ]
+    parts += [
+        "## Known limits",
+        "",
+        "- Binary self-reported gender labels of the corpora; the model estimates voice "
+        "characteristics, not identity, and will misjudge some speakers (e.g. children, "
+        "voices outside the training range).",
+        "- Trained on adult acted/read speech in English, Amharic and Italian, mostly clean "
+        "close-microphone recordings; noisy, far-field, telephone or other-language audio may be less accurate.",
+        "- The test split holds few speakers per corpus (e.g. SAVEE: one male speaker, no female; "
+        "LibriSpeech: 25 readers), so per-corpus numbers have wide confidence intervals.",
+        "- Very short clips (< 1 s of speech) are less reliable.",
+        "",
+    ]
+    return "\n".join(parts)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", default="gender_model", help="output folder (default: gender_model)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--samples-per-epoch", type=int, default=3200)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 avoids oversubscription on a busy 2-core machine)")
+    parser.add_argument("--max-rows", type=int, default=None, help="limit rows per split (smoke test)")
+    parser.add_argument("--no-test", action="store_true", help="skip the test-split metrics")
+    args = parser.parse_args(argv)
+    train_gender(
+        args.out,
+        seed=args.seed,
+        epochs=args.epochs,
+        samples_per_epoch=args.samples_per_epoch,
+        threads=args.threads,
+        evaluate_test=not args.no_test,
+        max_rows=args.max_rows,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

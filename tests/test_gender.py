@@ -1,0 +1,256 @@
+"""Tests of the ECAPA gender model, its front end and the GenderClassifier wrapper."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.ecapa import ECAPAGender, LogMelFrontEnd
+from pipeline.errors import ModelError, PredictionError
+from pipeline.gender import DEFAULT_GENDER_MODEL_DIR, GENDER_LABELS, GenderClassifier
+
+DATA = Path(__file__).parent / "data"
+SR = 16000
+TINY = {"C": 32, "mfa_channels": 48, "attention_channels": 16, "embedding_dim": 16}
+
+
+def synthetic_signal(seconds: float = 1.0, sr: int = SR) -> np.ndarray:
+    """Deterministic chirp (100 Hz -> 4 kHz) plus a 220 Hz tone with harmonics, float32."""
+    t = np.arange(int(seconds * sr)) / sr
+    f0, f1 = 100.0, 4000.0
+    chirp = np.sin(2 * np.pi * (f0 * t + (f1 - f0) * t**2 / (2 * seconds)))
+    tone = sum(np.sin(2 * np.pi * 220.0 * k * t) / k for k in (1, 2, 3))
+    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 3.0 * t) ** 2
+    return (0.05 * (chirp + tone * envelope)).astype(np.float32)
+
+
+def expected_public_keys() -> set[str]:
+    """State-dict names of JaesungHuh/voice-gender-classifier, written out from its layout."""
+    bn = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+    keys = {"conv1.weight", "conv1.bias", *(f"bn1.{s}" for s in bn)}
+    for layer in ("layer1", "layer2", "layer3"):
+        for conv in ("conv1", "conv3", "se.se.1", "se.se.3"):
+            keys |= {f"{layer}.{conv}.weight", f"{layer}.{conv}.bias"}
+        for norm in ("bn1", "bn3", *(f"bns.{i}" for i in range(7))):
+            keys |= {f"{layer}.{norm}.{s}" for s in bn}
+        keys |= {f"{layer}.convs.{i}.{p}" for i in range(7) for p in ("weight", "bias")}
+    for lin in ("layer4", "attention.0", "attention.4", "fc6", "fc7"):
+        keys |= {f"{lin}.weight", f"{lin}.bias"}
+    for norm in ("attention.2", "bn5", "bn6"):
+        keys |= {f"{norm}.{s}" for s in bn}
+    return keys
+
+
+def _randomise_batchnorm(model: torch.nn.Module, seed: int = 0) -> None:
+    """Give BatchNorm layers non-trivial running statistics (eval outputs then depend on them)."""
+    gen = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm1d):
+            m.running_mean.copy_(0.1 * torch.randn(m.running_mean.shape, generator=gen))
+            m.running_var.copy_(0.5 + torch.rand(m.running_var.shape, generator=gen))
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    model = ECAPAGender(**TINY)
+    _randomise_batchnorm(model)
+    folder = tmp_path_factory.mktemp("tiny_gender")
+    model.save_pretrained(folder)
+    return folder
+
+
+# --------------------------------------------------------------------------- layout
+
+
+def test_public_layout_round_trip(tmp_path):
+    torch.manual_seed(1)
+    model = ECAPAGender(C=1024).eval()
+    _randomise_batchnorm(model, seed=1)
+    keys = set(model.state_dict())
+    assert keys == expected_public_keys()
+    assert len(keys) == 233
+    for name in ("layer1.convs.6.weight", "attention.0.weight", "bn5.running_mean", "fc7.bias"):
+        assert name in keys
+    assert not any(k.startswith("frontend") for k in keys)
+    assert model.state_dict()["fc7.weight"].shape == (2, 192)
+    assert model.state_dict()["attention.0.weight"].shape == (256, 4608, 1)
+
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "config.json").is_file() and (tmp_path / "model.safetensors").is_file()
+    clf = GenderClassifier.load(tmp_path)
+    assert set(clf.model.state_dict()) == keys
+    x = torch.from_numpy(synthetic_signal(0.8))[None]
+    with torch.inference_mode():
+        expected = torch.softmax(model(x), dim=1)[0].numpy()
+    np.testing.assert_allclose(clf.predict_proba(x[0].numpy()), expected, rtol=1e-5, atol=1e-6)
+    assert clf.source == str(tmp_path)
+    assert clf.info == {}
+
+
+def test_config_mismatch_is_model_error(tmp_path, tiny_dir):
+    import json
+    import shutil
+
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(tiny_dir / name, tmp_path / name)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["C"] = 64
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelError, match="do not match"):
+        GenderClassifier.load(tmp_path)
+
+
+# --------------------------------------------------------------------------- front end
+
+
+def reference_log_mel(y: np.ndarray) -> np.ndarray:
+    """Independent numpy/librosa implementation of the public front end, ``[80, frames]``."""
+    import librosa
+
+    y = y.astype(np.float64)
+    padded = np.concatenate([y[1:2], y])  # reflect pad by one sample on the left
+    emphasised = padded[1:] - 0.97 * padded[:-1]
+    n_fft, hop, win = 512, 160, 400
+    n = np.arange(win)
+    window = 0.54 - 0.46 * np.cos(2 * np.pi * n / win)  # periodic Hamming
+    left = (n_fft - win) // 2
+    window = np.pad(window, (left, n_fft - win - left))
+    x = np.pad(emphasised, n_fft // 2, mode="reflect")
+    n_frames = 1 + len(emphasised) // hop
+    frames = np.stack([x[t * hop : t * hop + n_fft] * window for t in range(n_frames)], axis=1)
+    power = np.abs(np.fft.rfft(frames, axis=0)) ** 2  # [257, frames]
+    fbank = librosa.filters.mel(sr=SR, n_fft=n_fft, n_mels=80, fmin=20, fmax=7600, htk=True, norm=None)
+    logmel = np.log(fbank @ power + 1e-6)
+    return logmel - logmel.mean(axis=1, keepdims=True)
+
+
+def test_front_end_matches_numpy_reference():
+    y = synthetic_signal(1.0)
+    got = LogMelFrontEnd()(torch.from_numpy(y)[None])[0].numpy()
+    want = reference_log_mel(y)
+    assert got.shape == want.shape == (80, 101)
+    np.testing.assert_allclose(got, want, atol=2e-3, rtol=0)
+
+
+def test_front_end_matches_torchaudio_melspectrogram():
+    import torchaudio
+
+    x = torch.from_numpy(synthetic_signal(0.7))[None]
+    emph = torch.nn.functional.conv1d(
+        torch.nn.functional.pad(x.unsqueeze(1), (1, 0), "reflect"), torch.tensor([[[-0.97, 1.0]]])
+    ).squeeze(1)
+    mel = torchaudio.transforms.MelSpectrogram(
+        sample_rate=16000, n_fft=512, win_length=400, hop_length=160, f_min=20, f_max=7600,
+        window_fn=torch.hamming_window, n_mels=80,
+    )
+    want = torch.log(mel(emph) + 1e-6)
+    want = want - want.mean(dim=-1, keepdim=True)
+    torch.testing.assert_close(LogMelFrontEnd()(x), want, atol=1e-4, rtol=0)
+
+
+def test_front_end_golden_file():
+    golden = np.load(DATA / "logmel_golden.npy")
+    got = LogMelFrontEnd()(torch.from_numpy(synthetic_signal(0.5))[None])[0].numpy()
+    assert got.shape == golden.shape == (80, 51)
+    np.testing.assert_allclose(got, golden, atol=1e-3, rtol=0)
+
+
+def test_front_end_has_no_state():
+    fe = LogMelFrontEnd()
+    assert list(fe.parameters()) == []
+    assert fe.state_dict() == {}
+
+
+# --------------------------------------------------------------------------- classifier
+
+
+def test_predict_proba_tiny(tiny_dir):
+    clf = GenderClassifier.load(tiny_dir)
+    assert not clf.model.training
+    p = clf.predict_proba(synthetic_signal(1.0))
+    assert p.shape == (2,)
+    assert np.all(p >= 0) and abs(float(p.sum()) - 1.0) < 1e-5
+    assert clf.predict(synthetic_signal(1.0)) in GENDER_LABELS
+
+
+def test_batch_equals_single(tiny_dir):
+    clf = GenderClassifier.load(tiny_dir)
+    base = synthetic_signal(1.2)
+    signals = [base, base[:9000] * 0.5, base[::-1].copy(), base[3000:12000], synthetic_signal(0.6)]
+    batch = clf.predict_proba_batch(signals)
+    assert batch.shape == (5, 2)
+    single = np.stack([clf.predict_proba(s) for s in signals])
+    np.testing.assert_allclose(batch, single, rtol=1e-5, atol=1e-6)
+    assert clf.predict_proba_batch([]).shape == (0, 2)
+
+
+def test_bad_signal_is_prediction_error(tiny_dir):
+    clf = GenderClassifier.load(tiny_dir)
+    with pytest.raises(PredictionError):
+        clf.predict_proba(np.full(16000, np.nan, dtype=np.float32))
+    with pytest.raises(PredictionError):
+        clf.predict_proba(np.zeros((2, 16000), dtype=np.float32))
+
+
+def test_missing_weights_is_model_error(tmp_path, tiny_dir):
+    (tmp_path / "config.json").write_text((tiny_dir / "config.json").read_text())
+    with pytest.raises(ModelError, match="model.safetensors"):
+        GenderClassifier.load(tmp_path)
+    (tmp_path / "config.json").unlink()
+    with pytest.raises(ModelError, match="config.json"):
+        GenderClassifier.load(tmp_path)
+
+
+def test_missing_folder_is_model_error(tmp_path):
+    with pytest.raises(ModelError, match="not found"):
+        GenderClassifier.load(tmp_path / "no_such_model")
+
+
+def test_unreachable_hub_is_model_error(monkeypatch, tmp_path):
+    import huggingface_hub.constants as hf_constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True, raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hf" / "hub"), raising=False)
+    with pytest.raises(ModelError, match="(?i)internet"):
+        GenderClassifier.load("JaesungHuh/voice-gender-classifier")
+
+
+def test_cuda_request_without_cuda(tiny_dir):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    with pytest.raises(ModelError, match="CUDA"):
+        GenderClassifier.load(tiny_dir, device="cuda")
+
+
+# --------------------------------------------------------------------------- shipped model
+
+
+def test_shipped_model_on_real_test_clips():
+    from pipeline.audio import load_audio
+    from pipeline.data import data_dir, read_manifest
+
+    if not (data_dir() / "manifest.csv").is_file():
+        pytest.skip(f"shared data not found at {data_dir()}")
+    if not (DEFAULT_GENDER_MODEL_DIR / "model.safetensors").is_file():
+        pytest.skip("no shipped gender model")
+    rows = [u for u in read_manifest() if u.split == "test" and u.gender in GENDER_LABELS]
+    picked = []
+    for corpus, gender in [
+        ("ravdess", "male"), ("ravdess", "female"), ("savee", "male"), ("librispeech", "male"),
+        ("librispeech", "female"), ("ased", "male"), ("ased", "female"), ("emovo", "male"),
+        ("emovo", "female"), ("ravdess", "female"),
+    ]:
+        candidates = [u for u in rows if u.corpus == corpus and u.gender == gender and u not in picked]
+        picked.append(candidates[len(candidates) // 3])
+    clf = GenderClassifier.load()
+    assert clf.info.get("labels") == list(GENDER_LABELS)
+    probs = clf.predict_proba_batch([load_audio(u.path).samples for u in picked])
+    predicted = [GENDER_LABELS[int(i)] for i in probs.argmax(axis=1)]
+    correct = sum(p == u.gender for p, u in zip(predicted, picked))
+    assert correct >= 9, list(zip([u.relpath for u in picked], predicted))
