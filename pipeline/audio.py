@@ -197,6 +197,9 @@ def to_mono_float(y: np.ndarray) -> tuple[np.ndarray, int]:
             y = y.astype(np.float64).mean(axis=1)
     if y.size == 0:
         raise EmptyAudioError("signal holds no samples")
+    with np.errstate(all="ignore"):
+        if not np.all(np.isfinite(y)) or np.max(np.abs(y)) > np.finfo(np.float32).max:
+            raise NonFiniteAudioError("signal contains NaN, infinite or out-of-range samples; the file is corrupt")
     return np.asarray(y, dtype=np.float32), channels
 
 
@@ -249,6 +252,9 @@ def prepare_signal(
         raise SilentAudioError(
             f"clip is silent (peak below {config.silence_peak_dbfs:.0f} dBFS); check the microphone or the file"
         )
+    # Peak-normalise first: librosa's trim clamps frames at -100 dB and its float32 RMS
+    # overflows above ~1e19, so trimming is only level-invariant near full scale.
+    mono = (mono.astype(np.float64) / peak).astype(np.float32)
     mono = resample(mono, sr, config.sample_rate, quality=config.resample_quality)
     trimmed = trim_silence(mono, config=config)
     speech_s = trimmed.size / config.sample_rate

@@ -371,6 +371,20 @@ def test_unreadable_permissions(tmp_path, speech):
         os.chmod(path, 0o644)
 
 
+def test_permission_denied_on_open_is_file_access_error(tmp_path, speech, monkeypatch):
+    """Same path as chmod 000, but also runs as root: ``open`` raises PermissionError."""
+    import pipeline.audio as audio_module
+
+    path = write_audio(tmp_path / "locked.wav", speech, SR, subtype="PCM_16")
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(audio_module, "open", denied, raising=False)
+    err = _expect(errors.FileAccessError, "not_found", load_audio, path, path=path)
+    assert "permission" in err.message.lower()
+
+
 def test_name_overrides_label(speech):
     with pytest.raises(errors.TooShortError) as info:
         load_audio(io.BytesIO(_wav_bytes(speech[:800])), name="upload.wav")
@@ -434,16 +448,6 @@ def test_level_invariance(speech, gain):
 
 # --------------------------------------------------------------------------- known bugs in pipeline/audio.py
 
-TRIM_BUG = (
-    "pipeline.audio.trim_silence is not level-invariant: librosa.effects.trim converts frame RMS "
-    "to dB with amplitude_to_db(amin=1e-5), so frames below -100 dBFS are clamped; when the loudest "
-    "frame is below about -60 dBFS every frame (digital silence included) counts as sound and "
-    "nothing is trimmed. Above ~1e19 the float32 RMS overflows to inf, inf - inf = NaN and every "
-    "frame counts as silence (TooShortError '0 ms of sound'). Fix: peak-normalise before trimming."
-)
-
-
-@pytest.mark.xfail(strict=True, reason=TRIM_BUG)
 @pytest.mark.parametrize("peak_dbfs", [-55.0, -70.0])
 def test_quiet_padded_recording_is_trimmed_like_a_loud_one(peak_dbfs):
     y = with_silence_padding(voiced_signal(2.0, seed=9), SR, 1.0, 1.0)
@@ -454,7 +458,6 @@ def test_quiet_padded_recording_is_trimmed_like_a_loud_one(peak_dbfs):
     np.testing.assert_allclose(quiet.samples, loud.samples, rtol=1e-3, atol=1e-4)
 
 
-@pytest.mark.xfail(strict=True, reason=TRIM_BUG)
 @pytest.mark.parametrize("gain", [1e20, 1e30])
 def test_level_invariance_huge_finite_float_samples(speech, gain):
     y = with_silence_padding(speech, SR, 0.3, 0.2)

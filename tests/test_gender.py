@@ -254,3 +254,55 @@ def test_shipped_model_on_real_test_clips():
     predicted = [GENDER_LABELS[int(i)] for i in probs.argmax(axis=1)]
     correct = sum(p == u.gender for p, u in zip(predicted, picked))
     assert correct >= 9, list(zip([u.relpath for u in picked], predicted))
+
+
+# --------------------------------------------------------------------------- training helpers
+
+
+def _row(corpus: str, speaker: str, gender: str):
+    from pipeline.data import Utterance
+
+    return Utterance(Path(f"{speaker}.flac"), corpus, speaker, gender, "", "", "en", "train", 1.0)
+
+
+def test_sampling_weights_balance_speakers_and_genders():
+    from pipeline.train_gender import sampling_weights
+
+    rows = (
+        [_row("ased", "ased_1", "female")] * 30 + [_row("ased", "ased_2", "female")] * 10
+        + [_row("ased", "ased_3", "male")] * 40 + [_row("librispeech", f"ls_{i}", "male") for i in range(10)]
+    )
+    w = sampling_weights(rows)
+    assert abs(w.sum() - 1.0) < 1e-9
+    genders = np.array([r.gender for r in rows])
+    assert abs(w[genders == "female"].sum() - 0.5) < 1e-9
+    speakers = np.array([r.speaker for r in rows])
+    # both female speakers get the same total share despite 30 vs 10 clips
+    assert abs(w[speakers == "ased_1"].sum() - w[speakers == "ased_2"].sum()) < 1e-9
+    # male groups: mass proportional to sqrt(group size) (40 vs 10 clips -> 2:1)
+    assert abs(w[speakers == "ased_3"].sum() / w[80:].sum() - 2.0) < 1e-9
+
+
+def test_speed_perturb_and_spec_augment():
+    from pipeline.train_gender import make_batch, spec_augment, speed_perturb
+
+    y = synthetic_signal(1.0)
+    fast, slow = speed_perturb(y, 1.1), speed_perturb(y, 0.9)
+    assert abs(len(fast) - len(y) / 1.1) <= 2 and abs(len(slow) - len(y) / 0.9) <= 2
+    assert abs(np.sqrt(np.mean(fast**2)) - np.sqrt(np.mean(y**2))) < 1e-4
+    assert speed_perturb(y, 1.0) is y
+
+    rng = np.random.default_rng(0)
+    x = torch.randn(4, 80, 200)
+    spec_augment(x, rng, freq_masks=1, max_freq_width=80, time_masks=0)
+    assert (x == 0).all(dim=2).any()  # some band fully masked
+
+    fe = LogMelFrontEnd()
+    mels = [[fe.log_mel(torch.from_numpy(s)[None])[0] for s in (y, slow, fast)] for _ in range(3)]
+    batch = make_batch(mels, [0, 1, 2], crop_frames=50, noise_mel=None, rng=rng, noise_prob=0.0)
+    assert batch.shape == (3, 80, 50)
+    torch.testing.assert_close(batch.mean(dim=2), torch.zeros(3, 80), atol=1e-4, rtol=0)
+    masked = make_batch(mels, [0, 1, 2], crop_frames=300, noise_mel=None, rng=rng, noise_prob=0.0,
+                        specaugment=True)
+    assert masked.shape[:2] == (3, 80) and masked.shape[2] <= 300
+    assert (masked == 0).any()
