@@ -11,6 +11,7 @@ existing output without --overwrite/--resume, models that cannot be loaded).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -68,8 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         files = batch.discover(args.inputs, recursive=args.recursive)
     except FileNotFoundError as exc:
         return _usage(str(exc))
-    out_abs = out.resolve()
-    files = [f for f in files if f.path.resolve() != out_abs]
+    out_real = os.path.realpath(out)  # realpath, unlike Path.resolve, tolerates symlink loops
+    files = [f for f in files if os.path.realpath(f.path) != out_real]
     if not files:
         return _usage("no audio files found" + ("" if args.recursive else " (use --recursive for sub-folders)"))
     done: dict[str, dict[str, str]] = {}

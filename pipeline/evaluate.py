@@ -263,6 +263,35 @@ def to_markdown(metrics: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def headline(metrics: dict) -> str:
+    """The short results table kept in the top-level README."""
+    g = metrics["gender"]
+    per_corpus = ", ".join(f"{c} {_pct(m['accuracy'])}" for c, m in g["per_corpus"].items())
+    lines = [
+        f"Gender accuracy: **{_pct(g['overall']['accuracy'])}** on {g['overall']['n']} test clips ({per_corpus}).",
+        "",
+        "| emotion, 8 classes | " + " | ".join(metrics["emotion"]) + " |",
+        "|---|" + "---:|" * len(metrics["emotion"]),
+    ]
+    for label, key in (("RAVDESS test actors, accuracy", "ravdess"), ("all emotional test clips, accuracy", "overall")):
+        lines.append(f"| {label} | " + " | ".join(_pct(m[key].get("accuracy")) for m in metrics["emotion"].values()) + " |")
+    lines.append("| all emotional test clips, macro-F1 | "
+                 + " | ".join(f"{m['overall'].get('macro_f1', float('nan')):.3f}" for m in metrics["emotion"].values()) + " |")
+    lines += ["", "*cascade*: predicted gender, hard routing (what you get); *true_gender*: routing by the true "
+              "gender; *pooled*: one gender-agnostic model; *soft*: both models weighted by the gender probabilities."]
+    return "\n".join(lines)
+
+
+def update_readme(metrics: dict, readme: Path = PROJECT_ROOT / "README.md") -> None:
+    """Replace the text between the README's metrics markers with :func:`headline`."""
+    start, end = "<!-- metrics:start -->", "<!-- metrics:end -->"
+    text = readme.read_text(encoding="utf-8")
+    if start in text and end in text:
+        before, rest = text.split(start, 1)
+        after = rest.split(end, 1)[1]
+        readme.write_text(f"{before}{start}\n{headline(metrics)}\n{end}{after}", encoding="utf-8")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=REPORT_DIR, help="folder for metrics.json/.md (default reports/)")
@@ -284,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         for folder in (MALE_MODEL_DIR, FEMALE_MODEL_DIR, POOLED_MODEL_DIR):
             if folder.is_dir():
                 write_emotion_card(folder, metrics)
+        update_readme(metrics)
     print(to_markdown(metrics))
     return 0
 

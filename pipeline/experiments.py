@@ -19,7 +19,7 @@ from .data import read_manifest
 from .dataset import build_table
 from .emotion import EMOTION_LABELS
 from .evaluate import REPORT_DIR, emotion_metrics
-from .train_emotion import TrainConfig, emotion_rows, train_emotion
+from .train_emotion import TrainConfig, emotion_rows, train_family
 
 VARIANTS: dict[str, dict] = {
     "shipped recipe (all corpora, augmentation, pooled pre-training)": {},
@@ -35,9 +35,9 @@ def run(variants: dict[str, dict], *, n_seeds: int = 1, seed: int = 0) -> dict:
     results: dict = {}
     for title, change in variants.items():
         preds = np.empty(len(rows), dtype=object)
+        models, _ = train_family(replace(TrainConfig(n_seeds=n_seeds, seed=seed), **change), verbose=False)
         for gender in ("male", "female"):
-            config = replace(TrainConfig(gender=gender, n_seeds=n_seeds, seed=seed), **change)
-            model, _ = train_emotion(config, verbose=False)
+            model = models[gender]
             idx = [i for i, u in enumerate(rows) if u.gender == gender and table.ok[i]]
             probs = model.predict_proba(table.X[idx])
             for i, p in zip(idx, probs):
@@ -71,7 +71,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPORT_DIR)
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--only", nargs="*", default=None, help="variant titles to run (default: all)")
+    parser.add_argument("--threads", type=int, default=None, help="TensorFlow threads (default: all cores)")
     args = parser.parse_args(argv)
+    from .emotion import configure_tensorflow
+
+    configure_tensorflow(args.threads)
     variants = {k: v for k, v in VARIANTS.items() if not args.only or k in args.only}
     results = run(variants, n_seeds=args.seeds)
     args.out.mkdir(parents=True, exist_ok=True)

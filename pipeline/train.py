@@ -19,13 +19,14 @@ from .data import PROJECT_ROOT
 from .evaluate import POOLED_MODEL_DIR
 
 EMOTION_DIRS = {"male": MALE_MODEL_DIR, "female": FEMALE_MODEL_DIR, "pooled": POOLED_MODEL_DIR}
-PARTS = ("gender", "male", "female", "pooled")
+PARTS = ("gender", "male", "female", "pooled")  # the three emotion models are trained together
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.train", description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", nargs="+", choices=PARTS, default=list(PARTS), help="which models to rebuild")
     parser.add_argument("--seeds", type=int, default=None, help="ensemble size of the emotion models (default 5)")
+    parser.add_argument("--threads", type=int, default=None, help="TensorFlow threads (default: all cores)")
     parser.add_argument("--no-evaluate", action="store_true", help="skip the evaluation and model cards")
     args = parser.parse_args(argv)
 
@@ -33,19 +34,19 @@ def main(argv: list[str] | None = None) -> int:
         from .train_gender import main as train_gender_main
 
         train_gender_main(["--out", str(PROJECT_ROOT / "gender_model")])
-    from .train_emotion import TrainConfig, save_history, train_emotion
+    if set(args.only) & set(EMOTION_DIRS):
+        from .emotion import configure_tensorflow
+        from .train_emotion import TrainConfig, save_history, train_family
 
-    for name in ("male", "female", "pooled"):
-        if name not in args.only:
-            continue
-        config = TrainConfig(gender=name)
-        if args.seeds:
-            config = replace(config, n_seeds=args.seeds)
-        model, history = train_emotion(config)
-        folder: Path = EMOTION_DIRS[name]
-        model.save(folder)
-        save_history(history, folder / "training_history.json")
-        print(f"saved {folder}", flush=True)
+        configure_tensorflow(args.threads)
+        config = TrainConfig() if not args.seeds else replace(TrainConfig(), n_seeds=args.seeds)
+        models, history = train_family(config)
+        for name, model in models.items():
+            if name in args.only:
+                folder: Path = EMOTION_DIRS[name]
+                model.save(folder)
+                save_history({"members": history[name]}, folder / "training_history.json")
+                print(f"saved {folder}", flush=True)
     if not args.no_evaluate:
         from .evaluate import main as evaluate_main
 

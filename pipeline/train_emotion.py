@@ -9,8 +9,9 @@ Recipe (each choice measured by ``python -m pipeline.experiments``):
   x1.1) and with pink noise at 15 dB SNR (:mod:`pipeline.augment`);
 * class weights balance the eight emotions (SAVEE/EMOVO have no ``calm``, ASED
   only five classes);
-* ``pretrain``: the network is first trained on both genders, then fine-tuned on
-  the model's own gender (female emotional speech is scarce);
+* ``pretrain``: the network is first trained on both genders (that network is
+  the pooled comparison model), then fine-tuned on each gender (female
+  emotional speech is scarce);
 * an ensemble of ``n_seeds`` networks, averaged inside one Keras model.
 """
 from __future__ import annotations
@@ -36,18 +37,17 @@ EMOTION_CORPORA = ("ravdess", "savee", "ased", "emovo")
 class TrainConfig:
     """Hyper-parameters of one emotion model (saved in its ``config.json``)."""
 
-    gender: str  # "male", "female" or "pooled"
     corpora: tuple[str, ...] = EMOTION_CORPORA
     augmentations: tuple[Augmentation, ...] = DEFAULT_AUGMENTATIONS
     pretrain: bool = True
-    n_seeds: int = 5
+    n_seeds: int = 3
     seed: int = 0
-    epochs: int = 120
-    finetune_epochs: int = 60
+    epochs: int = 60
+    finetune_epochs: int = 40
     batch_size: int = 64
     learning_rate: float = 1e-3
     finetune_learning_rate: float = 3e-4
-    patience: int = 15
+    patience: int = 8
     dropout: float = 0.4
     label_smoothing: float = 0.1
 
@@ -116,6 +116,7 @@ def _fit(model, X, y, X_val, y_val, *, epochs: int, lr: float, config: TrainConf
         optimizer=keras.optimizers.Adam(learning_rate=lr),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
         metrics=["accuracy"],
+        steps_per_execution=16,
     )
     n = len(EMOTION_LABELS)
     callbacks = [keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience, restore_best_weights=True)]
@@ -129,64 +130,81 @@ def _fit(model, X, y, X_val, y_val, *, epochs: int, lr: float, config: TrainConf
     return h
 
 
-def train_emotion(config: TrainConfig, *, jobs: int | None = None, verbose: bool = True) -> tuple[EmotionModel, dict]:
-    """Train one emotion model (an ensemble of ``config.n_seeds`` CNNs).
+def train_family(config: TrainConfig, *, jobs: int | None = None,
+                 verbose: bool = True) -> tuple[dict[str, EmotionModel], dict]:
+    """Train the pooled, male and female emotion models together.
+
+    With ``config.pretrain`` each ensemble member is first trained on both
+    genders (that network *is* the pooled model's member), then a copy is
+    fine-tuned on each gender. Without it, each gender model is trained from
+    scratch on its own gender and the pooled model separately, all with the
+    same recipe. One scaler, fitted on the pooled training rows, serves all three.
 
     Returns:
-        ``(model, history)`` where ``history["members"]`` holds each member's
-        per-epoch loss/accuracy curves (train and val).
+        ``({"pooled": m, "male": m, "female": m}, history)``; ``history[name]``
+        lists each member's per-epoch loss/accuracy curves (train and val).
     """
     configure_tensorflow()
     import keras
     from sklearn.preprocessing import StandardScaler
 
-    genders = ("male", "female") if config.gender == "pooled" else (config.gender,)
-    train, val = load_splits(config, genders, jobs=jobs)
-    if config.pretrain and config.gender != "pooled":
-        pre_train, pre_val = load_splits(config, ("male", "female"), jobs=jobs)
-    scaler = StandardScaler().fit(train.X)
-    Xs, Xv = scaler.transform(train.X).astype(np.float32), scaler.transform(val.X).astype(np.float32)
-    members, histories = [], []
+    splits = {name: load_splits(config, genders, jobs=jobs)
+              for name, genders in (("pooled", ("male", "female")), ("male", ("male",)), ("female", ("female",)))}
+    scaler = StandardScaler().fit(splits["pooled"][0].X)
+
+    def scaled(split: Split) -> np.ndarray:
+        return scaler.transform(split.X).astype(np.float32)
+
+    members: dict[str, list] = {name: [] for name in splits}
+    history: dict[str, list] = {name: [] for name in splits}
+    n_features = splits["pooled"][0].X.shape[1]
     for k in range(config.n_seeds):
         seed = config.seed + 1000 * k
-        net = build_cnn(train.X.shape[1], seed=seed, dropout=config.dropout)
-        record: dict = {"seed": seed}
-        if config.pretrain and config.gender != "pooled":
-            record["pretrain"] = _fit(
-                net, scaler.transform(pre_train.X).astype(np.float32), pre_train.y,
-                scaler.transform(pre_val.X).astype(np.float32), pre_val.y,
-                epochs=config.epochs, lr=config.learning_rate, config=config, seed=seed,
-            )
-            record["train"] = _fit(net, Xs, train.y, Xv, val.y, epochs=config.finetune_epochs,
-                                   lr=config.finetune_learning_rate, config=config, seed=seed + 1)
-        else:
-            record["train"] = _fit(net, Xs, train.y, Xv, val.y, epochs=config.epochs, lr=config.learning_rate,
-                                   config=config, seed=seed)
+        train, val = splits["pooled"]
+        pooled = build_cnn(n_features, seed=seed, dropout=config.dropout)
+        history["pooled"].append(_fit(pooled, scaled(train), train.y, scaled(val), val.y, epochs=config.epochs,
+                                      lr=config.learning_rate, config=config, seed=seed))
+        members["pooled"].append(pooled)
+        for offset, gender in enumerate(("male", "female"), start=1):
+            train, val = splits[gender]
+            if config.pretrain:
+                net = keras.models.clone_model(pooled)
+                net.set_weights(pooled.get_weights())
+                epochs, lr = config.finetune_epochs, config.finetune_learning_rate
+            else:
+                net = build_cnn(n_features, seed=seed + offset, dropout=config.dropout)
+                epochs, lr = config.epochs, config.learning_rate
+            history[gender].append(_fit(net, scaled(train), train.y, scaled(val), val.y, epochs=epochs, lr=lr,
+                                        config=config, seed=seed + offset))
+            members[gender].append(net)
         if verbose:
-            best = record["train"]["best_epoch"]
-            print(f"[{config.gender}] member {k}: best epoch {best}, "
-                  f"val acc {record['train']['val_accuracy'][best - 1]:.3f}", flush=True)
-        members.append(net)
-        histories.append(record)
-    model = _ensemble(members, train.X.shape[1])
-    emotion_config = EmotionModelConfig(
-        name=config.gender,
-        labels=EMOTION_LABELS,
-        feature_config=DEFAULT_FEATURE_CONFIG,
-        audio_config=DEFAULT_AUDIO_CONFIG,
-        sample_rate=DEFAULT_AUDIO_CONFIG.sample_rate,
-        n_features=len(feature_names(DEFAULT_FEATURE_CONFIG)),
-        versions=library_versions(),
-        training={
-            **config.to_dict(),
-            "n_train_rows": int(train.X.shape[0]),
-            "n_train_clips": int(sum(1 for u in train.utterances[: len(train.utterances) // (1 + len(config.augmentations))])),
-            "n_val_rows": int(val.X.shape[0]),
-            "train_speakers": sorted({u.speaker for u in train.utterances}),
-            "val_speakers": sorted({u.speaker for u in val.utterances}),
-        },
-    )
-    return EmotionModel(model, scaler, emotion_config), {"members": histories}
+            summary = ", ".join(
+                f"{name} val acc {h[-1]['val_accuracy'][h[-1]['best_epoch'] - 1]:.3f} (epoch {h[-1]['best_epoch']})"
+                for name, h in history.items()
+            )
+            print(f"member {k}: {summary}", flush=True)
+    models = {}
+    for name, nets in members.items():
+        train, val = splits[name]
+        emotion_config = EmotionModelConfig(
+            name=name,
+            labels=EMOTION_LABELS,
+            feature_config=DEFAULT_FEATURE_CONFIG,
+            audio_config=DEFAULT_AUDIO_CONFIG,
+            sample_rate=DEFAULT_AUDIO_CONFIG.sample_rate,
+            n_features=len(feature_names(DEFAULT_FEATURE_CONFIG)),
+            versions=library_versions(),
+            training={
+                **config.to_dict(),
+                "gender": name,
+                "n_train_rows": int(train.X.shape[0]),
+                "n_val_rows": int(val.X.shape[0]),
+                "train_speakers": sorted({u.speaker for u in train.utterances}),
+                "val_speakers": sorted({u.speaker for u in val.utterances}),
+            },
+        )
+        models[name] = EmotionModel(_ensemble(nets, n_features), scaler, emotion_config)
+    return models, history
 
 
 def _ensemble(members: list, n_features: int):

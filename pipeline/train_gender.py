@@ -12,11 +12,18 @@ after training, by :func:`evaluate_gender`, to write the metrics of the model ca
 Every clip goes through :func:`pipeline.audio.load_audio` (trimmed and
 level-normalised, exactly as at inference); its log-mel (before mean
 normalisation) is computed once with :class:`~pipeline.ecapa.LogMelFrontEnd`
-and cached in memory. Training draws clips with sampling weights that balance
-corpora and genders, crops them at random (``crop_s``, whole clip if shorter; a
-mini-batch is cropped to a common length), adds white noise at a random SNR in
-the mel power domain (equivalent in expectation to adding noise to the waveform
-before the front end) and mean-normalises each crop.
+and cached in memory, together with two speed-perturbed copies (x0.9 and x1.1,
+resampled waveforms: tempo and pitch change by 10 %, about 1.8 semitones, so the
+gender label stays valid). Training draws clips with sampling weights that
+balance corpus x gender groups and, inside a group, speakers; picks the original
+or a speed-perturbed copy; crops them at random (a random length in ``crop_s``
+per mini-batch, whole clip if shorter); adds white noise at a random SNR in the
+mel power domain (equivalent in expectation to adding noise to the waveform
+before the front end); mean-normalises each crop and applies SpecAugment (time
+and frequency masks set to the band mean, i.e. 0). Validation runs on whole
+clips, exactly like :class:`pipeline.gender.GenderClassifier` (same prepared
+signal, same front end, BatchNorm in eval mode); the best epoch by validation
+accuracy is kept.
 """
 from __future__ import annotations
 
@@ -27,6 +34,7 @@ import random
 import sys
 import time
 from collections import Counter, defaultdict
+from fractions import Fraction
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -88,15 +96,30 @@ def compute_log_mels(signals: Sequence[np.ndarray], frontend) -> list:
         return [frontend.log_mel(torch.from_numpy(y)[None])[0].clone() for y in signals]
 
 
-def sampling_weights(utterances: Sequence[Utterance]) -> np.ndarray:
-    """Per-clip weights: each (corpus, gender) group gets weight proportional to
-    ``sqrt(group size)``; then both genders are scaled to half of the mass.
+def sampling_weights(utterances: Sequence[Utterance], *, by_speaker: bool = True) -> np.ndarray:
+    """Per-clip sampling probabilities.
+
+    Each (corpus, gender) group gets a mass proportional to ``sqrt(group size)``
+    (clips); inside a group every speaker gets the same share (``by_speaker``,
+    else every clip); then both genders are scaled to half of the mass.
 
     This keeps ASED (1500 train clips) and RAVDESS from dominating while not
-    over-sampling the 106-clip LibriSpeech groups 10-fold.
+    over-sampling the 106-clip LibriSpeech groups 10-fold, and makes every
+    speaker of an emotional corpus count equally.
     """
     groups = Counter((u.corpus, u.gender) for u in utterances)
-    w = np.array([1.0 / math.sqrt(groups[(u.corpus, u.gender)]) for u in utterances])
+    speakers: dict[tuple, set] = defaultdict(set)
+    for u in utterances:
+        speakers[(u.corpus, u.gender)].add(u.speaker)
+    per_speaker = Counter(u.speaker for u in utterances)
+    if by_speaker:
+        w = np.array([
+            math.sqrt(groups[(u.corpus, u.gender)])
+            / (len(speakers[(u.corpus, u.gender)]) * per_speaker[u.speaker])
+            for u in utterances
+        ])
+    else:
+        w = np.array([1.0 / math.sqrt(groups[(u.corpus, u.gender)]) for u in utterances])
     genders = np.array([u.gender for u in utterances])
     for g in ("male", "female"):
         mask = genders == g
@@ -115,20 +138,77 @@ def white_noise_mel(frontend, *, seconds: float = 20.0, seed: int = 1234) -> "to
         return frontend.mel_power(noise)[0].mean(dim=1, keepdim=True).clone()
 
 
+#: Speed-perturbation factors cached per clip (1.0 = original) and their sampling probabilities.
+SPEED_FACTORS = (1.0, 0.9, 1.1)
+SPEED_PROBS = (0.5, 0.25, 0.25)
+
+
+def speed_perturb(y: np.ndarray, factor: float) -> np.ndarray:
+    """``y`` played ``factor`` times faster (resampled: tempo and pitch both scale by ``factor``).
+
+    The result has ``len(y) / factor`` samples; its RMS is restored to that of ``y``.
+    """
+    import torch
+    import torchaudio
+
+    if factor == 1.0:
+        return y
+    frac = Fraction(factor).limit_denominator(100)
+    # reading y as if sampled at factor * sr and resampling to sr shortens it by 1/factor
+    out = torchaudio.functional.resample(torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32)),
+                                         orig_freq=frac.numerator, new_freq=frac.denominator).numpy()
+    rms_in, rms_out = float(np.sqrt(np.mean(y**2))), float(np.sqrt(np.mean(out**2)))
+    if rms_out > 0:
+        out = out * (rms_in / rms_out)
+    return out.astype(np.float32)
+
+
+def spec_augment(
+    x, rng: np.random.Generator, *, freq_masks: int = 2, max_freq_width: int = 10,
+    time_masks: int = 2, max_time_fraction: float = 0.1,
+):
+    """SpecAugment on mean-normalised log-mels ``[batch, bands, frames]`` (in place; masks set to 0)."""
+    bands, frames = int(x.shape[1]), int(x.shape[2])
+    for b in range(int(x.shape[0])):
+        for _ in range(freq_masks):
+            width = int(rng.integers(0, max_freq_width + 1))
+            if width:
+                f0 = int(rng.integers(0, bands - width + 1))
+                x[b, f0 : f0 + width, :] = 0.0
+        max_t = int(max_time_fraction * frames)
+        for _ in range(time_masks):
+            width = int(rng.integers(0, max_t + 1)) if max_t > 0 else 0
+            if width:
+                t0 = int(rng.integers(0, frames - width + 1))
+                x[b, :, t0 : t0 + width] = 0.0
+    return x
+
+
 def make_batch(
     mels: Sequence, indices: Sequence[int], *, crop_frames: int, noise_mel, rng: np.random.Generator,
     noise_prob: float = 0.6, snr_db: tuple[float, float] = (5.0, 40.0), signal_power: float = 10 ** (-26 / 10),
+    specaugment: bool = False,
 ):
     """Random crops of ``mels[indices]`` to a common length, noise-augmented and mean-normalised.
 
-    Returns ``[batch, 80, frames]`` float32 with ``frames = min(crop_frames, shortest clip)``.
+    ``mels[i]`` is a log-mel ``[80, frames]`` or a sequence of alternative
+    versions of clip ``i`` (original and speed-perturbed copies, drawn with
+    :data:`SPEED_PROBS` when there are as many). Returns ``[batch, 80, frames]``
+    float32 with ``frames = min(crop_frames, shortest clip)``; SpecAugment
+    masks when ``specaugment``.
     """
     import torch
 
-    length = min(crop_frames, min(int(mels[i].shape[1]) for i in indices))
-    crops = []
+    chosen = []
     for i in indices:
         m = mels[i]
+        if isinstance(m, (list, tuple)):
+            p = SPEED_PROBS if len(m) == len(SPEED_PROBS) else None
+            m = m[int(rng.choice(len(m), p=p))]
+        chosen.append(m)
+    length = min(crop_frames, min(int(m.shape[1]) for m in chosen))
+    crops = []
+    for m in chosen:
         start = int(rng.integers(0, m.shape[1] - length + 1))
         crop = m[:, start : start + length]
         if rng.random() < noise_prob:
@@ -136,7 +216,32 @@ def make_batch(
             noise_power = signal_power / (10 ** (snr / 10))
             crop = torch.log(torch.exp(crop) + noise_power * noise_mel)
         crops.append(crop - crop.mean(dim=1, keepdim=True))
-    return torch.stack(crops)
+    x = torch.stack(crops)
+    if specaugment:
+        spec_augment(x, rng)
+    return x
+
+
+def recalibrate_batchnorm(model, mels: Sequence, rng: np.random.Generator, *, batches: int = 40,
+                          batch_size: int = 32, crop_frames: int = 300) -> None:
+    """Re-estimate BatchNorm running statistics on clean (un-augmented) crops of ``mels``."""
+    import torch
+
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+    model.train()
+    originals = [m[0] if isinstance(m, (list, tuple)) else m for m in mels]
+    with torch.no_grad():
+        for _ in range(batches):
+            idx = rng.choice(len(originals), size=batch_size, replace=True)
+            model.forward_features(make_batch(originals, idx, crop_frames=crop_frames, noise_mel=None,
+                                              rng=rng, noise_prob=0.0))
+    for m, mom in zip(bns, saved):
+        m.momentum = mom
+    model.eval()
 
 
 def _accuracy_on_mels(model, mels: Sequence, labels: np.ndarray) -> tuple[float, float]:
@@ -216,12 +321,15 @@ def train_gender(
     out_dir: str | Path,
     *,
     seed: int = 0,
-    epochs: int = 12,
+    epochs: int = 30,
     samples_per_epoch: int = 3200,
     batch_size: int = 32,
-    crop_s: float = 2.0,
+    crop_s: tuple[float, float] = (1.5, 3.0),
     lr: float = 2e-3,
-    weight_decay: float = 2e-5,
+    weight_decay: float = 1e-2,
+    label_smoothing: float = 0.1,
+    speed_factors: Sequence[float] = SPEED_FACTORS,
+    specaugment: bool = True,
     widths: dict | None = None,
     threads: int = 1,
     evaluate_test: bool = True,
@@ -262,6 +370,13 @@ def train_gender(
         keep = [i for i, y in enumerate(signals) if y is not None]
         rows = [rows[i] for i in keep]
         mels = compute_log_mels([signals[i] for i in keep], frontend)
+        if name == "train" and len(speed_factors) > 1:
+            # [original, speed copies...] per clip; speed_factors[0] must be 1.0
+            copies = [
+                compute_log_mels([speed_perturb(signals[i], f) for i in keep], frontend)
+                for f in speed_factors[1:]
+            ]
+            mels = [[m, *(c[j] for c in copies)] for j, m in enumerate(mels)]
         labels = np.array([GENDER_LABELS.index(u.gender) for u in rows])
         data[name] = (rows, mels, labels)
     train_rows, train_mels, train_labels = data["train"]
@@ -270,7 +385,8 @@ def train_gender(
 
     weights = sampling_weights(train_rows)
     noise_mel = white_noise_mel(frontend)
-    crop_frames = int(round(crop_s * frontend.sample_rate / frontend.hop_length))
+    frames_per_s = frontend.sample_rate / frontend.hop_length
+    crop_range = (int(round(crop_s[0] * frames_per_s)), int(round(crop_s[1] * frames_per_s)))
 
     model = ECAPAGender(**widths)
     optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
@@ -286,10 +402,12 @@ def train_gender(
         total_loss, total_correct, seen = 0.0, 0, 0
         for _ in range(steps_per_epoch):
             idx = rng.choice(len(train_rows), size=batch_size, replace=True, p=weights)
-            x = make_batch(train_mels, idx, crop_frames=crop_frames, noise_mel=noise_mel, rng=rng)
+            crop_frames = int(rng.integers(crop_range[0], crop_range[1] + 1))
+            x = make_batch(train_mels, idx, crop_frames=crop_frames, noise_mel=noise_mel, rng=rng,
+                           specaugment=specaugment)
             y = torch.as_tensor(train_labels[idx])
             logits = model.forward_features(x)
-            loss = F.cross_entropy(logits, y, label_smoothing=0.05)
+            loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
@@ -319,6 +437,18 @@ def train_gender(
             }
     model.load_state_dict(best["state"])
     model.eval()
+    # BatchNorm running statistics were gathered on augmented crops; re-estimating
+    # them on clean crops is kept only if it improves validation (accuracy, then loss).
+    before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    recalibrate_batchnorm(model, train_mels, np.random.default_rng(seed + 1))
+    recal_acc, recal_loss = _accuracy_on_mels(model, val_mels, val_labels)
+    print(json.dumps({"bn_recalibrated_val_accuracy": round(recal_acc, 4), "val_loss": round(recal_loss, 4)}), flush=True)
+    bn_recalibration = (recal_acc, -recal_loss) > (best["val_accuracy"], -best["val_loss"])
+    if bn_recalibration:
+        best["val_accuracy"], best["val_loss"] = recal_acc, recal_loss
+    else:
+        model.load_state_dict(before)
+    model.eval()
 
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)
@@ -341,10 +471,22 @@ def train_gender(
             "best_epoch": best["epoch"],
             "samples_per_epoch": steps_per_epoch * batch_size,
             "batch_size": batch_size,
-            "crop_s": crop_s,
-            "optimiser": f"AdamW lr={lr} (one-cycle) weight_decay={weight_decay}, label smoothing 0.05",
-            "augmentation": "random crop; white noise at SNR U(5, 40) dB with p=0.6 (mel power domain)",
-            "sampling": "weights ~ 1/sqrt(size of corpus x gender group), genders balanced 50/50",
+            "crop_s": list(crop_s),
+            "optimiser": f"AdamW lr={lr} (one-cycle, 15% warm-up) weight_decay={weight_decay}, "
+            f"label smoothing {label_smoothing}",
+            "augmentation": (
+                f"speed perturbation x{'/'.join(str(f) for f in speed_factors)} (resampled, p={'/'.join(str(p) for p in SPEED_PROBS)}); "
+                f"random crop of U({crop_s[0]}, {crop_s[1]}) s per batch; white noise at SNR U(5, 40) dB with p=0.6 "
+                "(mel power domain)"
+                + ("; SpecAugment 2 frequency masks <= 10 bands + 2 time masks <= 10% of the crop" if specaugment else "")
+            ),
+            "sampling": "corpus x gender group mass ~ sqrt(group size), equal share per speaker inside a group, "
+            "genders balanced 50/50",
+            "bn_recalibration": {
+                "used": bool(bn_recalibration),
+                "val_accuracy": round(recal_acc, 4),
+                "note": "BatchNorm statistics re-estimated on clean train crops, kept only if it improves val (accuracy, then loss)",
+            },
             "history": history,
             "wall_seconds": None,
         },
@@ -425,10 +567,24 @@ def model_card(metadata: dict, out_dir: Path) -> str:
         "released for research use.",
         "",
         f"Training: {tr['optimiser']}; {tr['augmentation']}; {tr['sampling']}; "
-        f"{tr['samples_per_epoch']} sampled {tr['crop_s']:.1f} s crops per epoch, batch {tr['batch_size']}, "
+        f"{tr['samples_per_epoch']} sampled crops per epoch, batch {tr['batch_size']}, "
         f"seed {tr['seed']}; torch {metadata['torch_version']}, torchaudio {metadata['torchaudio_version']}; "
         f"{tr['wall_seconds'] / 60:.1f} min wall on {tr.get('threads', '?')} CPU thread(s) "
         "(audio loading, feature caching and training).",
+        "",
+        *(
+            [
+                "BatchNorm running statistics re-estimated on clean (un-augmented) train crops after training: "
+                + ("used" if tr["bn_recalibration"]["used"] else "not used")
+                + f" (val accuracy with them {100 * tr['bn_recalibration']['val_accuracy']:.1f}%; kept only if "
+                "validation improves).",
+                "",
+                "Validation accuracy per epoch: "
+                + ", ".join(f"{100 * h['val_accuracy']:.1f}" for h in tr["history"]) + " (%).",
+            ]
+            if "bn_recalibration" in tr
+            else []
+        ),
         "",
         "Retrain (reads `../shared/data` or `$SER_DATA_DIR`):",
         "",
@@ -479,7 +635,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="gender_model", help="output folder (default: gender_model)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--samples-per-epoch", type=int, default=3200)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 avoids oversubscription on a busy 2-core machine)")
     parser.add_argument("--max-rows", type=int, default=None, help="limit rows per split (smoke test)")
