@@ -141,6 +141,21 @@ class Cascade:
         """
         return self._predict([(file, lambda: (y, sr))])[0]
 
+    def predict_signals(self, signals: Sequence[tuple[np.ndarray, int]]) -> list[Prediction]:
+        """Predict for several in-memory signals; one :class:`Prediction` per signal, same order.
+
+        Args:
+            signals: ``(y, sr)`` pairs, ``y`` an ``np.ndarray [shape=(n,), (n, channels) or
+                (channels, n)]`` of any real dtype, ``sr`` its sample rate in Hz.
+
+        Models run once for the whole batch (as in :meth:`predict_files`); a bad
+        signal only affects its own result.
+        """
+        def source(y: np.ndarray, sr: int) -> Callable[[], tuple[np.ndarray, int]]:
+            return lambda: (y, sr)
+
+        return self._predict([(None, source(y, sr)) for y, sr in signals])
+
     def predict_file(self, source: AudioSource, *, name: str | None = None) -> Prediction:
         """Predict for one file path, bytes or binary file object (never raises for bad audio)."""
         return self.predict_files([source], names=None if name is None else [name])[0]

@@ -101,7 +101,7 @@ def configure_tensorflow(threads: int | None = None) -> None:
 
 
 def build_cnn(n_features: int, n_classes: int = len(EMOTION_LABELS), *, seed: int = 0,
-              dropout: float = 0.4) -> Any:
+              dropout: float = 0.4, name: str = "emotion_cnn") -> Any:
     """A small 1-D CNN over the (standardised) feature vector.
 
     Input ``[batch, n_features]`` -> reshape ``[batch, n_features, 1]`` ->
@@ -128,7 +128,7 @@ def build_cnn(n_features: int, n_classes: int = len(EMOTION_LABELS), *, seed: in
     x = layers.Dense(64, activation="relu", kernel_regularizer=keras.regularizers.l2(1e-4))(x)
     x = layers.Dropout(dropout)(x)
     outputs = layers.Dense(n_classes, activation="softmax", name="emotion")(x)
-    return keras.Model(inputs, outputs, name="emotion_cnn")
+    return keras.Model(inputs, outputs, name=name)
 
 
 class EmotionModel:

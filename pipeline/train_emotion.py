@@ -203,19 +203,27 @@ def train_family(config: TrainConfig, *, jobs: int | None = None,
                 "val_speakers": sorted({u.speaker for u in val.utterances}),
             },
         )
-        models[name] = EmotionModel(_ensemble(nets, n_features), scaler, emotion_config)
+        models[name] = EmotionModel(_ensemble(nets, n_features, dropout=config.dropout), scaler, emotion_config)
     return models, history
 
 
-def _ensemble(members: list, n_features: int):
-    """One Keras model whose output is the mean of the members' softmax outputs."""
+def _ensemble(members: list, n_features: int, *, dropout: float):
+    """One Keras model whose output is the mean of the members' softmax outputs.
+
+    Each member is rebuilt under a unique name (``member_0``...) and given the
+    trained weights, so the saved ensemble is a plain functional model.
+    """
     import keras
 
     if len(members) == 1:
         return members[0]
     inputs = keras.Input(shape=(n_features,), name="features")
-    outputs = keras.layers.Average(name="emotion")([m(inputs) for m in members])
-    return keras.Model(inputs, outputs, name="emotion_cnn_ensemble")
+    outputs = []
+    for i, member in enumerate(members):
+        twin = build_cnn(n_features, dropout=dropout, name=f"member_{i}")
+        twin.set_weights(member.get_weights())
+        outputs.append(twin(inputs))
+    return keras.Model(inputs, keras.layers.Average(name="emotion")(outputs), name="emotion_cnn_ensemble")
 
 
 def save_history(history: dict, path: Path) -> None:
