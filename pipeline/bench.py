@@ -46,16 +46,17 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def bench_batch(cascade, files, out_csv: Path, *, batch_size: int) -> dict:
+def bench_batch(cascade, files, out_csv: Path, *, batch_size: int, jobs: int = 1) -> dict:
     from . import batch
 
     audio_s = sum(_duration(f.path) for f in files)
     start = time.perf_counter()
     with batch.CsvSink(out_csv) as sink:
-        for item, prediction in batch.score(cascade, files, batch_size=batch_size):
+        for item, prediction in batch.score(cascade, files, batch_size=batch_size, jobs=jobs):
             sink.write(batch.prediction_row(prediction, name=item.name))
     elapsed = time.perf_counter() - start
-    return {"clips": len(files), "audio_s": audio_s, "seconds": elapsed, "clips_per_s": len(files) / elapsed,
+    return {"jobs": jobs, "clips": len(files), "audio_s": audio_s, "seconds": elapsed,
+            "clips_per_s": len(files) / elapsed,
             "real_time_factor": elapsed / audio_s}
 
 
@@ -166,7 +167,9 @@ def run(*, soak: int, batch_size: int, limit: int | None) -> dict:
         "model_load_s": load_s,
     }
     with tempfile.TemporaryDirectory() as tmp:
-        results["batch"] = bench_batch(cascade, files, Path(tmp) / "out.csv", batch_size=batch_size)
+        results["batch"] = bench_batch(cascade, files, Path(tmp) / "out.csv", batch_size=batch_size, jobs=1)
+        results["batch_jobs"] = bench_batch(cascade, files, Path(tmp) / "out2.csv", batch_size=batch_size,
+                                            jobs=os.cpu_count() or 1)
     results["stages"] = bench_stages(cascade, [f.path for f in files[:60]])
     results["latency_4s"] = bench_latency(cascade, four_s.path)
     results["cold_start"] = bench_cold_start(four_s.path)
@@ -182,7 +185,9 @@ def to_table(r: dict) -> str:
     lines = [
         f"set: {r['set']}  (cpus: {r['machine']['cpus']})",
         f"batch:          {b['clips_per_s']:.1f} clips/s, real-time factor {b['real_time_factor']:.4f} "
-        f"({b['clips']} clips, {b['audio_s']:.0f} s of audio in {b['seconds']:.1f} s)",
+        f"({b['clips']} clips, {b['audio_s']:.0f} s of audio in {b['seconds']:.1f} s; --jobs 1)",
+        f"batch --jobs {r['batch_jobs']['jobs']}: {r['batch_jobs']['clips_per_s']:.1f} clips/s, real-time factor "
+        f"{r['batch_jobs']['real_time_factor']:.4f}",
         "stages (ms/clip): " + ", ".join(f"{k.replace('_ms', '')} {v:.1f}" for k, v in s.items()),
         f"latency 4 s clip: median {lat['median_ms']:.0f} ms, p90 {lat['p90_ms']:.0f} ms (warm)",
         f"cold start:     {cold.get('process_wall_s', float('nan')):.1f} s process start to first result",

@@ -75,6 +75,44 @@ class Prediction:
 
 
 @dataclass
+class Featurised:
+    """An input after stage 1 (decode, prepare, features), ready for the models.
+
+    Either ``failure`` is set (the input's final, non-ok :class:`Prediction`), or
+    ``audio`` (:class:`PreparedAudio`) and ``features`` (``np.ndarray [shape=(n_features,)]``) are.
+    Picklable, so stage 1 can run in worker processes (``script.py --jobs``).
+    """
+
+    name: str | None
+    audio: PreparedAudio | None = None
+    features: np.ndarray | None = None
+    failure: Prediction | None = None
+
+
+def _featurise(name: str | None, decode: Callable[[], tuple[np.ndarray, int]], audio_config: AudioConfig,
+               feature_config) -> Featurised:
+    duration = None
+    try:
+        y, sr = decode()
+        duration = _duration_s(y, sr)
+        audio = prepare_signal(y, sr, config=audio_config)
+        features = extract_features(audio.samples, config=feature_config)
+    except Exception as exc:  # one bad input never stops the others
+        return Featurised(name, failure=Prediction.failure(exc, file=name, duration_s=duration))
+    return Featurised(name, audio=audio, features=features)
+
+
+def featurise_source(source: AudioSource, name: str, audio_config: AudioConfig, feature_config) -> Featurised:
+    """Stage 1 for a file path, bytes or file object (a top-level function, for process pools)."""
+
+    def decode() -> tuple[np.ndarray, int]:
+        decoded = decode_audio(source, name=name)
+        return decoded.samples, decoded.sample_rate
+
+    return _featurise(name, decode, audio_config, feature_config)
+
+
+@dataclass
 class _Pending:
     """A prepared input waiting for the models (internal to batch prediction)."""
 
@@ -168,35 +206,33 @@ class Cascade:
         if names is None:
             names = [str(s) if isinstance(s, (str, os.PathLike)) else f"<input {i}>" for i, s in enumerate(sources)]
 
-        def decoder(source: AudioSource, name: str):
-            def decode() -> tuple[np.ndarray, int]:
-                decoded = decode_audio(source, name=name)
-                return decoded.samples, decoded.sample_rate
+        return self.score([self.featurise_file(source, name) for source, name in zip(sources, names)])
 
-            return decode
+    # -- stages -------------------------------------------------------------------------------
+    def featurise_file(self, source: AudioSource, name: str) -> "Featurised":
+        """Stage 1 for one input: decode, prepare and extract features (no model runs)."""
+        return featurise_source(source, name, self.audio_config, self.feature_config)
 
-        return self._predict([(name, decoder(source, name)) for source, name in zip(sources, names)])
+    def score(self, items: Sequence["Featurised"]) -> list[Prediction]:
+        """Stage 2: run the gender and emotion models once over the featurised ``items``."""
+        results: list[Prediction] = []
+        pending: list[_Pending] = []
+        for index, item in enumerate(items):
+            if item.failure is not None:
+                results.append(item.failure)
+                continue
+            assert item.audio is not None and item.features is not None
+            results.append(Prediction(file=item.name, duration_s=item.audio.duration_s,
+                                      speech_duration_s=item.audio.speech_duration_s))
+            pending.append(_Pending(index, item.audio, item.features))
+        if pending:
+            self._score(pending, results)
+        return results
 
     # -- internals ----------------------------------------------------------------------------
     def _predict(self, jobs: Sequence[tuple[str | None, Callable[[], tuple[np.ndarray, int]]]]) -> list[Prediction]:
         """Decode, prepare and featurise each job, then score all good ones in one batch."""
-        results: list[Prediction] = []
-        pending: list[_Pending] = []
-        for index, (name, decode) in enumerate(jobs):
-            duration = None
-            try:
-                y, sr = decode()
-                duration = _duration_s(y, sr)
-                audio = prepare_signal(y, sr, config=self.audio_config)
-                features = extract_features(audio.samples, config=self.feature_config)
-            except Exception as exc:  # one bad input never stops the others
-                results.append(Prediction.failure(exc, file=name, duration_s=duration))
-                continue
-            results.append(Prediction(file=name, duration_s=audio.duration_s, speech_duration_s=audio.speech_duration_s))
-            pending.append(_Pending(index, audio, features))
-        if pending:
-            self._score(pending, results)
-        return results
+        return self.score([_featurise(name, decode, self.audio_config, self.feature_config) for name, decode in jobs])
 
     def _score(self, pending: list[_Pending], results: list[Prediction]) -> None:
         try:

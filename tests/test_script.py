@@ -123,3 +123,17 @@ def test_soft_routing_flag(tmp_path, wav_file, tiny_models):
     assert row["emotion_model"] == "blended"
     assert float(row["prob_sad"]) == pytest.approx(float(row["prob_angry"]), abs=1e-3)
     assert np.isclose(float(row["gender_prob_female"]), 0.5, atol=1e-3)
+
+
+def test_jobs_give_the_same_rows(folder, tmp_path, models_args):
+    one, two = tmp_path / "one.csv", tmp_path / "two.csv"
+    assert script.main([str(folder), "-o", str(one), "--recursive", *models_args]) == 1
+    assert script.main([str(folder), "-o", str(two), "--recursive", "--jobs", "2", "--batch-size", "2",
+                        *models_args]) == 1
+    rows1, rows2 = read_rows(one)[1], read_rows(two)[1]
+    assert [r["file"] for r in rows1] == [r["file"] for r in rows2]
+    for a, b in zip(rows1, rows2):
+        assert (a["status"], a["gender"], a["emotion"]) == (b["status"], b["gender"], b["emotion"])
+        if a["status"] == "ok":
+            for label in EMOTION_LABELS:
+                assert float(a[f"prob_{label}"]) == pytest.approx(float(b[f"prob_{label}"]), abs=2e-4)
