@@ -44,8 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--resume", action="store_true",
                       help="keep the rows of an interrupted run in OUTPUT and score only the missing files")
     parser.add_argument("--batch-size", type=int, default=16, help="files scored per model call (default 16)")
-    parser.add_argument("-j", "--jobs", type=int, default=1,
-                        help="worker processes for decoding and features (default 1; 2 on a 2-core machine is faster)")
+    parser.add_argument("-j", "--jobs", type=int, default=min(os.cpu_count() or 1, 8),
+                        help="worker processes for decoding and features; 1 scores in this process only "
+                             "(default: the number of CPUs, at most 8)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return parser
 
