@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: setup app test train evaluate experiments demo
+.PHONY: setup app test train evaluate experiments bench demo
 
 setup:
 	@bash scripts/setup.sh
@@ -24,3 +24,6 @@ evaluate: setup  ## speaker-independent metrics -> reports/ and the model cards
 
 experiments: setup  ## what helps the emotion models -> reports/experiments.*
 	$(PY) -m pipeline.experiments
+
+bench: setup  ## speed and memory on this machine -> reports/bench.*
+	$(PY) -m pipeline.bench
