@@ -203,6 +203,17 @@ def to_mono_float(y: np.ndarray) -> tuple[np.ndarray, int]:
     return np.asarray(y, dtype=np.float32), channels
 
 
+def validate_rate(sr: object) -> int:
+    """``sr`` as an integer number of Hz, or :class:`UnreadableAudioError` if implausible."""
+    try:
+        rate = int(sr)  # type: ignore[call-overload]
+    except (TypeError, ValueError, OverflowError):
+        raise UnreadableAudioError(f"sample rate must be an integer number of Hz, got {sr!r}") from None
+    if rate <= 0 or rate > 1_000_000:
+        raise UnreadableAudioError(f"implausible sample rate {rate} Hz")
+    return rate
+
+
 def resample(y: np.ndarray, orig_sr: int, target_sr: int, *, quality: str = "HQ") -> np.ndarray:
     """Resample ``y [shape=(n,)]`` from ``orig_sr`` to ``target_sr`` Hz with soxr."""
     if orig_sr == target_sr:
@@ -229,15 +240,8 @@ def prepare_signal(
         EmptyAudioError, NonFiniteAudioError, SilentAudioError, TooShortError,
         TooLongError, UnreadableAudioError: each with a message saying what to do.
     """
-    try:
-        sr = int(sr)
-    except (TypeError, ValueError):
-        raise UnreadableAudioError(f"sample rate must be an integer number of Hz, got {sr!r}") from None
-    if sr <= 0 or sr > 1_000_000:
-        raise UnreadableAudioError(f"implausible sample rate {sr} Hz")
-    mono, channels = to_mono_float(y)
-    if not np.all(np.isfinite(mono)):
-        raise NonFiniteAudioError("signal contains NaN or infinite samples; the file is corrupt")
+    sr = validate_rate(sr)
+    mono, channels = to_mono_float(y)  # also rejects empty and non-finite signals
     duration = mono.size / sr
     if duration < config.min_duration_s:
         raise TooShortError(

@@ -128,8 +128,6 @@ def score(cascade: Cascade, files: Sequence[InputFile], *, batch_size: int = 16,
             predictions = cascade.predict_files([f.path for f in chunk], names=[f.name for f in chunk])
             yield from zip(chunk, predictions)
         return
-    from concurrent.futures import ProcessPoolExecutor
-
     from .cascade import featurise_source
 
     def submit(pool, chunk):

@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from .audio import DEFAULT_AUDIO_CONFIG, resample, to_mono_float
+from .audio import DEFAULT_AUDIO_CONFIG, resample, to_mono_float, validate_rate
 from .cascade import Prediction
 from .emotion import EMOTION_LABELS
-from .errors import SilentAudioError, UnreadableAudioError
+from .errors import SilentAudioError
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -165,12 +165,7 @@ def predict_timeline(
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     config = getattr(cascade, "audio_config", DEFAULT_AUDIO_CONFIG)
-    try:
-        sr = int(sr)
-    except (TypeError, ValueError):
-        raise UnreadableAudioError(f"sample rate must be an integer number of Hz, got {sr!r}") from None
-    if sr <= 0 or sr > 1_000_000:
-        raise UnreadableAudioError(f"implausible sample rate {sr} Hz")
+    sr = validate_rate(sr)
     mono, _ = to_mono_float(y)  # raises for empty / non-finite / non-numeric input
     duration_s = mono.size / sr
     rate = config.sample_rate
