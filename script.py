@@ -6,7 +6,8 @@
 
 Exit codes: 0 every file scored ok; 1 some files failed (the CSV still has a row
 for each, with ``status`` and ``error``); 2 usage or set-up error (bad arguments,
-existing output without --overwrite/--resume, models that cannot be loaded).
+existing output without --overwrite/--resume, models that cannot be loaded); 130 interrupted
+by Ctrl-C (the rows done are in the CSV; --resume finishes the job).
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import os
 import sys
 from pathlib import Path
 
-EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,10 +99,26 @@ def main(argv: list[str] | None = None) -> int:
     except PipelineError as exc:
         return _usage(f"could not load the models: {exc}")
     out.parent.mkdir(parents=True, exist_ok=True)
+    rows = dict(done)
+    try:
+        _run(cascade, todo, files, out, rows, args)
+    except KeyboardInterrupt:
+        print(f"\nscript.py: interrupted; {len(rows)} of {len(files)} rows are in {out}. "
+              "Run the same command with --resume to finish.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if done:  # restore the stable order of an uninterrupted run
+        batch.rewrite(out, (rows[f.name] for f in files))
+    failed = sum(1 for f in files if rows[f.name]["status"] != "ok")
+    print(f"{len(files) - failed} of {len(files)} files ok; results in {out}", file=sys.stderr)
+    return EXIT_SOME_FAILED if failed else EXIT_OK
 
+
+def _run(cascade, todo, files, out: Path, rows: dict, args: argparse.Namespace) -> None:
+    """Score ``todo`` and append a flushed CSV row per file to ``out`` (and to ``rows``)."""
     from tqdm import tqdm
 
-    rows = dict(done)
+    from pipeline import batch
+
     with batch.CsvSink(out, append=args.resume) as sink, tqdm(
         total=len(files), initial=len(files) - len(todo), unit="file", file=sys.stderr,
         disable=args.quiet, dynamic_ncols=True,
@@ -111,11 +128,6 @@ def main(argv: list[str] | None = None) -> int:
             sink.write(row)
             rows[item.name] = row
             progress.update(1)
-    if done:  # restore the stable order of an uninterrupted run
-        batch.rewrite(out, (rows[f.name] for f in files))
-    failed = sum(1 for f in files if rows[f.name]["status"] != "ok")
-    print(f"{len(files) - failed} of {len(files)} files ok; results in {out}", file=sys.stderr)
-    return EXIT_SOME_FAILED if failed else EXIT_OK
 
 
 def _usage(message: str) -> int:

@@ -117,16 +117,25 @@ def _script_cmd(folder: Path, out: Path, tiny_models, *extra: str) -> list[str]:
             "--female-model", str(tiny_models["female"]), *extra]
 
 
-def test_killed_run_resumes_to_the_same_csv(tmp_path, tiny_models):
-    folder = tmp_path / "many"
+@pytest.fixture(scope="module")
+def many_clips(tmp_path_factory, tiny_models):
+    """40 clips (one broken) and the CSV of an uninterrupted run over them."""
+    root = tmp_path_factory.mktemp("many")
+    folder = root / "many"
     folder.mkdir()
     for i in range(40):
         sf.write(folder / f"clip{i:02d}.wav", speech_like(1.0 + (i % 3) * 0.5, seed=i), SR)
     (folder / "clip07.wav").write_bytes(b"broken")
+    full = root / "full.csv"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    full = tmp_path / "full.csv"
     assert subprocess.run(_script_cmd(folder, full, tiny_models), env=env).returncode == 1
+    return folder, full
 
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT], ids=["SIGKILL", "SIGTERM", "Ctrl-C"])
+def test_interrupted_run_resumes_to_the_same_csv(many_clips, tmp_path, tiny_models, sig):
+    folder, full = many_clips
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     partial = tmp_path / "partial.csv"
     proc = subprocess.Popen(_script_cmd(folder, partial, tiny_models), env=env)
     deadline = time.time() + 120
@@ -134,10 +143,12 @@ def test_killed_run_resumes_to_the_same_csv(tmp_path, tiny_models):
         if partial.exists() and len(partial.read_text(encoding="utf-8").splitlines()) >= 8:
             break
         time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc.send_signal(sig)
+    code = proc.wait(timeout=120)
+    if sig == signal.SIGINT:
+        assert code == 130  # script.py's documented exit for Ctrl-C
     done = len(rows_of(partial))
-    assert 0 < done < 40, "the kill should land mid-run"
+    assert 0 < done < 40, "the interruption should land mid-run"
     code = subprocess.run(_script_cmd(folder, partial, tiny_models, "--resume"), env=env).returncode
     assert code == 1
     assert partial.read_text(encoding="utf-8") == full.read_text(encoding="utf-8")
