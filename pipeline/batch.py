@@ -137,7 +137,7 @@ def score(cascade: Cascade, files: Sequence[InputFile], *, batch_size: int = 16,
     import torch
 
     torch_threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the workers take the other cores; measured 37 vs 22 clips/s on 2 cores
+    torch.set_num_threads(1)  # the workers take the other cores; more torch threads oversubscribe them
     try:
         yield from _score_pooled(cascade, chunks, jobs, submit)
     finally:
