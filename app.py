@@ -295,8 +295,8 @@ def main() -> None:
         "Upload speech recordings or record one: the app tells the speaker's **gender** and **emotion** "
         "(neutral, calm, happy, sad, angry, fearful, disgust, surprised), routing each clip to a male- or "
         f"female-specific emotion model. Files up to **{MAX_UPLOAD_MB} MB** each; recordings of a minute or "
-        "more also get a timeline. Audio stays in memory and is not stored. Trained on acted English speech "
-        "(RAVDESS): research and non-commercial use only."
+        "more also get a timeline. Audio stays in memory and is not stored. Trained on acted and read speech "
+        "in English, Amharic and Italian (RAVDESS, SAVEE, ASED, EMOVO): research and non-commercial use only."
     )
     gender_model, routing, model_id = sidebar()
     clips = collect_inputs()
