@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
@@ -273,8 +272,3 @@ def _duration_s(y: np.ndarray, sr: int) -> float | None:
         return float(max(shape) / int(sr)) if shape and int(sr) > 0 else None
     except (TypeError, ValueError):
         return None
-
-
-def default_model_dirs() -> dict[str, Path]:
-    """The shipped model folders."""
-    return {"male": MALE_MODEL_DIR, "female": FEMALE_MODEL_DIR, "gender": PROJECT_ROOT / "gender_model"}

@@ -143,7 +143,6 @@ class EmotionModel:
         if missing or len(config.labels) != len(EMOTION_LABELS):
             raise ModelError(f"model labels {config.labels} do not match the eight emotions {EMOTION_LABELS}")
         self._order = np.array([config.labels.index(label) for label in EMOTION_LABELS])
-        self._call = None
 
     @classmethod
     def load(cls, folder: str | os.PathLike) -> "EmotionModel":

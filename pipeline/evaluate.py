@@ -75,23 +75,14 @@ def predict_split(cascade: Cascade, utterances: Sequence[Utterance], *, pooled: 
     """
     import pandas as pd
 
-    from .features import extract_features
-    from .audio import load_audio
-
     records = []
     for start in range(0, len(utterances), batch_size):
         chunk = list(utterances[start:start + batch_size])
-        predictions = cascade.predict_files([u.path for u in chunk], names=[u.relpath for u in chunk])
-        feats, gprobs = [], []
-        for u, p in zip(chunk, predictions):
-            if not p.ok:
-                feats.append(None)
-                continue
-            feats.append(extract_features(load_audio(u.path, config=cascade.audio_config).samples,
-                                          config=cascade.feature_config))
-            gprobs.append([p.gender_probabilities[g] for g in GENDER_LABELS])
-        good = [i for i, f in enumerate(feats) if f is not None]
-        X = np.stack([feats[i] for i in good]) if good else np.zeros((0, 1))
+        # The cascade's own two stages; the features are kept for the other methods.
+        items = [cascade.featurise_file(u.path, u.relpath) for u in chunk]
+        predictions = cascade.score(items)
+        good = [i for i, p in enumerate(predictions) if p.ok]
+        X = np.stack([items[i].features for i in good]) if good else np.zeros((0, 1))
         per_model = {g: m.predict_proba(X) for g, m in cascade.emotion_models.items()} if good else {}
         pooled_probs = pooled.predict_proba(X) if (pooled is not None and good) else None
         row_of = {i: r for r, i in enumerate(good)}
