@@ -43,18 +43,21 @@ class Augmentation:
         raise ValueError(f"unknown augmentation {self.name!r}")
 
 
-def add_noise(y: np.ndarray, *, snr_db: float, seed: int) -> np.ndarray:
-    """Add 1/f (pink) noise to ``y [shape=(n,)]`` at ``snr_db`` dB SNR (float32)."""
+def pink_noise(n: int, *, seed: int) -> np.ndarray:
+    """Unit-power 1/f (pink) noise, ``np.ndarray [shape=(n,)]`` float64."""
     rng = np.random.default_rng(seed)
-    white = rng.standard_normal(y.size)
-    spectrum = np.fft.rfft(white)
+    spectrum = np.fft.rfft(rng.standard_normal(n))
     freqs = np.arange(spectrum.size, dtype=np.float64)
     freqs[0] = 1.0
-    pink = np.fft.irfft(spectrum / np.sqrt(freqs), n=y.size)
+    pink = np.fft.irfft(spectrum / np.sqrt(freqs), n=n)
+    return pink / (np.sqrt(np.mean(pink**2)) or 1.0)
+
+
+def add_noise(y: np.ndarray, *, snr_db: float, seed: int) -> np.ndarray:
+    """Add pink noise to ``y [shape=(n,)]`` at ``snr_db`` dB below the clip's mean power (float32)."""
     signal_power = float(np.mean(np.square(y, dtype=np.float64)))
-    noise_power = float(np.mean(pink**2)) or 1.0
-    pink *= np.sqrt(signal_power / noise_power / (10 ** (snr_db / 10)))
-    return (y + pink).astype(np.float32)
+    noise = pink_noise(y.size, seed=seed) * np.sqrt(signal_power / (10 ** (snr_db / 10)))
+    return (y + noise).astype(np.float32)
 
 
 #: The augmentation set measured in ``python -m pipeline.experiments``.

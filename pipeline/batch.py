@@ -131,7 +131,8 @@ def score(cascade: Cascade, files: Sequence[InputFile], *, batch_size: int = 16,
     from .cascade import featurise_source
 
     def submit(pool, chunk):
-        return [pool.submit(featurise_source, f.path, f.name, cascade.audio_config, cascade.feature_config)
+        return [pool.submit(featurise_source, f.path, f.name, cascade.audio_config, cascade.feature_config,
+                            getattr(cascade, "denoise", None))
                 for f in chunk]
 
     import torch

@@ -12,7 +12,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .audio import AudioConfig, AudioSource, PreparedAudio, decode_audio, prepare_signal
+from .audio import AudioConfig, AudioSource, PreparedAudio, decode_audio, prepare_signal, to_mono_float, validate_rate
+from .denoise import DenoiseConfig, reduce_noise
 from .data import PROJECT_ROOT
 from .emotion import EMOTION_LABELS, EmotionModel
 from .errors import ModelError, PipelineError
@@ -89,11 +90,14 @@ class Featurised:
 
 
 def _featurise(name: str | None, decode: Callable[[], tuple[np.ndarray, int]], audio_config: AudioConfig,
-               feature_config) -> Featurised:
+               feature_config, denoise: DenoiseConfig | None = None) -> Featurised:
     duration = None
     try:
         y, sr = decode()
         duration = _duration_s(y, sr)
+        if denoise is not None:
+            sr = validate_rate(sr)
+            y = reduce_noise(to_mono_float(y)[0], sr, config=denoise)
         audio = prepare_signal(y, sr, config=audio_config)
         features = extract_features(audio.samples, config=feature_config)
     except Exception as exc:  # one bad input never stops the others
@@ -101,14 +105,15 @@ def _featurise(name: str | None, decode: Callable[[], tuple[np.ndarray, int]], a
     return Featurised(name, audio=audio, features=features)
 
 
-def featurise_source(source: AudioSource, name: str, audio_config: AudioConfig, feature_config) -> Featurised:
+def featurise_source(source: AudioSource, name: str, audio_config: AudioConfig, feature_config,
+                     denoise: DenoiseConfig | None = None) -> Featurised:
     """Stage 1 for a file path, bytes or file object (a top-level function, for process pools)."""
 
     def decode() -> tuple[np.ndarray, int]:
         decoded = decode_audio(source, name=name)
         return decoded.samples, decoded.sample_rate
 
-    return _featurise(name, decode, audio_config, feature_config)
+    return _featurise(name, decode, audio_config, feature_config, denoise)
 
 
 @dataclass
@@ -129,10 +134,13 @@ class Cascade:
         routing: ``"hard"`` (the model of the predicted gender answers) or
             ``"soft"`` (both answer; their probabilities are averaged with the
             gender probabilities as weights: useful for uncertain voices).
+        denoise: ``None`` (default) or a :class:`DenoiseConfig`: spectral-gating
+            noise reduction of every input before it is prepared (see
+            :mod:`pipeline.denoise` for when it helps).
     """
 
     def __init__(self, gender: GenderClassifier, male: EmotionModel, female: EmotionModel, *,
-                 routing: str = "hard") -> None:
+                 routing: str = "hard", denoise: DenoiseConfig | None = None) -> None:
         if routing not in ROUTING_MODES:
             raise ValueError(f"routing must be one of {ROUTING_MODES}, got {routing!r}")
         if male.config.feature_config != female.config.feature_config:
@@ -142,6 +150,7 @@ class Cascade:
         self.gender = gender
         self.emotion_models = {"male": male, "female": female}
         self.routing = routing
+        self.denoise = denoise
         self.feature_config = male.config.feature_config
         self.audio_config: AudioConfig = male.config.audio_config
 
@@ -154,6 +163,7 @@ class Cascade:
         female_dir: str | os.PathLike = FEMALE_MODEL_DIR,
         routing: str = "hard",
         device: str = "cpu",
+        denoise: DenoiseConfig | bool | None = None,
     ) -> "Cascade":
         """Load all models once.
 
@@ -163,9 +173,14 @@ class Cascade:
             male_dir, female_dir: emotion model folders.
             routing: ``"hard"`` or ``"soft"``.
             device: ``"cpu"`` (default) or ``"cuda"`` for the gender model.
+            denoise: ``None``/``False`` (default), ``True`` for the default
+                :class:`DenoiseConfig`, or a :class:`DenoiseConfig`.
         """
         gender = GenderClassifier.load(gender_model, device=device)
-        return cls(gender, EmotionModel.load(male_dir), EmotionModel.load(female_dir), routing=routing)
+        if denoise is True:
+            denoise = DenoiseConfig()
+        return cls(gender, EmotionModel.load(male_dir), EmotionModel.load(female_dir), routing=routing,
+                   denoise=denoise or None)
 
     # -- one signal ---------------------------------------------------------------------------
     def predict_signal(self, y: np.ndarray, sr: int, *, file: str | None = None) -> Prediction:
@@ -210,7 +225,7 @@ class Cascade:
     # -- stages -------------------------------------------------------------------------------
     def featurise_file(self, source: AudioSource, name: str) -> "Featurised":
         """Stage 1 for one input: decode, prepare and extract features (no model runs)."""
-        return featurise_source(source, name, self.audio_config, self.feature_config)
+        return featurise_source(source, name, self.audio_config, self.feature_config, self.denoise)
 
     def score(self, items: Sequence["Featurised"]) -> list[Prediction]:
         """Stage 2: run the gender and emotion models once over the featurised ``items``."""
@@ -231,7 +246,8 @@ class Cascade:
     # -- internals ----------------------------------------------------------------------------
     def _predict(self, jobs: Sequence[tuple[str | None, Callable[[], tuple[np.ndarray, int]]]]) -> list[Prediction]:
         """Decode, prepare and featurise each job, then score all good ones in one batch."""
-        return self.score([_featurise(name, decode, self.audio_config, self.feature_config) for name, decode in jobs])
+        return self.score([_featurise(name, decode, self.audio_config, self.feature_config, self.denoise)
+                           for name, decode in jobs])
 
     def _score(self, pending: list[_Pending], results: list[Prediction]) -> None:
         try:

@@ -136,6 +136,43 @@ def gender_metrics(frame) -> dict:
     }
 
 
+ROUTING_CONTRASTS = (("cascade", "true_gender"), ("cascade", "pooled"), ("soft", "cascade"))
+
+
+def routing_comparison(emotional, *, n_boot: int = 2000, seed: int = 0) -> dict:
+    """Accuracy differences between methods with 95% bootstrap intervals over speakers.
+
+    ``emotional``: the emotional, scored rows of :func:`predict_split`'s frame.
+    Returns ``{"all" | "ravdess": {"a - b": Interval.to_dict()}}`` for the contrasts
+    in :data:`ROUTING_CONTRASTS` whose methods are present.
+    """
+    from .stats import accuracy_difference
+
+    out: dict = {}
+    for subset, part in (("all", emotional), ("ravdess", emotional[emotional.corpus == "ravdess"])):
+        if part.empty:
+            continue
+        out[subset] = {
+            f"{a} - {b}": accuracy_difference(part.emotion, part[f"{a}_pred"], part[f"{b}_pred"], part.speaker,
+                                              n_boot=n_boot, seed=seed).to_dict()
+            for a, b in ROUTING_CONTRASTS if f"{a}_pred" in part and f"{b}_pred" in part
+        }
+    return out
+
+
+def calibration(emotional) -> dict:
+    """Expected calibration error (10 bins) of each method's emotion probabilities."""
+    from .stats import reliability
+
+    y = emotional.emotion.map({label: i for i, label in enumerate(EMOTION_LABELS)}).to_numpy()
+    out = {}
+    for method in ("cascade", "true_gender", "pooled", "soft"):
+        columns = [f"{method}_prob_{label}" for label in EMOTION_LABELS]
+        if all(c in emotional for c in columns) and len(emotional):
+            out[method] = {"ece": reliability(emotional[columns].to_numpy(), y).ece, "n": int(len(emotional))}
+    return out
+
+
 def level_robustness(cascade: Cascade, utterances: Sequence[Utterance]) -> dict:
     """Share of clips whose gender / emotion is unchanged when the level changes."""
     import soundfile as sf
@@ -180,6 +217,8 @@ def evaluate(*, cascade: Cascade | None = None, pooled_dir: Path | None = POOLED
         "n_speakers": int(frame.speaker.nunique()),
         "gender": gender_metrics(frame),
         "emotion": {m: _grouped(emotional, "emotion", f"{m}_pred") for m in methods},
+        "routing_comparison": routing_comparison(emotional),
+        "calibration": calibration(emotional),
         "level_robustness": level_robustness(cascade, ravdess[::step][:robustness_clips]) if robustness_clips else {},
         "gender_model": cascade.gender.source,
     }
@@ -239,6 +278,19 @@ def to_markdown(metrics: dict) -> str:
                        *[(f"corpus: {k}", v) for k, v in cascade["per_corpus"].items()]]:
         rec = part.get("recall", {})
         lines.append(f"| {name} | " + " | ".join(_pct(rec[label]) if label in rec else "–" for label in EMOTION_LABELS) + " |")
+    if metrics.get("routing_comparison"):
+        lines += ["", "### Does routing help? Accuracy differences, 95% bootstrap interval over test speakers", "",
+                  "| subset | contrast | difference | 95% interval | speakers |", "|---|---|---:|---:|---:|"]
+        for subset, contrasts in metrics["routing_comparison"].items():
+            for name, iv in contrasts.items():
+                lines.append(f"| {'RAVDESS test actors' if subset == 'ravdess' else 'all emotional clips'} | {name} | "
+                             f"{100 * iv['estimate']:+.1f} pts | [{100 * iv['low']:+.1f}, {100 * iv['high']:+.1f}] | "
+                             f"{iv['n_groups']} |")
+    if metrics.get("calibration"):
+        lines += ["", "### Calibration (expected calibration error, 10 bins; 0 = perfectly calibrated)", "",
+                  "| method | clips | ECE |", "|---|---:|---:|"]
+        for method, c in metrics["calibration"].items():
+            lines.append(f"| {method} | {c['n']} | {c['ece']:.3f} |")
     if metrics.get("level_robustness"):
         lines += ["", "## Robustness to recording level", "",
                   "Share of RAVDESS test clips whose prediction is unchanged after scaling the waveform.", "",
