@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: setup app test train evaluate experiments bench demo
+.PHONY: setup app test train evaluate experiments bench demo notebooks
 
 setup:
 	@bash scripts/setup.sh
@@ -27,3 +27,6 @@ experiments: setup  ## what helps the emotion models -> reports/experiments.*
 
 bench: setup  ## speed and memory on this machine -> reports/bench.*
 	$(PY) -m pipeline.bench
+
+notebooks: setup  ## execute notebooks/ headless and rewrite their outputs (about 25 minutes on 2 cores)
+	$(PY) notebooks/run.py

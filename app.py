@@ -41,9 +41,10 @@ RESULTS_KEY = "ser_results"  # st.session_state[RESULTS_KEY]: {clip_key(...): Cl
 
 # -- models ---------------------------------------------------------------------------------------
 @st.cache_resource(show_spinner="Loading the models (once per server process)...")
-def load_cascade(gender_model: str | None, routing: str, male_dir: str, female_dir: str) -> Cascade:
-    """The cascade for a gender-model choice (``None`` = shipped) and routing, loaded once per process."""
-    return Cascade.load(gender_model, male_dir=male_dir, female_dir=female_dir, routing=routing)
+def load_cascade(gender_model: str | None, routing: str, male_dir: str, female_dir: str,
+                 denoise: bool = False) -> Cascade:
+    """The cascade for a gender-model choice (``None`` = shipped), routing and noise reduction, loaded once per process."""
+    return Cascade.load(gender_model, male_dir=male_dir, female_dir=female_dir, routing=routing, denoise=denoise)
 
 
 def emotion_model_dirs() -> tuple[str, str]:
@@ -158,8 +159,8 @@ def spectrogram_image(y: np.ndarray, sr: int, *, n_mels: int = 96, max_frames: i
 
 
 # -- page -----------------------------------------------------------------------------------------
-def sidebar() -> tuple[str | None, str, str]:
-    """Model choice widgets; returns ``(gender_model or None, routing, model id)``."""
+def sidebar() -> tuple[str | None, str, bool, str]:
+    """Model choice widgets; returns ``(gender_model or None, routing, denoise, model id)``."""
     with st.sidebar:
         st.header("Models")
         choice = st.radio("Gender model", [SHIPPED, HUB], key="gender_choice",
@@ -174,6 +175,11 @@ def sidebar() -> tuple[str | None, str, str]:
             help="hard: the emotion model of the predicted gender answers. soft: both answer, weighted by "
                  "the gender probabilities (useful for uncertain voices).",
         )
+        denoise = st.toggle(
+            "Noise reduction", value=False, key="denoise",
+            help="Spectral gating (noisereduce) before analysis. Off by default: on clean speech it lowers "
+                 "emotion accuracy; see notebooks/5_noise_reduction.ipynb for when it pays off.",
+        )
         with st.expander("About the models", expanded=False):
             for title, path in MODEL_CARDS.items():
                 st.markdown(f"#### {title}")
@@ -182,7 +188,7 @@ def sidebar() -> tuple[str | None, str, str]:
                 except OSError:
                     st.info(f"No model card at {path.relative_to(PROJECT_ROOT)} yet.")
     male_dir, female_dir = emotion_model_dirs()
-    return gender_model, routing, f"{gender_model or 'shipped'}:{routing}:{male_dir}:{female_dir}"
+    return gender_model, routing, denoise, f"{gender_model or 'shipped'}:{routing}:{denoise}:{male_dir}:{female_dir}"
 
 
 def collect_inputs() -> list[tuple[str, bytes]]:
@@ -298,7 +304,7 @@ def main() -> None:
         "more also get a timeline. Audio stays in memory and is not stored. Trained on acted and read speech "
         "in English, Amharic and Italian (RAVDESS, SAVEE, ASED, EMOVO): research and non-commercial use only."
     )
-    gender_model, routing, model_id = sidebar()
+    gender_model, routing, denoise, model_id = sidebar()
     clips = collect_inputs()
     store: dict[tuple, ClipResult] = st.session_state.setdefault(RESULTS_KEY, {})
     keys = [clip_key(name, data, model_id) for name, data in clips]
@@ -310,7 +316,7 @@ def main() -> None:
     if st.button("Analyse", type="primary", key="analyse", disabled=not clips):
         if pending:
             try:
-                cascade = load_cascade(gender_model, routing, *emotion_model_dirs())
+                cascade = load_cascade(gender_model, routing, *emotion_model_dirs(), denoise=denoise)
             except Exception as exc:
                 st.error(f"Could not load the models (gender model: {gender_model or 'shipped'}): {exc}")
                 st.stop()

@@ -40,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="hard: the predicted gender's emotion model answers; soft: both, weighted by the "
                              "gender probabilities (default: hard)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="device for the gender model")
+    parser.add_argument("--denoise", action="store_true",
+                        help="spectral-gating noise reduction (noisereduce) before analysis; off by default, "
+                             "see reports/noise_study.md for when it helps")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     mode.add_argument("--resume", action="store_true",
@@ -95,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         cascade = Cascade.load(
             args.gender_model, male_dir=args.male_model or MALE_MODEL_DIR,
             female_dir=args.female_model or FEMALE_MODEL_DIR, routing=args.routing, device=args.device,
+            denoise=args.denoise,
         )
     except PipelineError as exc:
         return _usage(f"could not load the models: {exc}")

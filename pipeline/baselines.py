@@ -13,7 +13,7 @@ statistics the emotion CNNs read, with the same speaker-independent split:
 * clustering: k-means, a Gaussian mixture and Ward agglomerative clustering into
   2, 4 and 10 clusters of the emotional ``train`` clips (standardised, then PCA
   to 20 dimensions), scored by homogeneity and normalised mutual information
-  against gender and emotion and by silhouette and Davies-Bouldin.
+  against gender, emotion and corpus and by silhouette and Davies-Bouldin.
 
 It writes ``reports/baselines.json`` and ``reports/baselines.md``; notebook 4
 draws the same results.
@@ -213,15 +213,18 @@ def to_markdown(results: dict, clusters: list[Clustering]) -> str:
     for name, r in results["emotion"].items():
         cells = [f"`{json.dumps(r[g]['best_params'])}` ({100 * r[g]['cv_accuracy']:.1f}%)" for g in ("male", "female")]
         a, rv = r["routed_by_true_gender"]["all"], r["routed_by_true_gender"]["ravdess"]
+        ravdess = f"{100 * rv['accuracy']:.1f}%" if rv.get("n") else "n/a"
         lines.append(f"| {name} | {cells[0]} | {cells[1]} | {100 * a['accuracy']:.1f}% / {a['macro_f1']:.3f} | "
-                     f"{100 * rv['accuracy']:.1f}% |")
+                     f"{ravdess} |")
     lines += ["", "## Clustering of the emotional train clips", "",
-              "| algorithm | k | homogeneity gender | NMI gender | homogeneity emotion | NMI emotion | silhouette | Davies-Bouldin |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|"]
+              "| algorithm | k | homogeneity gender | NMI gender | homogeneity emotion | NMI emotion | NMI corpus | "
+              "silhouette | Davies-Bouldin |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for c in clusters:
         s = c.scores
+        corpus = f"{s['nmi_corpus']:.3f}" if "nmi_corpus" in s else "n/a"
         lines.append(f"| {c.algorithm} | {c.k} | {s['homogeneity_gender']:.3f} | {s['nmi_gender']:.3f} | "
-                     f"{s['homogeneity_emotion']:.3f} | {s['nmi_emotion']:.3f} | {s['silhouette']:.3f} | "
+                     f"{s['homogeneity_emotion']:.3f} | {s['nmi_emotion']:.3f} | {corpus} | {s['silhouette']:.3f} | "
                      f"{s['davies_bouldin']:.2f} |")
     return "\n".join(lines) + "\n"
 
@@ -245,7 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     table = feature_table()
     results = run_classifiers(table, n_jobs=args.jobs, progress=True)
     X, rows = _subset(table, lambda u: u.split == "train" and u.emotion)
-    _, clusters = cluster_structure(X, {"gender": [u.gender for u in rows], "emotion": [u.emotion for u in rows]})
+    _, clusters = cluster_structure(X, {"gender": [u.gender for u in rows], "emotion": [u.emotion for u in rows],
+                                        "corpus": [u.corpus for u in rows]})
     print(write_report(results, clusters, args.out))
     return 0
 

@@ -96,8 +96,8 @@ def _featurise(name: str | None, decode: Callable[[], tuple[np.ndarray, int]], a
         y, sr = decode()
         duration = _duration_s(y, sr)
         if denoise is not None:
-            sr = validate_rate(sr)
-            y = reduce_noise(to_mono_float(y)[0], sr, config=denoise)
+            prepare_signal(y, sr, config=audio_config)  # the input's own problems first (empty, silent, ...)
+            y = reduce_noise(to_mono_float(y)[0], validate_rate(sr), config=denoise)
         audio = prepare_signal(y, sr, config=audio_config)
         features = extract_features(audio.samples, config=feature_config)
     except Exception as exc:  # one bad input never stops the others
