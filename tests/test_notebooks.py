@@ -1,0 +1,86 @@
+"""The report notebooks: committed with outputs, in step with their sources, and runnable.
+
+The evaluation notebook is executed on a small fixed subset of the test split (about 40 clips) so
+a broken notebook fails CI; the data and training notebooks are cheap enough to run whole; the noise
+study runs on a handful of clips. The baselines notebook (grid searches over the whole corpus, about
+ten minutes) is covered by tests/test_baselines.py and by its committed outputs.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "notebooks"))
+
+import run as notebook_runner  # noqa: E402  (notebooks/run.py)
+
+
+def _outputs(nb) -> list:
+    return [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+
+
+def _images(nb) -> int:
+    return sum("image/png" in o.get("data", {}) for o in _outputs(nb))
+
+
+def _text(nb) -> str:
+    parts = []
+    for o in _outputs(nb):
+        parts.append(o.get("text", ""))
+        data = o.get("data", {})
+        parts.append(data.get("text/plain", "") + data.get("text/markdown", "") + data.get("text/html", ""))
+    return "\n".join(parts)
+
+
+@pytest.mark.parametrize("notebook", notebook_runner.NOTEBOOKS, ids=lambda n: n.name)
+def test_committed_notebook_is_executed_and_current(notebook):
+    path = ROOT / "notebooks" / f"{notebook.name}.ipynb"
+    assert path.is_file(), f"run `make notebooks`: {path.name} is missing"
+    committed = nbformat.read(path, as_version=4)
+    expected = notebook_runner.build(notebook)
+    code = [c.source for c in committed.cells if c.cell_type == "code"]
+    assert code == [c.source for c in expected.cells if c.cell_type == "code"], \
+        f"{path.name} is older than notebooks/src/{notebook.source}: run `python notebooks/run.py {notebook.name}`"
+    assert all(c.execution_count is not None for c in committed.cells if c.cell_type == "code")
+    assert not [o for o in _outputs(committed) if o.output_type == "error"]
+    assert _images(committed) >= 1
+
+
+def _run(name: str, tmp_path, **params):
+    out = notebook_runner.execute(name, params=params, out_dir=tmp_path, timeout=600)
+    nb = nbformat.read(out, as_version=4)
+    assert not [o for o in _outputs(nb) if o.output_type == "error"]
+    return nb
+
+
+def test_evaluation_notebook_on_a_subset(tmp_path, shared_data):
+    nb = _run("3_evaluation", tmp_path, LIMIT=40, ROBUSTNESS_CLIPS=2, N_REPEATS=1, N_AUDIO=1)
+    text = _text(nb)
+    assert "test clips from" in text and "not compared with reports/metrics.json" in text
+    for heading in ("precision", "cascade - true_gender", "gender_unchanged", "# Evaluation on the `test` split"):
+        assert heading in text
+    assert _images(nb) >= 8  # gender, confusions, ROC/reliability, routing, importance, PCA
+
+
+def test_data_and_training_notebooks(tmp_path, shared_data):
+    assert _images(_run("1_data", tmp_path)) >= 4
+    nb = _run("2b_training_female", tmp_path)
+    assert "female" in _text(nb) and _images(nb) >= 2
+
+
+def test_noise_notebook_on_a_few_clips(tmp_path, shared_data):
+    nb = _run("5_noise_reduction", tmp_path, N_CLIPS=4)
+    text = _text(nb)
+    assert "pipeline`'s default is **off**" in text and "babble" in text
+
+
+def test_parameters_are_injected_after_the_parameters_cell():
+    nb = notebook_runner.build(notebook_runner.NOTEBOOKS[1], {"EXTRA": 3})
+    tags = [c.metadata.get("tags", []) for c in nb.cells]
+    at = next(i for i, t in enumerate(tags) if "parameters" in t)
+    assert "injected-parameters" in tags[at + 1]
+    assert "GENDER = 'male'" in nb.cells[at + 1].source and "EXTRA = 3" in nb.cells[at + 1].source
