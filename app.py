@@ -177,8 +177,8 @@ def sidebar() -> tuple[str | None, str, bool, str]:
         )
         denoise = st.toggle(
             "Noise reduction", value=False, key="denoise",
-            help="Spectral gating (noisereduce) before analysis. Off by default: on clean speech it lowers "
-                 "emotion accuracy; see notebooks/5_noise_reduction.ipynb for when it pays off.",
+            help="Spectral gating (noisereduce) before analysis. Off by default: it lowers emotion accuracy on "
+                 "clean speech and in most noisy conditions measured (notebooks/5_noise_reduction.ipynb).",
         )
         with st.expander("About the models", expanded=False):
             for title, path in MODEL_CARDS.items():

@@ -125,9 +125,10 @@ default_on = clean_change >= 0 and noisy_change.mean() > 0
 lines.append("- `pipeline`'s default is **off** (`Cascade.load(denoise=None)`); "
              + ("these numbers say it should be **on**: it helps on average and does not hurt clean speech."
                 if default_on else
-                "these numbers support that. The emotion models were trained on un-denoised features and gating "
-                "changes exactly the spectral statistics they read. The option stays available (`script.py "
-                "--denoise`, the app's sidebar) for recordings known to be noisy, where the table shows when it pays off."))
+                "these numbers support that. Gating removes or smears exactly the spectral statistics the "
+                "emotion models read (they were trained on un-denoised audio), so it costs more than the noise "
+                "it removes. The option stays available (`script.py --denoise`, the app's sidebar) for "
+                "experiments, for example with models retrained on denoised audio."))
 display(Markdown("\n".join(lines)))
 
 # %% [markdown]
