@@ -28,5 +28,5 @@ experiments: setup  ## what helps the emotion models -> reports/experiments.*
 bench: setup  ## speed and memory on this machine -> reports/bench.*
 	$(PY) -m pipeline.bench
 
-notebooks: setup  ## execute notebooks/ headless and rewrite their outputs (about 25 minutes on 2 cores)
+notebooks: setup  ## execute notebooks/ headless and rewrite their outputs (about 15 minutes on 2 cores)
 	$(PY) notebooks/run.py

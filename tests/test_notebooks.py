@@ -2,8 +2,8 @@
 
 The evaluation notebook is executed on a small fixed subset of the test split (about 40 clips) so
 a broken notebook fails CI; the data and training notebooks are cheap enough to run whole; the noise
-study runs on a handful of clips. The baselines notebook (grid searches over the whole corpus, about
-ten minutes) is covered by tests/test_baselines.py and by its committed outputs.
+study runs on a handful of clips. The baselines notebook (features of the whole corpus, then grid
+searches: about six minutes here) is covered by tests/test_baselines.py and by its committed outputs.
 """
 from __future__ import annotations
 
