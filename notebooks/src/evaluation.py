@@ -154,23 +154,26 @@ for column, gender in enumerate(("male", "female")):
 fig.tight_layout()
 
 # %% [markdown]
-# Per corpus and, for RAVDESS, per intensity (normalised by row = per-class recall).
+# Per corpus and, for RAVDESS, per intensity: counts, and normalised by row (= per-class recall).
 # The corpora differ in language and style; the models are weakest where the training data
 # are thinnest (SAVEE: two training speakers; EMOVO: two per gender).
 
 # %%
 corpora = sorted(emotional.corpus.unique())
-fig, axes = plt.subplots(1, len(corpora), figsize=(5.2 * len(corpora), 5))
-for ax, corpus in zip(np.atleast_1d(axes), corpora):
-    confusion(ax, emotional[emotional.corpus == corpus], corpus, normalize="true")
+fig, axes = plt.subplots(2, len(corpora), figsize=(5.2 * len(corpora), 10), squeeze=False)
+for column, corpus in enumerate(corpora):
+    part = emotional[emotional.corpus == corpus]
+    confusion(axes[0, column], part, f"{corpus}: counts")
+    confusion(axes[1, column], part, f"{corpus}: recall", normalize="true")
 fig.tight_layout()
 ravdess = emotional[emotional.corpus == "ravdess"]
-if len(ravdess):
-    fig, axes = plt.subplots(1, 2, figsize=(11, 5))
-    for ax, intensity in zip(axes, ("normal", "strong")):
+intensities = [i for i in ("normal", "strong") if (ravdess.intensity == i).any()]
+if intensities:
+    fig, axes = plt.subplots(2, len(intensities), figsize=(5.5 * len(intensities), 10), squeeze=False)
+    for column, intensity in enumerate(intensities):
         part = ravdess[ravdess.intensity == intensity]
-        if len(part):
-            confusion(ax, part, f"RAVDESS, {intensity} intensity", normalize="true")
+        confusion(axes[0, column], part, f"RAVDESS, {intensity} intensity: counts")
+        confusion(axes[1, column], part, f"RAVDESS, {intensity} intensity: recall", normalize="true")
     fig.tight_layout()
     display(pd.DataFrame({k: {"clips": v["n"], "accuracy %": 100 * v["accuracy"]}
                           for k, v in metrics["emotion"]["cascade"]["ravdess_per_intensity"].items()}).T.round(1))
