@@ -48,6 +48,7 @@ class TrainConfig:
     learning_rate: float = 1e-3
     finetune_learning_rate: float = 3e-4
     patience: int = 8
+    monitor: str = "val_loss"
     dropout: float = 0.4
     label_smoothing: float = 0.1
 
@@ -119,14 +120,17 @@ def _fit(model, X, y, X_val, y_val, *, epochs: int, lr: float, config: TrainConf
         steps_per_execution=16,
     )
     n = len(EMOTION_LABELS)
-    callbacks = [keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience, restore_best_weights=True)]
+    if config.monitor not in ("val_loss", "val_accuracy"):
+        raise ValueError(f"monitor must be 'val_loss' or 'val_accuracy', got {config.monitor!r}")
+    callbacks = [keras.callbacks.EarlyStopping(monitor=config.monitor, patience=config.patience,
+                                               restore_best_weights=True)]
     history = model.fit(
         X, keras.utils.to_categorical(y, n), validation_data=(X_val, keras.utils.to_categorical(y_val, n)),
         epochs=epochs, batch_size=config.batch_size, class_weight=_class_weights(y), callbacks=callbacks,
         verbose=0, shuffle=True,
     )
     h = {k: [float(v) for v in vals] for k, vals in history.history.items()}
-    h["best_epoch"] = int(np.argmin(h["val_loss"])) + 1
+    h["best_epoch"] = int(np.argmin(h["val_loss"]) if config.monitor == "val_loss" else np.argmax(h["val_accuracy"])) + 1
     return h
 
 
