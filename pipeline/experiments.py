@@ -7,8 +7,8 @@
 readers can see the effect on unseen speakers, never used to pick.
 
 Keras results depend on the number of TensorFlow threads (``--threads``; default
-all cores), so a rerun with another thread count moves each figure by a point or
-two; compare variants within one run.
+all cores), so a rerun with another thread count moves each figure by up to about
+three points; compare variants within one run.
 """
 from __future__ import annotations
 
