@@ -87,7 +87,7 @@ def fit_selected(baseline: Baseline, X: np.ndarray, y: np.ndarray, groups: np.nd
     return search
 
 
-def _task_result(search, seconds: float, y_test, pred) -> dict:
+def _task_result(search, seconds: float, test_metrics: dict) -> dict:
     best = search.best_index_
     return {
         "best_params": {k.removeprefix("model__"): (list(v) if isinstance(v, tuple) else v)
@@ -95,51 +95,49 @@ def _task_result(search, seconds: float, y_test, pred) -> dict:
         "cv_accuracy": float(search.cv_results_["mean_test_score"][best]),
         "cv_accuracy_std": float(search.cv_results_["std_test_score"][best]),
         "search_seconds": round(seconds, 1),
-        "test": emotion_metrics(y_test, pred) if set(y_test) <= set(EMOTION_LABELS) else {
-            "n": int(len(y_test)), "accuracy": float(np.mean(np.asarray(y_test) == np.asarray(pred)))},
+        "test": test_metrics,
     }
 
 
-def _subset(table: FeatureTable, keep) -> tuple[np.ndarray, list[Utterance]]:
-    idx = [i for i, u in enumerate(table.utterances) if table.ok[i] and keep(u)]
-    return table.X[idx], [table.utterances[i] for i in idx]
+def _accuracy(y_true, y_pred) -> dict:
+    return {"n": int(len(y_true)), "accuracy": float(np.mean(np.asarray(y_true) == np.asarray(y_pred)))}
 
 
 def run_classifiers(table: FeatureTable, *, baselines: Sequence[Baseline] = BASELINES, n_jobs: int = 1,
                     progress: bool = False) -> dict:
-    """Gender and per-gender emotion baselines; ``{task: {model: result}}`` plus test predictions."""
+    """Gender and per-gender emotion baselines: ``{"gender": {model: result}, "emotion": {model: {...}}}``."""
     results: dict = {"gender": {}, "emotion": {}}
 
-    def fit(task: str, X, y, groups, X_test, y_test):
+    def fit(task: str, X, y, groups, X_test, y_test, metric):
         out = {}
         for baseline in baselines:
             start = time.perf_counter()
             search = fit_selected(baseline, X, y, groups, n_jobs=n_jobs)
             pred = search.predict(X_test)
-            out[baseline.name] = (_task_result(search, time.perf_counter() - start, y_test, pred), pred)
+            out[baseline.name] = (_task_result(search, time.perf_counter() - start, metric(y_test, pred)), pred)
             if progress:
                 print(f"  {task} / {baseline.name}: cv {out[baseline.name][0]['cv_accuracy']:.3f}, "
                       f"test {out[baseline.name][0]['test']['accuracy']:.3f}", flush=True)
         return out
 
-    X, rows = _subset(table, lambda u: u.split in ("train", "val"))
-    X_test, test_rows = _subset(table, lambda u: u.split == "test")
-    gender = fit("gender", X, np.array([u.gender for u in rows]), np.array([u.speaker for u in rows]),
-                 X_test, np.array([u.gender for u in test_rows]))
+    train = table.select(lambda u: u.split in ("train", "val"))
+    test = table.select(lambda u: u.split == "test")
+    gender = fit("gender", train.X, train.labels("gender"), train.labels("speaker"),
+                 test.X, test.labels("gender"), _accuracy)
     results["gender"] = {name: r for name, (r, _) in gender.items()}
 
-    test_emotional = [i for i, u in enumerate(test_rows) if u.emotion]
-    y_test = np.array([test_rows[i].emotion for i in test_emotional])
+    test_emotional = [i for i, u in enumerate(test.utterances) if u.emotion]
+    y_test = np.array([test.utterances[i].emotion for i in test_emotional])
     routed = {name: np.empty(len(test_emotional), dtype=object) for name in (b.name for b in baselines)}
     for g in ("male", "female"):
-        X_g, rows_g = _subset(table, lambda u, g=g: u.split in ("train", "val") and u.emotion and u.gender == g)
-        mine = [k for k, i in enumerate(test_emotional) if test_rows[i].gender == g]
-        per_model = fit(f"emotion/{g}", X_g, np.array([u.emotion for u in rows_g]),
-                        np.array([u.speaker for u in rows_g]), X_test[[test_emotional[k] for k in mine]], y_test[mine])
+        part = train.select(lambda u, g=g: bool(u.emotion) and u.gender == g)
+        mine = [k for k, i in enumerate(test_emotional) if test.utterances[i].gender == g]
+        per_model = fit(f"emotion/{g}", part.X, part.labels("emotion"), part.labels("speaker"),
+                        test.X[[test_emotional[k] for k in mine]], y_test[mine], emotion_metrics)
         for name, (r, pred) in per_model.items():
             results["emotion"].setdefault(name, {})[g] = r
             routed[name][mine] = pred
-    ravdess = np.array([test_rows[i].corpus == "ravdess" for i in test_emotional])
+    ravdess = np.array([test.utterances[i].corpus == "ravdess" for i in test_emotional])
     for name, pred in routed.items():
         results["emotion"][name]["routed_by_true_gender"] = {
             "all": emotion_metrics(y_test, pred), "ravdess": emotion_metrics(y_test[ravdess], pred[ravdess])}
@@ -247,9 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     table = feature_table()
     results = run_classifiers(table, n_jobs=args.jobs, progress=True)
-    X, rows = _subset(table, lambda u: u.split == "train" and u.emotion)
-    _, clusters = cluster_structure(X, {"gender": [u.gender for u in rows], "emotion": [u.emotion for u in rows],
-                                        "corpus": [u.corpus for u in rows]})
+    train = table.select(lambda u: u.split == "train" and bool(u.emotion))
+    _, clusters = cluster_structure(train.X, {k: train.labels(k) for k in ("gender", "emotion", "corpus")})
     print(write_report(results, clusters, args.out))
     return 0
 

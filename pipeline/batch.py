@@ -132,7 +132,7 @@ def score(cascade: Cascade, files: Sequence[InputFile], *, batch_size: int = 16,
 
     def submit(pool, chunk):
         return [pool.submit(featurise_source, f.path, f.name, cascade.audio_config, cascade.feature_config,
-                            getattr(cascade, "denoise", None))
+                            cascade.denoise)
                 for f in chunk]
 
     import torch

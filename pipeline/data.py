@@ -62,3 +62,10 @@ def read_manifest(root: Path | None = None) -> list[Utterance]:
             )
             for row in csv.DictReader(handle)
         ]
+
+
+def spread(rows: list, n: int | None) -> list:
+    """Every k-th row so that about ``n`` remain (all of them when ``n`` is None or not smaller)."""
+    if n is None or len(rows) <= n:
+        return list(rows)
+    return list(rows[:: -(-len(rows) // max(n, 1))])

@@ -42,6 +42,12 @@ class FeatureTable:
     def labels(self, field: str) -> np.ndarray:
         return np.array([getattr(u, field) for u in self.utterances])
 
+    def select(self, keep) -> "FeatureTable":
+        """The rows that extracted fine and satisfy ``keep(utterance)``, in order (all ``ok``)."""
+        idx = [i for i, u in enumerate(self.utterances) if self.ok[i] and keep(u)]
+        return FeatureTable(X=self.X[idx], utterances=tuple(self.utterances[i] for i in idx),
+                            ok=np.ones(len(idx), dtype=bool))
+
 
 def _init_worker() -> None:
     """One BLAS thread per worker process: the workers already fill the cores."""

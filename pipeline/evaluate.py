@@ -25,7 +25,7 @@ from typing import Sequence
 import numpy as np
 
 from .cascade import FEMALE_MODEL_DIR, MALE_MODEL_DIR, Cascade
-from .data import PROJECT_ROOT, Utterance, read_manifest
+from .data import PROJECT_ROOT, Utterance, read_manifest, spread
 from .emotion import EMOTION_LABELS, EmotionModel
 from .gender import GENDER_LABELS
 
@@ -66,12 +66,14 @@ def _grouped(frame, truth: str, pred: str) -> dict:
 
 
 def predict_split(cascade: Cascade, utterances: Sequence[Utterance], *, pooled: EmotionModel | None = None,
-                  batch_size: int = 32):
+                  batch_size: int = 32, features_out: dict | None = None):
     """Score ``utterances`` with the cascade (hard and soft routing), true-gender routing and ``pooled``.
 
     Returns a ``pandas.DataFrame``, one row per clip: manifest columns, the
     predicted gender and its probabilities, and per method the predicted
     emotion and the eight probabilities (``<method>_prob_<label>``).
+    ``features_out``, if given, receives ``relpath -> np.ndarray [n_features]``
+    for every scored clip (the vectors the emotion models read).
     """
     import pandas as pd
 
@@ -86,6 +88,8 @@ def predict_split(cascade: Cascade, utterances: Sequence[Utterance], *, pooled: 
         per_model = {g: m.predict_proba(X) for g, m in cascade.emotion_models.items()} if good else {}
         pooled_probs = pooled.predict_proba(X) if (pooled is not None and good) else None
         row_of = {i: r for r, i in enumerate(good)}
+        if features_out is not None:
+            features_out.update({chunk[i].relpath: items[i].features for i in good})
         for i, (u, p) in enumerate(zip(chunk, predictions)):
             record = {
                 "path": u.relpath, "corpus": u.corpus, "speaker": u.speaker, "gender": u.gender,
@@ -196,17 +200,17 @@ def level_robustness(cascade: Cascade, utterances: Sequence[Utterance]) -> dict:
 
 
 def evaluate(*, cascade: Cascade | None = None, pooled_dir: Path | None = POOLED_MODEL_DIR,
-             split: str = "test", limit: int | None = None, robustness_clips: int = 120) -> tuple[dict, object]:
+             split: str = "test", limit: int | None = None, robustness_clips: int = 120,
+             features_out: dict | None = None) -> tuple[dict, object]:
     """Run the whole evaluation; returns ``(metrics, predictions_frame)``.
 
     ``limit`` keeps every n-th row so that about ``limit`` clips remain (for quick checks).
+    ``features_out``: see :func:`predict_split`.
     """
     cascade = cascade or Cascade.load()
     pooled = EmotionModel.load(pooled_dir) if pooled_dir is not None and Path(pooled_dir).is_dir() else None
-    rows = [u for u in read_manifest() if u.split == split]
-    if limit is not None and len(rows) > limit:
-        rows = rows[:: int(np.ceil(len(rows) / limit))]
-    frame = predict_split(cascade, rows, pooled=pooled)
+    rows = spread([u for u in read_manifest() if u.split == split], limit)
+    frame = predict_split(cascade, rows, pooled=pooled, features_out=features_out)
     emotional = frame[(frame.emotion != "") & (frame.status == "ok")]
     methods = [m for m in ("cascade", "true_gender", "pooled", "soft") if f"{m}_pred" in frame]
     ravdess = [u for u in rows if u.corpus == "ravdess"]

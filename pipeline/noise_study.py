@@ -30,7 +30,7 @@ import numpy as np
 from .augment import pink_noise
 from .audio import to_mono_float, trim_silence
 from .cascade import Cascade
-from .data import Utterance, read_manifest
+from .data import Utterance, read_manifest, spread
 from .denoise import DenoiseConfig
 from .emotion import EMOTION_LABELS
 from .evaluate import REPORT_DIR, emotion_metrics
@@ -101,9 +101,7 @@ def corrupt(y: np.ndarray, condition: Condition, *, babble: np.ndarray, seed: in
 
 def select_clips(utterances: Sequence[Utterance], n: int) -> list[Utterance]:
     """Every k-th emotional ``test`` clip so that about ``n`` remain (deterministic)."""
-    rows = [u for u in utterances if u.split == "test" and u.emotion]
-    step = max(1, int(np.ceil(len(rows) / max(n, 1))))
-    return rows[::step]
+    return spread([u for u in utterances if u.split == "test" and u.emotion], n)
 
 
 def babble_talkers(utterances: Sequence[Utterance], n: int = 6) -> list[np.ndarray]:

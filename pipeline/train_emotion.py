@@ -73,11 +73,11 @@ def emotion_rows(utterances: Sequence[Utterance] | None = None) -> list[Utteranc
 
 
 def _select(table: FeatureTable, keep) -> Split:
-    idx = [i for i, u in enumerate(table.utterances) if table.ok[i] and keep(u)]
+    part = table.select(keep)
     return Split(
-        X=table.X[idx],
-        y=np.array([EMOTION_LABELS.index(table.utterances[i].emotion) for i in idx], dtype=np.int64),
-        utterances=[table.utterances[i] for i in idx],
+        X=part.X,
+        y=np.array([EMOTION_LABELS.index(u.emotion) for u in part.utterances], dtype=np.int64),
+        utterances=list(part.utterances),
     )
 
 

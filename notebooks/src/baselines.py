@@ -105,10 +105,9 @@ fig.tight_layout()
 # (lower is better) judge the clusters' shape without labels.
 
 # %%
-X, rows = baselines._subset(table, lambda u: u.split == "train" and u.emotion)
-truth = {"gender": np.array([u.gender for u in rows]), "emotion": np.array([u.emotion for u in rows]),
-         "corpus": np.array([u.corpus for u in rows])}
-projection, clusters = baselines.cluster_structure(X, truth)
+train = table.select(lambda u: u.split == "train" and bool(u.emotion))
+truth = {k: train.labels(k) for k in ("gender", "emotion", "corpus")}
+projection, clusters = baselines.cluster_structure(train.X, truth)
 scores = pd.DataFrame([{"algorithm": c.algorithm, "k": c.k, **c.scores} for c in clusters]).set_index(["algorithm", "k"])
 display(scores.round(3))
 

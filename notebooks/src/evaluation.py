@@ -37,18 +37,21 @@ warnings.filterwarnings("ignore", message="IProgress not found")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import soundfile as sf
 from IPython.display import Audio, Markdown, display
 from sklearn.metrics import ConfusionMatrixDisplay, classification_report, roc_auc_score, roc_curve
 
 from pipeline.cascade import Cascade
-from pipeline.data import data_dir, read_manifest
+from pipeline.data import data_dir
 from pipeline.emotion import EMOTION_LABELS
-from pipeline.evaluate import POOLED_MODEL_DIR, evaluate, to_markdown
-from pipeline.stats import reliability
+from pipeline.evaluate import evaluate, to_markdown
+from pipeline.features import feature_groups
+from pipeline.stats import group_permutation_importance, reliability
 
 plt.rcParams.update({"figure.dpi": 90})
 cascade = Cascade.load()
-metrics, frame = evaluate(cascade=cascade, limit=LIMIT, robustness_clips=ROBUSTNESS_CLIPS)
+features = {}  # relpath -> the feature vector the emotion models read, kept for the feature view
+metrics, frame = evaluate(cascade=cascade, limit=LIMIT, robustness_clips=ROBUSTNESS_CLIPS, features_out=features)
 scored = frame[frame.status == "ok"]
 emotional = scored[scored.emotion != ""].copy()
 print(f"{metrics['n_clips']} test clips from {metrics['n_speakers']} speakers; {len(scored)} scored, "
@@ -120,7 +123,7 @@ else:
     errors["confidence in the wrong answer"] = np.where(errors.gender == "male", errors.p_female, 1 - errors.p_female)
     display(errors.sort_values("confidence in the wrong answer", ascending=False).reset_index(drop=True).round(3))
     for path in errors.sort_values("p_female").path.head(N_AUDIO):
-        y, sr = __import__("soundfile").read(data_dir() / path, dtype="float32")
+        y, sr = sf.read(data_dir() / path, dtype="float32")
         display(Markdown(f"`{path}`"), Audio(y, rate=sr))
 
 # %% [markdown]
@@ -146,12 +149,16 @@ def confusion(ax, part, title, normalize=None):
     ax.set_title(f"{title} (n={len(part)})")
 
 
-fig, axes = plt.subplots(2, 2, figsize=(13, 12))
-for column, gender in enumerate(("male", "female")):
-    part = emotional[emotional.gender == gender]
-    confusion(axes[0, column], part, f"{gender} voices: counts")
-    confusion(axes[1, column], part, f"{gender} voices: recall (rows sum to 1)", normalize="true")
-fig.tight_layout()
+def counts_and_recall(parts: dict, width: float = 5.2):
+    """One column per (title -> rows): counts on top, row-normalised recall below."""
+    fig, axes = plt.subplots(2, len(parts), figsize=(width * len(parts), 10), squeeze=False)
+    for column, (title, part) in enumerate(parts.items()):
+        confusion(axes[0, column], part, f"{title}: counts")
+        confusion(axes[1, column], part, f"{title}: recall", normalize="true")
+    fig.tight_layout()
+
+
+counts_and_recall({f"{g} voices": emotional[emotional.gender == g] for g in ("male", "female")}, 6.5)
 
 # %% [markdown]
 # Per corpus and, for RAVDESS, per intensity: counts, and normalised by row (= per-class recall).
@@ -159,22 +166,10 @@ fig.tight_layout()
 # are thinnest (SAVEE: two training speakers; EMOVO: two per gender).
 
 # %%
-corpora = sorted(emotional.corpus.unique())
-fig, axes = plt.subplots(2, len(corpora), figsize=(5.2 * len(corpora), 10), squeeze=False)
-for column, corpus in enumerate(corpora):
-    part = emotional[emotional.corpus == corpus]
-    confusion(axes[0, column], part, f"{corpus}: counts")
-    confusion(axes[1, column], part, f"{corpus}: recall", normalize="true")
-fig.tight_layout()
+counts_and_recall({corpus: part for corpus, part in emotional.groupby("corpus", sort=True)})
 ravdess = emotional[emotional.corpus == "ravdess"]
-intensities = [i for i in ("normal", "strong") if (ravdess.intensity == i).any()]
-if intensities:
-    fig, axes = plt.subplots(2, len(intensities), figsize=(5.5 * len(intensities), 10), squeeze=False)
-    for column, intensity in enumerate(intensities):
-        part = ravdess[ravdess.intensity == intensity]
-        confusion(axes[0, column], part, f"RAVDESS, {intensity} intensity: counts")
-        confusion(axes[1, column], part, f"RAVDESS, {intensity} intensity: recall", normalize="true")
-    fig.tight_layout()
+if len(ravdess):
+    counts_and_recall({f"RAVDESS, {i} intensity": part for i, part in ravdess.groupby("intensity", sort=True)}, 5.5)
     display(pd.DataFrame({k: {"clips": v["n"], "accuracy %": 100 * v["accuracy"]}
                           for k, v in metrics["emotion"]["cascade"]["ravdess_per_intensity"].items()}).T.round(1))
 
@@ -270,35 +265,27 @@ fig.tight_layout()
 # ## Which features matter, and what the feature space looks like
 #
 # Permutation importance by group: shuffle all columns of one feature group together across the
-# test clips and measure how much accuracy the gender models (routed by true gender) lose
+# test clips and measure how much accuracy the male and female emotion models (each clip routed by
+# its true gender) lose
 # (`pipeline/stats.py`, `group_permutation_importance`). Then a PCA projection of the standardised
 # features coloured by emotion, by gender and by corpus.
 
 # %%
-from pipeline.dataset import build_table
-from pipeline.features import feature_groups
-
-by_path = {u.relpath: u for u in read_manifest()}
-utterances = [by_path[p] for p in emotional.path]
-table = build_table(utterances)
-keep = table.ok
-X, y_true = table.X[keep], y_index[keep]
-genders = emotional.gender.to_numpy()[keep]
+X = np.stack([features[p] for p in emotional.path])
+genders = emotional.gender.to_numpy()
 
 
-def predict_routed(features):
-    out = np.empty(len(features), dtype=int)
+def predict_routed(rows_features):
+    out = np.empty(len(rows_features), dtype=int)
     for gender, model in cascade.emotion_models.items():
         rows_ = genders == gender
         if rows_.any():
-            out[rows_] = model.predict_proba(features[rows_]).argmax(axis=1)
+            out[rows_] = model.predict_proba(rows_features[rows_]).argmax(axis=1)
     return out
 
 
-from pipeline.stats import group_permutation_importance
-
-base_accuracy = np.mean(predict_routed(X) == y_true)
-importance = group_permutation_importance(predict_routed, X, y_true, feature_groups(), n_repeats=N_REPEATS, seed=0)
+base_accuracy = np.mean(predict_routed(X) == y_index)
+importance = group_permutation_importance(predict_routed, X, y_index, feature_groups(), n_repeats=N_REPEATS, seed=0)
 imp = pd.DataFrame(importance, index=["drop", "std"]).T.mul(100).sort_values("drop")
 ax = imp["drop"].plot.barh(xerr=imp["std"], figsize=(8, 4.5), color="tab:purple")
 ax.set_xlabel(f"accuracy lost when the group is shuffled (points; base {100 * base_accuracy:.1f}%)")
@@ -310,11 +297,11 @@ display(imp.sort_values("drop", ascending=False).round(2).T)
 from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
 
-Z = PCA(n_components=2, random_state=0).fit(StandardScaler().fit_transform(X))
-P = Z.transform(StandardScaler().fit_transform(X))
+Z = PCA(n_components=2, random_state=0)
+P = Z.fit_transform(StandardScaler().fit_transform(X))
 fig, axes = plt.subplots(1, 3, figsize=(18, 5.5))
-for ax, (title, values) in zip(axes, (("emotion", emotional.emotion.to_numpy()[keep]), ("gender", genders),
-                                       ("corpus", emotional.corpus.to_numpy()[keep]))):
+for ax, (title, values) in zip(axes, (("emotion", emotional.emotion.to_numpy()), ("gender", genders),
+                                       ("corpus", emotional.corpus.to_numpy()))):
     for k, value in enumerate(sorted(set(values), key=lambda v: EMOTION_LABELS.index(v) if v in EMOTION_LABELS else v)):
         rows_ = values == value
         ax.scatter(P[rows_, 0], P[rows_, 1], s=7, alpha=0.6, color=plt.cm.tab10(k), label=value)
