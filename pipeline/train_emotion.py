@@ -17,7 +17,7 @@ Recipe (each choice measured by ``python -m pipeline.experiments``):
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -49,6 +49,8 @@ class TrainConfig:
     finetune_learning_rate: float = 3e-4
     patience: int = 8
     monitor: str = "val_loss"
+    early_stopping: bool = True
+    fit_splits: tuple[str, ...] = ("train",)
     dropout: float = 0.4
     label_smoothing: float = 0.1
 
@@ -81,24 +83,46 @@ def _select(table: FeatureTable, keep) -> Split:
     )
 
 
-def load_splits(config: TrainConfig, genders: tuple[str, ...], *, jobs: int | None = None) -> tuple[Split, Split]:
-    """Training rows (clean + augmented copies) and validation rows for ``genders``."""
+def training_rows(config: TrainConfig, genders: tuple[str, ...], splits: tuple[str, ...], *,
+                  jobs: int | None = None) -> tuple[Split, list[Split]]:
+    """Clean rows of ``splits`` for ``genders`` and, aligned with them, one augmented copy per augmentation.
+
+    Returns ``(clean, [augmented, ...])``; ``augmented[k].utterances == clean.utterances``
+    (rows whose augmented copy could not be featurised are dropped from that copy only).
+    Augmented tables are built per split, so the cached ``train`` tables serve
+    every recipe.
+    """
     rows = emotion_rows()
-    clean = build_table(rows, jobs=jobs)
+    clean_table = build_table(rows, jobs=jobs)
 
-    def keep(split: str):
-        return lambda u: u.split == split and u.gender in genders and u.corpus in config.corpora
+    def keep(u: Utterance) -> bool:
+        return u.split in splits and u.gender in genders and u.corpus in config.corpora
 
-    parts = [_select(clean, keep("train"))]
-    train_rows = [u for u in rows if u.split == "train"]
+    clean = _select(clean_table, keep)
+    copies = []
     for augmentation in config.augmentations:
-        parts.append(_select(build_table(train_rows, augmentation=augmentation, jobs=jobs), keep("train")))
-    train = Split(
-        X=np.concatenate([p.X for p in parts]),
-        y=np.concatenate([p.y for p in parts]),
-        utterances=[u for p in parts for u in p.utterances],
-    )
-    return train, _select(clean, keep("val"))
+        parts = [_select(build_table([u for u in rows if u.split == split], augmentation=augmentation, jobs=jobs),
+                         keep) for split in splits]
+        copies.append(concatenate(parts))
+    return clean, copies
+
+
+def concatenate(parts: Sequence[Split]) -> Split:
+    """Rows of ``parts`` one after the other."""
+    return Split(X=np.concatenate([p.X for p in parts]), y=np.concatenate([p.y for p in parts]),
+                 utterances=[u for p in parts for u in p.utterances])
+
+
+def load_splits(config: TrainConfig, genders: tuple[str, ...], *, jobs: int | None = None) -> tuple[Split, Split | None]:
+    """Fitting rows (clean + augmented copies of ``config.fit_splits``) and the ``val`` rows for ``genders``.
+
+    The second item is ``None`` when ``val`` is itself fitted on.
+    """
+    clean, copies = training_rows(config, genders, config.fit_splits, jobs=jobs)
+    val = None
+    if "val" not in config.fit_splits:
+        val, _ = training_rows(replace(config, augmentations=()), genders, ("val",), jobs=jobs)
+    return concatenate([clean, *copies]), val
 
 
 def _class_weights(y: np.ndarray) -> dict[int, float]:
@@ -109,7 +133,16 @@ def _class_weights(y: np.ndarray) -> dict[int, float]:
     return {i: float(w) for i, w in enumerate(weights)}
 
 
-def _fit(model, X, y, X_val, y_val, *, epochs: int, lr: float, config: TrainConfig, seed: int) -> dict:
+def _fit(model, X, y, X_val=None, y_val=None, *, epochs: int, lr: float, config: TrainConfig, seed: int,
+         callbacks: Sequence = ()) -> dict:
+    """Fit ``model`` on standardised ``X [n, n_features]`` / class indices ``y [n]``.
+
+    With ``config.early_stopping`` training stops once ``config.monitor`` on
+    ``(X_val, y_val)`` has not improved for ``config.patience`` epochs and the
+    best weights are restored; otherwise exactly ``epochs`` epochs run (the
+    validation rows, if given, are only recorded). Returns the per-epoch curves
+    plus ``best_epoch`` (the epoch whose weights the model ends with).
+    """
     import keras
 
     keras.utils.set_random_seed(seed)
@@ -122,15 +155,24 @@ def _fit(model, X, y, X_val, y_val, *, epochs: int, lr: float, config: TrainConf
     n = len(EMOTION_LABELS)
     if config.monitor not in ("val_loss", "val_accuracy"):
         raise ValueError(f"monitor must be 'val_loss' or 'val_accuracy', got {config.monitor!r}")
-    callbacks = [keras.callbacks.EarlyStopping(monitor=config.monitor, patience=config.patience,
-                                               restore_best_weights=True)]
+    validation = None if X_val is None else (X_val, keras.utils.to_categorical(y_val, n))
+    callbacks = list(callbacks)
+    if config.early_stopping:
+        if validation is None:
+            raise ValueError("early stopping needs validation rows")
+        callbacks.append(keras.callbacks.EarlyStopping(monitor=config.monitor, patience=config.patience,
+                                                       restore_best_weights=True))
     history = model.fit(
-        X, keras.utils.to_categorical(y, n), validation_data=(X_val, keras.utils.to_categorical(y_val, n)),
+        X, keras.utils.to_categorical(y, n), validation_data=validation,
         epochs=epochs, batch_size=config.batch_size, class_weight=_class_weights(y), callbacks=callbacks,
         verbose=0, shuffle=True,
     )
     h = {k: [float(v) for v in vals] for k, vals in history.history.items()}
-    h["best_epoch"] = int(np.argmin(h["val_loss"]) if config.monitor == "val_loss" else np.argmax(h["val_accuracy"])) + 1
+    if config.early_stopping:
+        h["best_epoch"] = int(np.argmin(h["val_loss"]) if config.monitor == "val_loss"
+                              else np.argmax(h["val_accuracy"])) + 1
+    else:
+        h["best_epoch"] = len(h["loss"])
     return h
 
 
@@ -156,21 +198,23 @@ def train_family(config: TrainConfig, *, jobs: int | None = None,
               for name, genders in (("pooled", ("male", "female")), ("male", ("male",)), ("female", ("female",)))}
     scaler = StandardScaler().fit(splits["pooled"][0].X)
 
-    def scaled(split: Split) -> np.ndarray:
-        return scaler.transform(split.X).astype(np.float32)
+    def scaled(split: Split | None) -> np.ndarray | None:
+        return None if split is None else scaler.transform(split.X).astype(np.float32)
+
+    def fit(net, name: str, *, epochs: int, lr: float, seed: int) -> dict:
+        train, val = splits[name]
+        return _fit(net, scaled(train), train.y, scaled(val), None if val is None else val.y,
+                    epochs=epochs, lr=lr, config=config, seed=seed)
 
     members: dict[str, list] = {name: [] for name in splits}
     history: dict[str, list] = {name: [] for name in splits}
     n_features = splits["pooled"][0].X.shape[1]
     for k in range(config.n_seeds):
         seed = config.seed + 1000 * k
-        train, val = splits["pooled"]
         pooled = build_cnn(n_features, seed=seed, dropout=config.dropout)
-        history["pooled"].append(_fit(pooled, scaled(train), train.y, scaled(val), val.y, epochs=config.epochs,
-                                      lr=config.learning_rate, config=config, seed=seed))
+        history["pooled"].append(fit(pooled, "pooled", epochs=config.epochs, lr=config.learning_rate, seed=seed))
         members["pooled"].append(pooled)
         for offset, gender in enumerate(("male", "female"), start=1):
-            train, val = splits[gender]
             if config.pretrain:
                 net = keras.models.clone_model(pooled)
                 net.set_weights(pooled.get_weights())
@@ -178,18 +222,23 @@ def train_family(config: TrainConfig, *, jobs: int | None = None,
             else:
                 net = build_cnn(n_features, seed=seed + offset, dropout=config.dropout)
                 epochs, lr = config.epochs, config.learning_rate
-            history[gender].append(_fit(net, scaled(train), train.y, scaled(val), val.y, epochs=epochs, lr=lr,
-                                        config=config, seed=seed + offset))
+            if epochs > 0:
+                history[gender].append(fit(net, gender, epochs=epochs, lr=lr, seed=seed + offset))
+            else:
+                history[gender].append({"loss": [], "accuracy": [], "best_epoch": 0})
             members[gender].append(net)
         if verbose:
-            summary = ", ".join(
-                f"{name} val acc {h[-1]['val_accuracy'][h[-1]['best_epoch'] - 1]:.3f} (epoch {h[-1]['best_epoch']})"
-                for name, h in history.items()
-            )
+            def last(h: dict) -> str:
+                if "val_accuracy" not in h or not h["best_epoch"]:
+                    return f"train acc {h['accuracy'][-1]:.3f}" if h["accuracy"] else "not fine-tuned"
+                return f"val acc {h['val_accuracy'][h['best_epoch'] - 1]:.3f}"
+
+            summary = ", ".join(f"{name} {last(h[-1])} (epoch {h[-1]['best_epoch']})" for name, h in history.items())
             print(f"member {k}: {summary}", flush=True)
     models = {}
     for name, nets in members.items():
         train, val = splits[name]
+        fitted = sorted({u.speaker for u in train.utterances})
         emotion_config = EmotionModelConfig(
             name=name,
             labels=EMOTION_LABELS,
@@ -202,9 +251,9 @@ def train_family(config: TrainConfig, *, jobs: int | None = None,
                 **config.to_dict(),
                 "gender": name,
                 "n_train_rows": int(train.X.shape[0]),
-                "n_val_rows": int(val.X.shape[0]),
-                "train_speakers": sorted({u.speaker for u in train.utterances}),
-                "val_speakers": sorted({u.speaker for u in val.utterances}),
+                "n_val_rows": 0 if val is None else int(val.X.shape[0]),
+                "train_speakers": fitted,
+                "val_speakers": [] if val is None else sorted({u.speaker for u in val.utterances}),
             },
         )
         models[name] = EmotionModel(_ensemble(nets, n_features, dropout=config.dropout), scaler, emotion_config)
