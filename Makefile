@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: setup app test train evaluate experiments bench demo notebooks
+.PHONY: setup app test train evaluate recipe-cv experiments bench demo notebooks
 
 setup:
 	@bash scripts/setup.sh
@@ -21,6 +21,9 @@ train: setup  ## rebuild every shipped model from ../shared/data
 
 evaluate: setup  ## speaker-independent metrics -> reports/ and the model cards
 	$(PY) -m pipeline.evaluate
+
+recipe-cv: setup  ## training length of the emotion CNNs, by cross-validation over speakers -> reports/recipe_cv.*
+	$(PY) -m pipeline.recipe_cv
 
 experiments: setup  ## what helps the emotion models -> reports/experiments.*
 	$(PY) -m pipeline.experiments

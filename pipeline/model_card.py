@@ -53,12 +53,17 @@ def emotion_card(model: EmotionModel, metrics: dict) -> str:
         "",
         "## Training data",
         "",
-        f"* Rows: the `train` split of {', '.join(training.get('corpora', []))}"
+        f"* Rows: the {' + '.join(f'`{s}`' for s in training.get('fit_splits', ['train']))} split(s) of "
+        f"{', '.join(training.get('corpora', []))}"
         + ("" if name == "pooled" else f", {name} speakers only") + f"; {training.get('n_train_rows')} feature rows "
         f"including augmented copies ({', '.join(training.get('augmentations', [])) or 'none'}).",
         f"* Speakers ({len(training.get('train_speakers', []))}): {', '.join(training.get('train_speakers', []))}.",
-        f"* Early stopping on the `val` split ({len(training.get('val_speakers', []))} speakers); "
-        "`test` speakers were never seen.",
+        (f"* Early stopping on the `val` split ({len(training.get('val_speakers', []))} speakers); "
+         if training.get("early_stopping", True) else
+         f"* A fixed {training.get('epochs')} epochs of pre-training and {training.get('finetune_epochs')} of "
+         "fine-tuning, chosen by cross-validation over speakers (`python -m pipeline.recipe_cv`, "
+         "`reports/recipe_cv.md`); ")
+        + "`test` speakers were never seen.",
         "* Pre-training on both genders, then fine-tuning on this gender: "
         + ("yes" if training.get("pretrain") and name != "pooled" else "no") + ".",
         "* Rebuild: `python -m pipeline.train` (fixed seeds).",

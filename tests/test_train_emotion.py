@@ -21,7 +21,7 @@ def test_fit_keeps_the_monitored_best_epoch(monitor):
     configure_tensorflow(1)
     X, y = _data(400, 0)
     X_val, y_val = _data(120, 1)
-    config = TrainConfig(monitor=monitor, patience=2, batch_size=32)
+    config = TrainConfig(early_stopping=True, monitor=monitor, patience=2, batch_size=32)
     h = _fit(build_cnn(32, seed=0, dropout=0.1), X, y, X_val, y_val, epochs=12, lr=3e-3, config=config, seed=0)
     curve = np.asarray(h[monitor])
     best = int(np.argmin(curve) if monitor == "val_loss" else np.argmax(curve)) + 1
@@ -36,8 +36,61 @@ def test_fit_rejects_an_unknown_monitor():
              config=TrainConfig(monitor="accuracy"), seed=0)
 
 
+def test_fit_without_early_stopping_runs_every_epoch_and_needs_no_val():
+    configure_tensorflow(1)
+    X, y = _data(200, 0)
+    h = _fit(build_cnn(32, seed=0, dropout=0.1), X, y, epochs=3, lr=3e-3,
+             config=TrainConfig(early_stopping=False, batch_size=32), seed=0)
+    assert len(h["loss"]) == 3 and h["best_epoch"] == 3 and "val_loss" not in h
+    with pytest.raises(ValueError, match="validation"):
+        _fit(build_cnn(32, seed=0, dropout=0.1), X, y, epochs=1, lr=1e-3,
+             config=TrainConfig(early_stopping=True), seed=0)
+
+
 def test_class_weights_balance_present_classes_only():
     y = np.array([0] * 6 + [1] * 2)
     w = _class_weights(y)
     assert w[0] * 6 == pytest.approx(w[1] * 2) and w[2] == 0.0
     assert sum(w[k] * c for k, c in ((0, 6), (1, 2))) == pytest.approx(len(y))
+
+
+def _synthetic_rows(config, genders, splits, *, jobs=None):
+    """Stand-in for ``training_rows``: learnable 483-dimensional rows for two speakers per gender and split."""
+    from pathlib import Path
+
+    from pipeline.data import Utterance
+    from pipeline.features import DEFAULT_FEATURE_CONFIG, feature_names
+    from pipeline.train_emotion import Split
+
+    n_features = len(feature_names(DEFAULT_FEATURE_CONFIG))
+    rows = [Utterance(Path(f"{split}/{g}{s}/{i}.wav"), "ravdess", f"{split}_{g}{s}", g,
+                      EMOTION_LABELS[i % len(EMOTION_LABELS)], "", "en", split, 2.0)
+            for split in splits for g in genders for s in range(2) for i in range(24)]
+    rng = np.random.default_rng(len(rows))
+    y = np.array([EMOTION_LABELS.index(u.emotion) for u in rows])
+    X = rng.normal(0, 1, (len(rows), n_features)).astype(np.float32)
+    X[np.arange(len(rows)), y] += 3.0
+    clean = Split(X=X, y=y, utterances=rows)
+    copies = [Split(X=X + rng.normal(0, 0.1, X.shape).astype(np.float32), y=y, utterances=rows)
+              for _ in config.augmentations]
+    return clean, copies
+
+
+@pytest.mark.parametrize("fit_splits, finetune_epochs", [(("train", "val"), 0), (("train",), 2)])
+def test_train_family_fits_the_configured_splits(monkeypatch, fit_splits, finetune_epochs):
+    import pipeline.train_emotion as te
+
+    configure_tensorflow(1)
+    monkeypatch.setattr(te, "training_rows", _synthetic_rows)
+    config = TrainConfig(n_seeds=2, epochs=3, finetune_epochs=finetune_epochs, batch_size=32,
+                         early_stopping=False, fit_splits=fit_splits)
+    models, history = te.train_family(config, verbose=False)
+    assert set(models) == {"pooled", "male", "female"}
+    for name, model in models.items():
+        training = model.config.training
+        assert tuple(training["fit_splits"]) == fit_splits
+        assert set(s.split("_")[0] for s in training["train_speakers"]) == set(fit_splits)
+        assert (training["n_val_rows"] == 0) == ("val" in fit_splits)
+        assert model.predict_proba(np.zeros((2, 483), dtype=np.float32)).shape == (2, len(EMOTION_LABELS))
+    assert all(len(h["loss"]) == finetune_epochs for h in history["female"])
+    assert all(len(h["loss"]) == 3 for h in history["pooled"])
