@@ -640,7 +640,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 avoids oversubscription on a busy 2-core machine)")
     parser.add_argument("--max-rows", type=int, default=None, help="limit rows per split (smoke test)")
     parser.add_argument("--no-test", action="store_true", help="skip the test-split metrics")
+    parser.add_argument("--widths", nargs="+", metavar="KEY=VALUE", default=None,
+                        help="ECAPA widths (default: " + " ".join(f"{k}={v}" for k, v in SMALL_WIDTHS.items()) + ")")
     args = parser.parse_args(argv)
+    widths = None
+    if args.widths:
+        widths = dict(SMALL_WIDTHS)
+        for item in args.widths:
+            key, _, value = item.partition("=")
+            if key not in SMALL_WIDTHS or not value.isdigit():
+                parser.error(f"--widths takes {', '.join(SMALL_WIDTHS)}=INTEGER, got {item!r}")
+            widths[key] = int(value)
     train_gender(
         args.out,
         seed=args.seed,
@@ -649,6 +659,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         threads=args.threads,
         evaluate_test=not args.no_test,
         max_rows=args.max_rows,
+        widths=widths,
     )
     return 0
 

@@ -17,8 +17,9 @@
 # Protocol: for each model family, hyper-parameters are chosen by 5-fold cross-validation
 # **grouped by speaker** over `train` + `val` (a speaker's clips never sit on both sides of a fold),
 # the best setting is refitted on `train` + `val`, and it is scored once on the `test` speakers.
-# Features are standardised inside each fold. The baselines see clean clips only; the shipped CNNs
-# also train on augmented copies.
+# Features are standardised inside each fold. The shipped CNNs are fitted on the same `train` + `val`
+# speakers (their training length chosen by the same kind of speaker-grouped cross-validation,
+# `python -m pipeline.recipe_cv`); the baselines see clean clips only, the CNNs also augmented copies.
 
 # %% tags=["parameters"]
 N_JOBS = 2
