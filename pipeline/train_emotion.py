@@ -234,12 +234,7 @@ def train_family(config: TrainConfig, *, jobs: int | None = None,
                 history[gender].append({"loss": [], "accuracy": [], "best_epoch": 0})
             members[gender].append(net)
         if verbose:
-            def last(h: dict) -> str:
-                if "val_accuracy" not in h or not h["best_epoch"]:
-                    return f"train acc {h['accuracy'][-1]:.3f}" if h["accuracy"] else "not fine-tuned"
-                return f"val acc {h['val_accuracy'][h['best_epoch'] - 1]:.3f}"
-
-            summary = ", ".join(f"{name} {last(h[-1])} (epoch {h[-1]['best_epoch']})" for name, h in history.items())
+            summary = ", ".join(f"{name} {_kept(h[-1])}" for name, h in history.items())
             print(f"member {k}: {summary}", flush=True)
     models = {}
     for name, nets in members.items():
@@ -264,6 +259,15 @@ def train_family(config: TrainConfig, *, jobs: int | None = None,
         )
         models[name] = EmotionModel(_ensemble(nets, n_features, dropout=config.dropout), scaler, emotion_config)
     return models, history
+
+
+def _kept(h: dict) -> str:
+    """One member's curves summarised at the epoch it kept (for progress lines)."""
+    if not h["best_epoch"]:
+        return "not fine-tuned"
+    if "val_accuracy" in h:
+        return f"val acc {h['val_accuracy'][h['best_epoch'] - 1]:.3f} (epoch {h['best_epoch']})"
+    return f"train acc {h['accuracy'][h['best_epoch'] - 1]:.3f} (epoch {h['best_epoch']})"
 
 
 def _ensemble(members: list, n_features: int, *, dropout: float):
