@@ -73,9 +73,10 @@ def test_data_and_training_notebooks(tmp_path, shared_data):
 
 
 def test_noise_notebook_on_a_few_clips(tmp_path, shared_data):
-    nb = _run("5_noise_reduction", tmp_path, N_CLIPS=4)
+    nb = _run("5_noise_reduction", tmp_path, N_CLIPS=4, REPORT_DIR=str(tmp_path / "reports"))
     text = _text(nb)
     assert "pipeline`'s default is **off**" in text and "babble" in text
+    assert "4 emotional `test` clips" in (tmp_path / "reports" / "noise_study.md").read_text()  # not reports/
 
 
 def test_parameters_are_injected_after_the_parameters_cell():

@@ -23,6 +23,7 @@
 
 # %% tags=["parameters"]
 N_JOBS = 2
+REPORT_DIR = None  # where reports/baselines.* go (None: the repository's reports/)
 
 # %%
 import json
@@ -154,5 +155,5 @@ fig.tight_layout()
 # ## The report file
 
 # %%
-text = baselines.write_report(results, clusters)
+text = baselines.write_report(results, clusters, **({"out": Path(REPORT_DIR)} if REPORT_DIR else {}))
 display(Markdown(text))

@@ -24,6 +24,7 @@
 
 # %% tags=["parameters"]
 N_CLIPS = 240
+REPORT_DIR = None  # where reports/noise_study.* go (None: the repository's reports/)
 
 # %%
 import sys
@@ -135,4 +136,4 @@ display(Markdown("\n".join(lines)))
 # ## The report file
 
 # %%
-display(Markdown(noise_study.write_report(summary, frame)))
+display(Markdown(noise_study.write_report(summary, frame, **({"out": Path(REPORT_DIR)} if REPORT_DIR else {}))))
