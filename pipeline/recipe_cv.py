@@ -121,10 +121,6 @@ def _recorder(X: np.ndarray, *, keep_weights: bool):
     return Recorder()
 
 
-def _rows(split: Split, mask: np.ndarray) -> Split:
-    return Split(X=split.X[mask], y=split.y[mask], utterances=[u for u, m in zip(split.utterances, mask) if m])
-
-
 def cross_validate(config: TrainConfig, *, n_folds: int = 5, max_epochs: int = 60, max_finetune_epochs: int = 30,
                    seed: int = 0, jobs: int | None = None, verbose: bool = True) -> dict:
     """Run the procedure of the module docstring on the shared corpus; returns the report (JSON-ready).
@@ -160,7 +156,7 @@ def run_folds(clean: Split, copies: Sequence[Split], config: TrainConfig, *, n_f
     pooled = np.full((max_epochs, len(clean.y)), -1, dtype=np.int64)
     snapshots, scalers = {}, {}
     for k in range(n_folds):
-        fit = _rows(fit_all, fit_fold != k)
+        fit = fit_all.subset(fit_fold != k)
         held = fold == k
         scalers[k] = scaler = StandardScaler().fit(fit.X)
         net = build_cnn(fit.X.shape[1], seed=seed + k, dropout=config.dropout)
@@ -188,7 +184,7 @@ def run_folds(clean: Split, copies: Sequence[Split], config: TrainConfig, *, n_f
         for k in range(n_folds):
             scaler = scalers[k]
             for offset, gender in enumerate(("male", "female"), start=1):
-                fit = _rows(fit_all, (fit_fold != k) & (fit_genders == gender))
+                fit = fit_all.subset((fit_fold != k) & (fit_genders == gender))
                 held = (fold == k) & (genders == gender)
                 net = build_cnn(fit.X.shape[1], seed=seed + k, dropout=config.dropout)
                 net.set_weights(snapshots[k][chosen_epochs - 1])

@@ -74,6 +74,14 @@ class Split:
     y: np.ndarray
     utterances: list[Utterance] = field(default_factory=list)
 
+    def subset(self, mask: np.ndarray) -> "Split":
+        """The rows where the boolean ``mask [n]`` is true, in order."""
+        return Split(X=self.X[mask], y=self.y[mask], utterances=[u for u, m in zip(self.utterances, mask) if m])
+
+    def of_gender(self, gender: str) -> "Split":
+        """The rows spoken by ``gender`` voices, in order."""
+        return self.subset(np.array([u.gender == gender for u in self.utterances], dtype=bool))
+
 
 def emotion_rows(utterances: Sequence[Utterance] | None = None) -> list[Utterance]:
     """All manifest rows that carry an emotion label."""
@@ -200,8 +208,10 @@ def train_family(config: TrainConfig, *, jobs: int | None = None,
     import keras
     from sklearn.preprocessing import StandardScaler
 
-    splits = {name: load_splits(config, genders, jobs=jobs)
-              for name, genders in (("pooled", ("male", "female")), ("male", ("male",)), ("female", ("female",)))}
+    train, val = load_splits(config, ("male", "female"), jobs=jobs)  # feature tables read once, split by gender here
+    splits = {"pooled": (train, val)}
+    for gender in ("male", "female"):
+        splits[gender] = (train.of_gender(gender), None if val is None else val.of_gender(gender))
     scaler = StandardScaler().fit(splits["pooled"][0].X)
 
     def scaled(split: Split | None) -> np.ndarray | None:
@@ -239,7 +249,6 @@ def train_family(config: TrainConfig, *, jobs: int | None = None,
     models = {}
     for name, nets in members.items():
         train, val = splits[name]
-        fitted = sorted({u.speaker for u in train.utterances})
         emotion_config = EmotionModelConfig(
             name=name,
             labels=EMOTION_LABELS,
@@ -253,7 +262,7 @@ def train_family(config: TrainConfig, *, jobs: int | None = None,
                 "gender": name,
                 "n_train_rows": int(train.X.shape[0]),
                 "n_val_rows": 0 if val is None else int(val.X.shape[0]),
-                "train_speakers": fitted,
+                "train_speakers": sorted({u.speaker for u in train.utterances}),
                 "val_speakers": [] if val is None else sorted({u.speaker for u in val.utterances}),
             },
         )
