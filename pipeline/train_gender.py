@@ -334,6 +334,7 @@ def train_gender(
     threads: int = 1,
     evaluate_test: bool = True,
     max_rows: int | None = None,
+    fit_splits: Sequence[str] = ("train",),
 ) -> dict:
     """Train the small ECAPA gender model, save it to ``out_dir`` and return its metadata.
 
@@ -341,6 +342,11 @@ def train_gender(
     ``metadata.json`` and ``README.md`` (model card, metrics from :func:`evaluate_gender`
     on the ``test`` split when ``evaluate_test``). ``max_rows`` limits each split
     (for smoke tests only).
+
+    ``fit_splits`` are the manifest splits fitted on: ``("train",)`` keeps ``val``
+    for choosing the best epoch (and BatchNorm re-estimation); ``("train", "val")``
+    fits on both for exactly ``epochs`` epochs and keeps the last one (no
+    selection, so the length must have been chosen beforehand on a ``train``-only run).
     """
     import torch
     import torch.nn.functional as F
@@ -357,12 +363,17 @@ def train_gender(
     widths = dict(SMALL_WIDTHS if widths is None else widths)
     out_dir = Path(out_dir)
 
+    fit_splits = tuple(fit_splits)
+    if not fit_splits or not set(fit_splits) <= {"train", "val"}:
+        raise ValueError(f"fit_splits must be drawn from ('train', 'val'), got {fit_splits}")
+    select_on_val = "val" not in fit_splits
     manifest = read_manifest()
-    train_rows, val_rows = gender_rows(manifest, "train"), gender_rows(manifest, "val")
+    train_rows = [u for split in fit_splits for u in gender_rows(manifest, split)]
+    val_rows = gender_rows(manifest, "val") if select_on_val else []
     if max_rows:
         train_rows = [train_rows[i] for i in rng.permutation(len(train_rows))[:max_rows]]
         val_rows = [val_rows[i] for i in rng.permutation(len(val_rows))[:max_rows]]
-    print(f"loading {len(train_rows)} train + {len(val_rows)} val clips", flush=True)
+    print(f"loading {len(train_rows)} clips to fit ({'+'.join(fit_splits)}) + {len(val_rows)} val clips", flush=True)
     frontend = LogMelFrontEnd()
     data = {}
     for name, rows in (("train", train_rows), ("val", val_rows)):
@@ -416,38 +427,46 @@ def train_gender(
             total_correct += int((logits.argmax(1) == y).sum())
             seen += len(idx)
         train_time = time.time() - t_epoch
-        val_acc, val_loss = _accuracy_on_mels(model, val_mels, val_labels)
         record = {
             "epoch": epoch,
             "train_loss": round(total_loss / seen, 4),
             "train_accuracy": round(total_correct / seen, 4),
-            "val_accuracy": round(val_acc, 4),
-            "val_loss": round(val_loss, 4),
             "train_seconds": round(train_time, 1),
-            "val_seconds": round(time.time() - t_epoch - train_time, 1),
         }
+        if select_on_val:
+            val_acc, val_loss = _accuracy_on_mels(model, val_mels, val_labels)
+            record.update(val_accuracy=round(val_acc, 4), val_loss=round(val_loss, 4),
+                          val_seconds=round(time.time() - t_epoch - train_time, 1))
+        else:
+            val_acc, val_loss = float("nan"), float("nan")
         history.append(record)
         print(json.dumps(record), flush=True)
-        if (val_acc, -val_loss) > (best["val_accuracy"], -best["val_loss"]):
+        if not select_on_val:
+            best = {"val_accuracy": val_acc, "val_loss": val_loss, "epoch": epoch, "state": None}
+        elif (val_acc, -val_loss) > (best["val_accuracy"], -best["val_loss"]):
             best = {
                 "val_accuracy": val_acc,
                 "val_loss": val_loss,
                 "epoch": epoch,
                 "state": {k: v.detach().clone() for k, v in model.state_dict().items()},
             }
-    model.load_state_dict(best["state"])
+    if best["state"] is not None:
+        model.load_state_dict(best["state"])
     model.eval()
     # BatchNorm running statistics were gathered on augmented crops; re-estimating
     # them on clean crops is kept only if it improves validation (accuracy, then loss).
-    before = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    recalibrate_batchnorm(model, train_mels, np.random.default_rng(seed + 1))
-    recal_acc, recal_loss = _accuracy_on_mels(model, val_mels, val_labels)
-    print(json.dumps({"bn_recalibrated_val_accuracy": round(recal_acc, 4), "val_loss": round(recal_loss, 4)}), flush=True)
-    bn_recalibration = (recal_acc, -recal_loss) > (best["val_accuracy"], -best["val_loss"])
-    if bn_recalibration:
-        best["val_accuracy"], best["val_loss"] = recal_acc, recal_loss
-    else:
-        model.load_state_dict(before)
+    # Without a validation split there is nothing to decide on: the statistics stay as trained.
+    bn_recalibration, recal_acc = False, float("nan")
+    if select_on_val:
+        before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        recalibrate_batchnorm(model, train_mels, np.random.default_rng(seed + 1))
+        recal_acc, recal_loss = _accuracy_on_mels(model, val_mels, val_labels)
+        print(json.dumps({"bn_recalibrated_val_accuracy": round(recal_acc, 4), "val_loss": round(recal_loss, 4)}), flush=True)
+        bn_recalibration = (recal_acc, -recal_loss) > (best["val_accuracy"], -best["val_loss"])
+        if bn_recalibration:
+            best["val_accuracy"], best["val_loss"] = recal_acc, recal_loss
+        else:
+            model.load_state_dict(before)
     model.eval()
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -460,6 +479,7 @@ def train_gender(
         "architecture": widths,
         "audio_config": DEFAULT_AUDIO_CONFIG.to_dict(),
         "training": {
+            "fit_splits": list(fit_splits),
             "corpora": sorted({u.corpus for u in train_rows}),
             "train_rows": dict(sorted(Counter(f"{u.corpus}/{u.gender}" for u in train_rows).items())),
             "val_rows": dict(sorted(Counter(f"{u.corpus}/{u.gender}" for u in val_rows).items())),
@@ -484,13 +504,13 @@ def train_gender(
             "genders balanced 50/50",
             "bn_recalibration": {
                 "used": bool(bn_recalibration),
-                "val_accuracy": round(recal_acc, 4),
+                "val_accuracy": None if math.isnan(recal_acc) else round(recal_acc, 4),
                 "note": "BatchNorm statistics re-estimated on clean train crops, kept only if it improves val (accuracy, then loss)",
             },
             "history": history,
             "wall_seconds": None,
         },
-        "val_accuracy": round(best["val_accuracy"], 4),
+        "val_accuracy": None if math.isnan(best["val_accuracy"]) else round(best["val_accuracy"], 4),
         "torch_version": torch.__version__,
         "torchaudio_version": torchaudio.__version__,
         "n_parameters": sum(p.numel() for p in model.parameters()),
@@ -514,6 +534,24 @@ def _table(rows: dict, header: str) -> str:
     for key, c in rows.items():
         lines.append(f"| {key} | {c['n']} | {c['correct']} | {100 * c['accuracy']:.1f}% |")
     return "\n".join(lines)
+
+
+def _data_sentence(metadata: dict) -> str:
+    """Which splits the model was fitted on and how its length was chosen (model card)."""
+    tr = metadata["training"]
+    fit = tr.get("fit_splits", ["train"])
+    if "val" in fit:
+        return (
+            "Gender-labelled rows of the shared corpus, `train` + `val` splits (speaker-disjoint from `test`), "
+            f"fitted for a fixed {tr['epochs']} epochs (the last one is kept). The length was chosen beforehand on "
+            "a run fitted on `train` alone and selected on `val` (`reports/gender_length.md`). "
+            "The `test` split was used only for the metrics below."
+        )
+    return (
+        "Gender-labelled rows of the shared corpus, `train` split (speaker-disjoint from `val` and `test`); "
+        f"model selection on `val` (best epoch {tr['best_epoch']} of {tr['epochs']}, "
+        f"val accuracy {100 * metadata['val_accuracy']:.1f}%). The `test` split was used only for the metrics below."
+    )
 
 
 def model_card(metadata: dict, out_dir: Path) -> str:
@@ -550,9 +588,7 @@ def model_card(metadata: dict, out_dir: Path) -> str:
         "",
         "## Training data and licences",
         "",
-        "Gender-labelled rows of the shared corpus, `train` split (speaker-disjoint from `val` and `test`); "
-        f"model selection on `val` (best epoch {tr['best_epoch']} of {tr['epochs']}, "
-        f"val accuracy {100 * metadata['val_accuracy']:.1f}%). The `test` split was used only for the metrics below.",
+        _data_sentence(metadata),
         "",
         "| corpus/gender | train clips |",
         "|---|---:|",
@@ -582,7 +618,7 @@ def model_card(metadata: dict, out_dir: Path) -> str:
                 "Validation accuracy per epoch: "
                 + ", ".join(f"{100 * h['val_accuracy']:.1f}" for h in tr["history"]) + " (%).",
             ]
-            if "bn_recalibration" in tr
+            if "bn_recalibration" in tr and metadata.get("val_accuracy") is not None
             else []
         ),
         "",
@@ -640,6 +676,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 avoids oversubscription on a busy 2-core machine)")
     parser.add_argument("--max-rows", type=int, default=None, help="limit rows per split (smoke test)")
     parser.add_argument("--no-test", action="store_true", help="skip the test-split metrics")
+    parser.add_argument("--fit-splits", nargs="+", default=["train"], choices=["train", "val"],
+                        help="splits to fit on (default: train; 'train val' fits both for exactly --epochs epochs)")
     parser.add_argument("--widths", nargs="+", metavar="KEY=VALUE", default=None,
                         help="ECAPA widths (default: " + " ".join(f"{k}={v}" for k, v in SMALL_WIDTHS.items()) + ")")
     args = parser.parse_args(argv)
@@ -660,6 +698,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         evaluate_test=not args.no_test,
         max_rows=args.max_rows,
         widths=widths,
+        fit_splits=args.fit_splits,
     )
     return 0
 

@@ -10,6 +10,7 @@ import torch
 from pipeline.ecapa import ECAPAGender, LogMelFrontEnd
 from pipeline.errors import ModelError, PredictionError
 from pipeline.gender import DEFAULT_GENDER_MODEL_DIR, GENDER_LABELS, GenderClassifier
+from tests.conftest import speech_like
 
 DATA = Path(__file__).parent / "data"
 SR = 16000
@@ -306,3 +307,54 @@ def test_speed_perturb_and_spec_augment():
                         specaugment=True)
     assert masked.shape[:2] == (3, 80) and masked.shape[2] <= 300
     assert (masked == 0).any()
+
+
+def _synthetic_corpus(root: Path) -> None:
+    """A 3-split gender corpus of harmonic 'voices': male f0 ~110 Hz, female ~230 Hz (2 s clips)."""
+    import soundfile as sf
+
+    lines = ["path,corpus,speaker,gender,emotion,intensity,language,split,duration_s"]
+    for split, n_speakers in (("train", 4), ("val", 2), ("test", 2)):
+        for gender, f0 in (("male", 110.0), ("female", 230.0)):
+            for s in range(n_speakers):
+                speaker = f"syn_{split}_{gender}_{s}"
+                for clip in range(2):
+                    rel = f"{speaker}_{clip}.wav"
+                    y = speech_like(2.0, f0=f0 * (1 + 0.04 * s), seed=len(lines))
+                    sf.write(root / rel, y, 16000)
+                    lines.append(f"{rel},syn,{speaker},{gender},,,en,{split},2.0")
+    (root / "manifest.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+TINY_WIDTHS = {"C": 16, "mfa_channels": 24, "attention_channels": 8, "embedding_dim": 8}
+
+
+@pytest.mark.parametrize("fit_splits", [("train",), ("train", "val")])
+def test_train_gender_fit_splits(tmp_path, monkeypatch, fit_splits):
+    """train_gender fits exactly the requested splits; with `val` fitted there is no selection on it."""
+    from pipeline.gender import GenderClassifier
+    from pipeline.train_gender import train_gender
+
+    data = tmp_path / "data"
+    data.mkdir()
+    _synthetic_corpus(data)
+    monkeypatch.setenv("SER_DATA_DIR", str(data))
+    out = tmp_path / "model"
+    meta = train_gender(out, epochs=3, samples_per_epoch=32, batch_size=8, widths=TINY_WIDTHS,
+                        fit_splits=fit_splits, speed_factors=(1.0,))
+    tr = meta["training"]
+    assert tr["fit_splits"] == list(fit_splits)
+    assert tr["n_train"] == (16 if fit_splits == ("train",) else 24)
+    assert len(tr["history"]) == 3
+    if "val" in fit_splits:
+        assert tr["n_val"] == 0 and tr["best_epoch"] == 3 and meta["val_accuracy"] is None
+        assert all("val_accuracy" not in h for h in tr["history"])
+        assert "fitted for a fixed 3 epochs" in (out / "README.md").read_text()
+    else:
+        assert tr["n_val"] == 8 and 1 <= tr["best_epoch"] <= 3
+        assert all("val_accuracy" in h for h in tr["history"])
+    assert meta["test_metrics"]["overall"]["n"] == 8
+    probs = GenderClassifier.load(out).predict_proba(speech_like(2.0, f0=110.0))
+    assert probs.shape == (2,) and abs(float(probs.sum()) - 1.0) < 1e-5
+    with pytest.raises(ValueError):
+        train_gender(out, epochs=1, fit_splits=("test",))
