@@ -529,6 +529,43 @@ def train_gender(
     return metadata
 
 
+def length_report(metadata: dict, *, command: str) -> str:
+    """Markdown: validation curve of a ``train``-only run, used to fix the epochs of a ``train`` + ``val`` fit.
+
+    ``metadata`` is what :func:`train_gender` returns (or its ``metadata.json``)
+    for a run with ``fit_splits=("train",)``; ``command`` is the command line
+    that produced it. Reports, per epoch, train and val accuracy and val loss, the
+    best epoch, and the mean val accuracy of the last five epochs (what a fixed-length
+    fit that keeps its last epoch should expect).
+    """
+    tr = metadata["training"]
+    hist = tr["history"]
+    if not hist or "val_accuracy" not in hist[0]:
+        raise ValueError("length_report needs a run selected on val (fit_splits=('train',))")
+    val = np.array([h["val_accuracy"] for h in hist])
+    last5 = float(val[-5:].mean())
+    best = int(np.argmax(val)) + 1
+    lines = [
+        "# Gender model: training length",
+        "",
+        f"Generated from `{command}`: the small ECAPA-TDNN fitted on the `train` split "
+        f"({tr['n_train']} clips) and scored after every epoch on the `val` speakers ({tr['n_val']} clips, "
+        "whole clips, as at inference). The shipped model is then fitted on `train` + `val` for the same "
+        "number of epochs and keeps its last epoch, so what matters is the accuracy at the end of the "
+        "schedule, not at its best epoch. The `test` split is not used.",
+        "",
+        f"- epochs: {tr['epochs']} ({tr['samples_per_epoch']} crops each, one-cycle learning rate)",
+        f"- best val accuracy: {100 * val.max():.2f}% at epoch {best}",
+        f"- last epoch: {100 * val[-1]:.2f}%; mean of the last 5 epochs: {100 * last5:.2f}%",
+        "",
+        "| epoch | train accuracy (augmented crops) | val accuracy | val loss |",
+        "|---:|---:|---:|---:|",
+    ]
+    for h in hist:
+        lines.append(f"| {h['epoch']} | {100 * h['train_accuracy']:.1f}% | {100 * h['val_accuracy']:.2f}% | {h['val_loss']:.4f} |")
+    return "\n".join(lines) + "\n"
+
+
 def _table(rows: dict, header: str) -> str:
     lines = [f"| {header} | n | correct | accuracy |", "|---|---:|---:|---:|"]
     for key, c in rows.items():
@@ -678,6 +715,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-test", action="store_true", help="skip the test-split metrics")
     parser.add_argument("--fit-splits", nargs="+", default=["train"], choices=["train", "val"],
                         help="splits to fit on (default: train; 'train val' fits both for exactly --epochs epochs)")
+    parser.add_argument("--length-report", default=None, metavar="STEM",
+                        help="after a train-only run, write its val curve to STEM.md and STEM.json")
     parser.add_argument("--widths", nargs="+", metavar="KEY=VALUE", default=None,
                         help="ECAPA widths (default: " + " ".join(f"{k}={v}" for k, v in SMALL_WIDTHS.items()) + ")")
     args = parser.parse_args(argv)
@@ -689,7 +728,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             if key not in SMALL_WIDTHS or not value.isdigit():
                 parser.error(f"--widths takes {', '.join(SMALL_WIDTHS)}=INTEGER, got {item!r}")
             widths[key] = int(value)
-    train_gender(
+    if args.length_report and "val" in args.fit_splits:
+        parser.error("--length-report needs a train-only run (the val curve is the report)")
+    metadata = train_gender(
         args.out,
         seed=args.seed,
         epochs=args.epochs,
@@ -700,7 +741,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         widths=widths,
         fit_splits=args.fit_splits,
     )
+    if args.length_report:
+        command = "python -m pipeline.train_gender " + " ".join(argv if argv is not None else sys.argv[1:])
+        write_length_report(metadata, args.length_report, command=command)
     return 0
+
+
+def write_length_report(metadata: dict, stem: str | Path, *, command: str) -> None:
+    """Write :func:`length_report` to ``stem.md`` and the run's history to ``stem.json``."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    stem.with_suffix(".md").write_text(length_report(metadata, command=command), encoding="utf-8")
+    tr = metadata["training"]
+    payload = {"command": command, "epochs": tr["epochs"], "n_train": tr["n_train"], "n_val": tr["n_val"],
+               "history": tr["history"]}
+    stem.with_suffix(".json").write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

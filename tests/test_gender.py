@@ -333,7 +333,7 @@ TINY_WIDTHS = {"C": 16, "mfa_channels": 24, "attention_channels": 8, "embedding_
 def test_train_gender_fit_splits(tmp_path, monkeypatch, fit_splits):
     """train_gender fits exactly the requested splits; with `val` fitted there is no selection on it."""
     from pipeline.gender import GenderClassifier
-    from pipeline.train_gender import train_gender
+    from pipeline.train_gender import length_report, train_gender
 
     data = tmp_path / "data"
     data.mkdir()
@@ -350,9 +350,14 @@ def test_train_gender_fit_splits(tmp_path, monkeypatch, fit_splits):
         assert tr["n_val"] == 0 and tr["best_epoch"] == 3 and meta["val_accuracy"] is None
         assert all("val_accuracy" not in h for h in tr["history"])
         assert "fitted for a fixed 3 epochs" in (out / "README.md").read_text()
+        with pytest.raises(ValueError):
+            length_report(meta, command="x")
     else:
         assert tr["n_val"] == 8 and 1 <= tr["best_epoch"] <= 3
         assert all("val_accuracy" in h for h in tr["history"])
+        report = length_report(meta, command="python -m pipeline.train_gender --epochs 3")
+        assert report.count("\n| ") == 3 + 1  # header + one row per epoch
+        assert "mean of the last 5 epochs" in report
     assert meta["test_metrics"]["overall"]["n"] == 8
     probs = GenderClassifier.load(out).predict_proba(speech_like(2.0, f0=110.0))
     assert probs.shape == (2,) and abs(float(probs.sum()) - 1.0) < 1e-5
