@@ -117,7 +117,10 @@ def predict_split(cascade: Cascade, utterances: Sequence[Utterance], *, pooled: 
 
 
 def gender_metrics(frame) -> dict:
-    """Gender accuracy overall, per corpus, per language and per emotion, plus the errors."""
+    """Gender accuracy overall (with a 95% bootstrap interval over speakers), per corpus, per language
+    and per emotion, plus the errors."""
+    from .stats import speaker_bootstrap
+
     scored = frame[frame.status == "ok"]
     correct = scored.pred_gender == scored.gender
 
@@ -125,8 +128,12 @@ def gender_metrics(frame) -> dict:
         return {"n": int(mask.sum()), "accuracy": float(correct[mask].mean()) if mask.sum() else None}
 
     errors = scored[~correct][["path", "corpus", "gender", "emotion", "p_female"]]
+    hits = correct.to_numpy(dtype=float)
+    interval = (speaker_bootstrap(scored.speaker.to_numpy(), lambda idx: float(hits[idx].mean()))
+                if len(scored) else None)
     return {
         "overall": acc(np.ones(len(scored), dtype=bool)),
+        "overall_interval": interval.to_dict() if interval else None,
         "per_corpus": {c: acc((scored.corpus == c).to_numpy()) for c in sorted(scored.corpus.unique())},
         "per_language": {c: acc((scored.language == c).to_numpy()) for c in sorted(scored.language.unique())},
         "per_gender": {g: acc((scored.gender == g).to_numpy()) for g in GENDER_LABELS},
@@ -248,6 +255,8 @@ def to_markdown(metrics: dict) -> str:
         "|---|---:|---:|",
         f"| all | {g['overall']['n']} | {_pct(g['overall']['accuracy'])} |",
     ]
+    if g.get("overall_interval"):
+        lines[-3:-3] = [_interval_sentence(g["overall_interval"]), ""]
     for key in ("per_corpus", "per_language", "per_gender"):
         for name, m in g[key].items():
             lines.append(f"| {key[4:]}: {name} | {m['n']} | {_pct(m['accuracy'])} |")
@@ -310,12 +319,19 @@ def to_markdown(metrics: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _interval_sentence(interval: dict) -> str:
+    """'95% interval over N test speakers: a-b%.' for a gender-accuracy bootstrap interval."""
+    return (f"{100 * interval['level']:.0f}% bootstrap interval over the {interval['n_groups']} test speakers: "
+            f"{_pct(interval['low'])}-{_pct(interval['high'])}.")
+
+
 def headline(metrics: dict) -> str:
     """The short results table kept in the top-level README."""
     g = metrics["gender"]
     per_corpus = ", ".join(f"{c} {_pct(m['accuracy'])}" for c, m in g["per_corpus"].items())
     lines = [
-        f"Gender accuracy: **{_pct(g['overall']['accuracy'])}** on {g['overall']['n']} test clips ({per_corpus}).",
+        f"Gender accuracy: **{_pct(g['overall']['accuracy'])}** on {g['overall']['n']} test clips ({per_corpus})."
+        + (f" {_interval_sentence(g['overall_interval'])}" if g.get("overall_interval") else ""),
         "",
         "| emotion, 8 classes | " + " | ".join(metrics["emotion"]) + " |",
         "|---|" + "---:|" * len(metrics["emotion"]),

@@ -66,3 +66,25 @@ def test_group_permutation_importance_finds_the_used_group():
     out = group_permutation_importance(predict, X, y, {"used": [0, 1], "unused": [2, 3, 4, 5]}, n_repeats=3)
     assert out["unused"] == (0.0, 0.0)
     assert 0.35 < out["used"][0] < 0.65  # shuffling both columns leaves chance accuracy
+
+
+def test_gender_metrics_interval_is_over_speakers():
+    """One speaker all wrong, three all right: 75% with an interval that spans what resampling speakers can give."""
+    import pandas as pd
+
+    from pipeline.evaluate import gender_metrics, headline
+
+    speakers = np.repeat(["a", "b", "c", "d"], 10)
+    truth = np.repeat(["male", "female", "male", "female"], 10)
+    pred = truth.copy()
+    pred[:10] = "female"  # speaker a is always wrong
+    frame = pd.DataFrame({"status": "ok", "speaker": speakers, "gender": truth, "pred_gender": pred,
+                          "corpus": "x", "language": "en", "emotion": "", "path": [f"{i}.wav" for i in range(40)],
+                          "p_female": np.where(pred == "female", 0.9, 0.1)})
+    g = gender_metrics(frame)
+    assert g["overall"]["accuracy"] == 0.75 and len(g["errors"]) == 10
+    iv = g["overall_interval"]
+    assert iv["n_groups"] == 4 and iv["estimate"] == 0.75
+    assert 0.25 <= iv["low"] < 0.75 < iv["high"] <= 1.0  # speaker-level resampling: accuracy moves in 25% steps
+    metrics = {"gender": g, "emotion": {}}
+    assert "bootstrap interval over the 4 test speakers" in headline(metrics)

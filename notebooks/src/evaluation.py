@@ -87,6 +87,10 @@ g = metrics["gender"]
 table = pd.DataFrame({k: {"clips": v["n"], "accuracy %": 100 * v["accuracy"]}
                       for k, v in {"all": g["overall"], **g["per_corpus"], **{f"true {x}": y for x, y in g["per_gender"].items()}}.items()}).T
 display(table.round(1))
+if g.get("overall_interval"):
+    iv = g["overall_interval"]
+    print(f"accuracy {100 * iv['estimate']:.1f}%, 95% bootstrap interval over the {iv['n_groups']} test speakers "
+          f"(clips of a speaker resampled together): {100 * iv['low']:.1f}-{100 * iv['high']:.1f}%")
 fig, axes = plt.subplots(1, 3, figsize=(15, 4))
 ConfusionMatrixDisplay.from_predictions(scored.gender, scored.pred_gender, labels=["male", "female"], ax=axes[0],
                                         colorbar=False)
@@ -125,6 +129,33 @@ else:
     for path in errors.sort_values("p_female").path.head(N_AUDIO):
         y, sr = sf.read(data_dir() / path, dtype="float32")
         display(Markdown(f"`{path}`"), Audio(y, rate=sr))
+
+# %% [markdown]
+# ### How long the gender model trains
+#
+# The shipped gender model is fitted on `train` + `val` for a fixed number of epochs and keeps its last
+# one, so nothing is selected on the speakers it is scored on. The length was checked on a run with the same
+# recipe fitted on `train` alone and scored on the `val` speakers after every epoch
+# (`reports/gender_length.json`, from `python -m pipeline.train_gender --fit-splits train --no-test
+# --length-report reports/gender_length`). Training accuracy is on augmented crops (noise, SpecAugment,
+# speed perturbation), validation on whole clean clips.
+
+# %%
+length = json.loads((ROOT / "reports" / "gender_length.json").read_text())
+curve = pd.DataFrame(length["history"]).set_index("epoch")
+shipped_gender = json.loads((ROOT / "gender_model" / "metadata.json").read_text())["training"]
+fig, ax = plt.subplots(figsize=(9, 3.5))
+(100 * curve[["train_accuracy", "val_accuracy"]]).plot(ax=ax, marker=".")
+ax.axvline(shipped_gender["epochs"], color="k", linestyle=":", label="shipped length")
+ax.set_ylim(70, 100)
+ax.set_ylabel("accuracy %")
+ax.set_title(f"gender model fitted on train ({length['n_train']} clips), scored on val ({length['n_val']} clips)")
+ax.legend()
+fig.tight_layout()
+tail = curve.val_accuracy.tail(15)
+print(f"shipped model: fitted on {' + '.join(shipped_gender.get('fit_splits', ['train']))} for "
+      f"{shipped_gender['epochs']} epochs; on the train-only run, val accuracy over the last 15 epochs: "
+      f"mean {100 * tail.mean():.2f}%, range {100 * tail.min():.2f}-{100 * tail.max():.2f}%")
 
 # %% [markdown]
 # ## Emotion: what users get (the cascade: predicted gender, hard routing)
