@@ -708,7 +708,9 @@ def model_card(metadata: dict, out_dir: Path) -> str:
         "characteristics, not identity, and will misjudge some speakers (e.g. children, "
         "voices outside the training range).",
         "- Trained on adult acted/read speech in English, Amharic and Italian, mostly clean "
-        "close-microphone recordings; noisy, far-field, telephone or other-language audio may be less accurate.",
+        "close-microphone recordings; noisy, far-field, telephone or other-language audio may be less accurate. "
+        "Training adds white noise only, and pink noise lowers its accuracy markedly (the noise study in "
+        "`reports/noise_study.md` measures pink noise and babble at 20-0 dB SNR).",
         "- The test split holds few speakers per corpus (e.g. SAVEE: one male speaker, no female; "
         "LibriSpeech: 25 readers), so per-corpus numbers have wide confidence intervals.",
         "- Very short clips (< 1 s of speech) are less reliable.",
