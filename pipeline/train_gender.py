@@ -540,8 +540,8 @@ def length_report(metadata: dict, *, command: str) -> str:
     ``metadata`` is what :func:`train_gender` returns (or its ``metadata.json``)
     for a run with ``fit_splits=("train",)``; ``command`` is the command line
     that produced it. Reports, per epoch, train and val accuracy and val loss, the
-    best epoch, and the mean val accuracy of the last five epochs (what a fixed-length
-    fit that keeps its last epoch should expect).
+    best epoch, and the mean and range of val accuracy over the last 5 and 15 epochs
+    (what a fixed-length fit that keeps its last epoch should expect).
     """
     tr = metadata["training"]
     hist = tr["history"]
@@ -592,9 +592,9 @@ def _data_sentence(metadata: dict) -> str:
     if "val" in fit:
         return (
             "Gender-labelled rows of the shared corpus, `train` + `val` splits (speaker-disjoint from `test`), "
-            f"fitted for a fixed {tr['epochs']} epochs (the last one is kept, no selection). A run with the same "
-            "recipe fitted on `train` alone and scored on `val` after every epoch shows validation accuracy flat "
-            "over the last ~15 epochs of that schedule (`reports/gender_length.md`). "
+            f"fitted for a fixed {tr['epochs']} epochs (the last one is kept, no selection). The length is checked "
+            "by a run with the same recipe fitted on `train` alone and scored on `val` after every epoch "
+            "(`reports/gender_length.md`, written by `--fit-splits train --length-report`). "
             "The `test` split was used only for the metrics below."
         )
     return (
