@@ -7,6 +7,7 @@ level-normalised exactly like real input.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
@@ -58,6 +59,27 @@ def add_noise(y: np.ndarray, *, snr_db: float, seed: int) -> np.ndarray:
     signal_power = float(np.mean(np.square(y, dtype=np.float64)))
     noise = pink_noise(y.size, seed=seed) * np.sqrt(signal_power / (10 ** (snr_db / 10)))
     return (y + noise).astype(np.float32)
+
+
+def make_babble(talkers: Sequence[np.ndarray], *, seconds: float, sr: int = 16000, seed: int = 0) -> np.ndarray:
+    """Sum of ``talkers`` (each RMS-normalised and looped to ``seconds``, random start). ``[shape=(n,)]`` float32."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * sr)
+    out = np.zeros(n, dtype=np.float64)
+    for y in talkers:
+        y = y / (np.sqrt(np.mean(np.square(y, dtype=np.float64))) or 1.0)
+        start = int(rng.integers(0, y.size))
+        out += np.resize(np.roll(y, -start), n)
+    return out.astype(np.float32)
+
+
+def study_babble_rows(utterances: Sequence, n: int = 6) -> list:
+    """The ``n`` LibriSpeech ``train`` readers (half female) whose babble the noise study adds.
+
+    Kept out of any training babble, so the study's babble stays unseen noise.
+    """
+    pool = [u for u in utterances if u.corpus == "librispeech" and u.split == "train"]
+    return [u for u in pool if u.gender == "female"][: n // 2] + [u for u in pool if u.gender == "male"][: n - n // 2]
 
 
 #: The augmentation set measured in ``python -m pipeline.experiments``.

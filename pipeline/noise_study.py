@@ -27,7 +27,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .augment import pink_noise
+from .augment import make_babble, pink_noise, study_babble_rows
 from .audio import to_mono_float, trim_silence
 from .cascade import Cascade
 from .data import Utterance, read_manifest, spread
@@ -67,18 +67,6 @@ def speech_power(y: np.ndarray) -> float:
     return float(np.mean(np.square(span, dtype=np.float64))) * peak**2
 
 
-def make_babble(talkers: Sequence[np.ndarray], *, seconds: float, sr: int = 16000, seed: int = 0) -> np.ndarray:
-    """Sum of ``talkers`` (each RMS-normalised and looped to ``seconds``, random start). ``[shape=(n,)]`` float32."""
-    rng = np.random.default_rng(seed)
-    n = int(seconds * sr)
-    out = np.zeros(n, dtype=np.float64)
-    for y in talkers:
-        y = y / (np.sqrt(np.mean(np.square(y, dtype=np.float64))) or 1.0)
-        start = int(rng.integers(0, y.size))
-        out += np.resize(np.roll(y, -start), n)
-    return out.astype(np.float32)
-
-
 def add_at_snr(y: np.ndarray, noise: np.ndarray, snr_db: float, *, seed: int) -> np.ndarray:
     """``y + noise`` with the noise scaled to ``snr_db`` below :func:`speech_power` (random noise offset)."""
     rng = np.random.default_rng(seed)
@@ -108,8 +96,7 @@ def babble_talkers(utterances: Sequence[Utterance], n: int = 6) -> list[np.ndarr
     """``n`` LibriSpeech ``train`` readers (3 female, 3 male when ``n = 6``) as 16 kHz arrays."""
     import soundfile as sf
 
-    pool = [u for u in utterances if u.corpus == "librispeech" and u.split == "train"]
-    chosen = [u for u in pool if u.gender == "female"][: n // 2] + [u for u in pool if u.gender == "male"][: n - n // 2]
+    chosen = study_babble_rows(utterances, n)
     return [to_mono_float(sf.read(u.path, dtype="float32")[0])[0] for u in chosen]
 
 

@@ -133,6 +133,24 @@ def sampling_weights(utterances: Sequence[Utterance], *, by_speaker: bool = True
     return w / w.sum()
 
 
+#: Noise kinds the training can add (mel power domain, see :func:`noise_bank`).
+NOISE_KINDS = ("white", "pink", "babble")
+
+
+def noise_mel(frontend, noise: np.ndarray, *, stationary: bool) -> "torch.Tensor":
+    """Mel power of ``noise [shape=(n,)]`` (16 kHz) scaled to unit variance, after pre-emphasis.
+
+    Returns ``[80, 1]`` (the mean over time) when ``stationary``, else ``[80, frames]``.
+    """
+    import torch
+
+    noise = np.asarray(noise, dtype=np.float64)
+    noise = noise / (np.sqrt(np.mean(noise**2)) or 1.0)
+    with torch.inference_mode():
+        power = frontend.mel_power(torch.from_numpy(noise.astype(np.float32))[None])[0]
+        return (power.mean(dim=1, keepdim=True) if stationary else power).clone()
+
+
 def white_noise_mel(frontend, *, seconds: float = 20.0, seed: int = 1234) -> "torch.Tensor":
     """Mean mel power per band ``[80, 1]`` of unit-variance white noise (after pre-emphasis)."""
     import torch
@@ -141,6 +159,65 @@ def white_noise_mel(frontend, *, seconds: float = 20.0, seed: int = 1234) -> "to
     noise = torch.randn(1, int(seconds * frontend.sample_rate), generator=gen)
     with torch.inference_mode():
         return frontend.mel_power(noise)[0].mean(dim=1, keepdim=True).clone()
+
+
+def babble_rows(utterances: Sequence[Utterance], *, tracks: int, talkers: int, seed: int) -> list[list[Utterance]]:
+    """LibriSpeech readers of ``utterances`` grouped into ``tracks`` babble tracks of ``talkers`` each.
+
+    Readers the noise study uses (:func:`pipeline.augment.study_babble_rows`) are left out;
+    each track is half female; no reader is in two tracks (fewer tracks if readers run out).
+    """
+    from .augment import study_babble_rows
+
+    excluded = {u.path for u in study_babble_rows(read_manifest())}
+    rng = np.random.default_rng(seed)
+    pools = {}
+    for g in ("female", "male"):
+        pool = sorted((u for u in utterances if u.corpus == "librispeech" and u.gender == g and u.path not in excluded),
+                      key=lambda u: u.path)
+        pools[g] = [pool[i] for i in rng.permutation(len(pool))]
+    half = talkers // 2
+    n = min(tracks, len(pools["female"]) // max(half, 1), len(pools["male"]) // max(talkers - half, 1))
+    return [pools["female"][k * half:(k + 1) * half] + pools["male"][k * (talkers - half):(k + 1) * (talkers - half)]
+            for k in range(n)]
+
+
+def noise_bank(kinds: Sequence[str], frontend, utterances: Sequence[Utterance], *, seed: int,
+               babble_tracks: int = 4, babble_talkers: int = 6, babble_seconds: float = 30.0) -> list:
+    """Noise mel powers to draw from during training (unit-variance noise, see :func:`noise_mel`).
+
+    * ``white``: white noise, ``[80, 1]``;
+    * ``pink``: 1/f noise (:func:`pipeline.augment.pink_noise`), ``[80, 1]``;
+    * ``babble``: ``babble_tracks`` tracks of ``babble_talkers`` LibriSpeech readers of
+      ``utterances`` talking at once (:func:`babble_rows`), ``[80, frames]`` each, cropped
+      at random per clip. Other speakers' voices at low SNR teach the model to follow
+      the loudest talker.
+
+    Each kind gets the same total probability. Returns a list of
+    ``(kind, [tensor, ...])`` pairs.
+    """
+    from .augment import make_babble, pink_noise
+
+    unknown = set(kinds) - set(NOISE_KINDS)
+    if unknown or not kinds:
+        raise ValueError(f"noise kinds must be drawn from {NOISE_KINDS}, got {list(kinds)}")
+    bank = []
+    for kind in kinds:
+        if kind == "white":
+            bank.append((kind, [white_noise_mel(frontend)]))
+        elif kind == "pink":
+            bank.append((kind, [noise_mel(frontend, pink_noise(20 * frontend.sample_rate, seed=1235), stationary=True)]))
+        else:
+            groups = babble_rows(utterances, tracks=babble_tracks, talkers=babble_talkers, seed=seed)
+            if not groups:
+                raise ValueError("babble noise needs LibriSpeech readers of both genders among the fitted rows")
+            tracks = []
+            for k, rows in enumerate(groups):
+                voices = [y for y in load_signals(rows, log_every=0) if y is not None]
+                babble = make_babble(voices, seconds=babble_seconds, sr=frontend.sample_rate, seed=seed + k)
+                tracks.append(noise_mel(frontend, babble, stationary=False))
+            bank.append((kind, tracks))
+    return bank
 
 
 #: Speed-perturbation factors cached per clip (1.0 = original) and their sampling probabilities.
@@ -190,7 +267,7 @@ def spec_augment(
 
 
 def make_batch(
-    mels: Sequence, indices: Sequence[int], *, crop_frames: int, noise_mel, rng: np.random.Generator,
+    mels: Sequence, indices: Sequence[int], *, crop_frames: int, noise, rng: np.random.Generator,
     noise_prob: float = 0.6, snr_db: tuple[float, float] = (5.0, 40.0), signal_power: float = 10 ** (-26 / 10),
     specaugment: bool = False,
 ):
@@ -201,6 +278,13 @@ def make_batch(
     :data:`SPEED_PROBS` when there are as many). Returns ``[batch, 80, frames]``
     float32 with ``frames = min(crop_frames, shortest clip)``; SpecAugment
     masks when ``specaugment``.
+
+    ``noise`` is ``None``, one unit-variance noise mel power ``[80, 1 or frames]``
+    or a :func:`noise_bank`. With probability ``noise_prob`` a crop gets noise of
+    a kind drawn uniformly (then a track uniformly, and a random stretch of a
+    non-stationary track) at an SNR drawn from ``snr_db`` against
+    ``signal_power`` (the level :func:`pipeline.audio.load_audio` normalises to),
+    added in the power domain.
     """
     import torch
 
@@ -216,15 +300,32 @@ def make_batch(
     for m in chosen:
         start = int(rng.integers(0, m.shape[1] - length + 1))
         crop = m[:, start : start + length]
-        if rng.random() < noise_prob:
+        if noise is not None and rng.random() < noise_prob:
             snr = rng.uniform(*snr_db)
             noise_power = signal_power / (10 ** (snr / 10))
-            crop = torch.log(torch.exp(crop) + noise_power * noise_mel)
+            crop = torch.log(torch.exp(crop) + noise_power * _draw_noise(noise, length, rng))
         crops.append(crop - crop.mean(dim=1, keepdim=True))
     x = torch.stack(crops)
     if specaugment:
         spec_augment(x, rng)
     return x
+
+
+def _draw_noise(noise, frames: int, rng: np.random.Generator):
+    """One noise mel power ``[80, 1 or frames]`` from ``noise`` (a tensor or a :func:`noise_bank`)."""
+    if not isinstance(noise, (list, tuple)):
+        track = noise
+    else:
+        # no draw from rng where there is no choice: the white-only recipe keeps its random stream
+        _, tracks = noise[int(rng.integers(len(noise)))] if len(noise) > 1 else noise[0]
+        track = tracks[int(rng.integers(len(tracks)))] if len(tracks) > 1 else tracks[0]
+    if track.shape[1] == 1:
+        return track
+    if track.shape[1] < frames:
+        reps = -(-frames // int(track.shape[1]))
+        track = track.repeat(1, reps)
+    start = int(rng.integers(0, track.shape[1] - frames + 1))
+    return track[:, start:start + frames]
 
 
 def recalibrate_batchnorm(model, mels: Sequence, rng: np.random.Generator, *, batches: int = 40,
@@ -242,7 +343,7 @@ def recalibrate_batchnorm(model, mels: Sequence, rng: np.random.Generator, *, ba
     with torch.no_grad():
         for _ in range(batches):
             idx = rng.choice(len(originals), size=batch_size, replace=True)
-            model.forward_features(make_batch(originals, idx, crop_frames=crop_frames, noise_mel=None,
+            model.forward_features(make_batch(originals, idx, crop_frames=crop_frames, noise=None,
                                               rng=rng, noise_prob=0.0))
     for m, mom in zip(bns, saved):
         m.momentum = mom
@@ -340,6 +441,7 @@ def train_gender(
     evaluate_test: bool = True,
     max_rows: int | None = None,
     fit_splits: Sequence[str] = ("train", "val"),
+    noise_kinds: Sequence[str] = ("white",),
 ) -> dict:
     """Train the small ECAPA gender model, save it to ``out_dir`` and return its metadata.
 
@@ -352,6 +454,9 @@ def train_gender(
     for choosing the best epoch (and BatchNorm re-estimation); ``("train", "val")``
     fits on both for exactly ``epochs`` epochs and keeps the last one (no
     selection, so the length must have been chosen beforehand on a ``train``-only run).
+
+    ``noise_kinds`` (from :data:`NOISE_KINDS`) are the noises added to 60% of the
+    training crops (:func:`noise_bank`).
     """
     import torch
     import torch.nn.functional as F
@@ -400,7 +505,7 @@ def train_gender(
     print(f"features ready in {time.time() - t_start:.0f} s", flush=True)
 
     weights = sampling_weights(train_rows)
-    noise_mel = white_noise_mel(frontend)
+    noise = noise_bank(noise_kinds, frontend, train_rows, seed=seed)
     frames_per_s = frontend.sample_rate / frontend.hop_length
     crop_range = (int(round(crop_s[0] * frames_per_s)), int(round(crop_s[1] * frames_per_s)))
 
@@ -419,7 +524,7 @@ def train_gender(
         for _ in range(steps_per_epoch):
             idx = rng.choice(len(train_rows), size=batch_size, replace=True, p=weights)
             crop_frames = int(rng.integers(crop_range[0], crop_range[1] + 1))
-            x = make_batch(train_mels, idx, crop_frames=crop_frames, noise_mel=noise_mel, rng=rng,
+            x = make_batch(train_mels, idx, crop_frames=crop_frames, noise=noise, rng=rng,
                            specaugment=specaugment)
             y = torch.as_tensor(train_labels[idx])
             logits = model.forward_features(x)
@@ -501,10 +606,11 @@ def train_gender(
             f"label smoothing {label_smoothing}",
             "augmentation": (
                 f"speed perturbation x{'/'.join(str(f) for f in speed_factors)} (resampled, p={'/'.join(str(p) for p in SPEED_PROBS)}); "
-                f"random crop of U({crop_s[0]}, {crop_s[1]}) s per batch; white noise at SNR U(5, 40) dB with p=0.6 "
-                "(mel power domain)"
+                f"random crop of U({crop_s[0]}, {crop_s[1]}) s per batch; {_noise_phrase(noise)} at SNR U(5, 40) dB "
+                "with p=0.6 (mel power domain)"
                 + ("; SpecAugment 2 frequency masks <= 10 bands + 2 time masks <= 10% of the crop" if specaugment else "")
             ),
+            "noise_kinds": list(noise_kinds),
             "sampling": "corpus x gender group mass ~ sqrt(group size), equal share per speaker inside a group, "
             "genders balanced 50/50",
             "bn_recalibration": {
@@ -532,6 +638,17 @@ def train_gender(
     (out_dir / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
     (out_dir / "README.md").write_text(model_card(metadata, out_dir), encoding="utf-8")
     return metadata
+
+
+def _noise_phrase(bank: list) -> str:
+    """``"white noise"``, ``"white or pink noise or babble of 4 x 6 LibriSpeech readers"``, ..."""
+    names = []
+    for kind, tracks in bank:
+        if kind == "babble":
+            names.append(f"babble ({len(tracks)} tracks of 6 LibriSpeech readers from the fitted splits)")
+        else:
+            names.append(f"{kind} noise")
+    return " or ".join(names)
 
 
 def length_report(metadata: dict, *, command: str) -> str:
@@ -731,6 +848,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--fit-splits", nargs="+", default=["train", "val"], choices=["train", "val"],
                         help="splits to fit on (default: train val, exactly --epochs epochs, last kept; "
                         "train alone selects the best epoch on val)")
+    parser.add_argument("--noise", nargs="+", default=["white"], choices=list(NOISE_KINDS),
+                        help="noise kinds added to training crops (default: white)")
     parser.add_argument("--length-report", default=None, metavar="STEM",
                         help="after a train-only run, write its val curve to STEM.md and STEM.json")
     parser.add_argument("--widths", nargs="+", metavar="KEY=VALUE", default=None,
@@ -756,6 +875,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_rows=args.max_rows,
         widths=widths,
         fit_splits=args.fit_splits,
+        noise_kinds=args.noise,
     )
     if args.length_report:
         command = "python -m pipeline.train_gender " + " ".join(argv if argv is not None else sys.argv[1:])

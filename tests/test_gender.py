@@ -300,17 +300,20 @@ def test_speed_perturb_and_spec_augment():
 
     fe = LogMelFrontEnd()
     mels = [[fe.log_mel(torch.from_numpy(s)[None])[0] for s in (y, slow, fast)] for _ in range(3)]
-    batch = make_batch(mels, [0, 1, 2], crop_frames=50, noise_mel=None, rng=rng, noise_prob=0.0)
+    batch = make_batch(mels, [0, 1, 2], crop_frames=50, noise=None, rng=rng, noise_prob=0.0)
     assert batch.shape == (3, 80, 50)
     torch.testing.assert_close(batch.mean(dim=2), torch.zeros(3, 80), atol=1e-4, rtol=0)
-    masked = make_batch(mels, [0, 1, 2], crop_frames=300, noise_mel=None, rng=rng, noise_prob=0.0,
+    masked = make_batch(mels, [0, 1, 2], crop_frames=300, noise=None, rng=rng, noise_prob=0.0,
                         specaugment=True)
     assert masked.shape[:2] == (3, 80) and masked.shape[2] <= 300
     assert (masked == 0).any()
 
 
-def _synthetic_corpus(root: Path) -> None:
-    """A 3-split gender corpus of harmonic 'voices': male f0 ~110 Hz, female ~230 Hz (2 s clips)."""
+def _synthetic_corpus(root: Path, corpus: str = "syn") -> None:
+    """A 3-split gender corpus of harmonic 'voices': male f0 ~110 Hz, female ~230 Hz (2 s clips).
+
+    Every row gets ``corpus`` as its corpus name (``"librispeech"`` makes its readers babble material).
+    """
     import soundfile as sf
 
     lines = ["path,corpus,speaker,gender,emotion,intensity,language,split,duration_s"]
@@ -322,7 +325,7 @@ def _synthetic_corpus(root: Path) -> None:
                     rel = f"{speaker}_{clip}.wav"
                     y = speech_like(2.0, f0=f0 * (1 + 0.04 * s), seed=len(lines))
                     sf.write(root / rel, y, 16000)
-                    lines.append(f"{rel},syn,{speaker},{gender},,,en,{split},2.0")
+                    lines.append(f"{rel},{corpus},{speaker},{gender},,,en,{split},2.0")
     (root / "manifest.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
