@@ -22,9 +22,11 @@ resampled waveforms: tempo and pitch change by 10 %, about 1.8 semitones, so the
 gender label stays valid). Training draws clips with sampling weights that
 balance corpus x gender groups and, inside a group, speakers; picks the original
 or a speed-perturbed copy; crops them at random (a random length in ``crop_s``
-per mini-batch, whole clip if shorter); adds white noise at a random SNR in the
-mel power domain (equivalent in expectation to adding noise to the waveform
-before the front end); mean-normalises each crop and applies SpecAugment (time
+per mini-batch, whole clip if shorter); adds noise at a random SNR in the mel
+power domain (white by default, ``--noise white pink babble`` for a mix: white
+and pink noise as their mean mel power spectrum, equivalent in expectation to
+adding them to the waveform before the front end; babble as a random stretch of
+the mel power of several LibriSpeech readers talking at once); mean-normalises each crop and applies SpecAugment (time
 and frequency masks set to the band mean, i.e. 0). Validation runs on whole
 clips, exactly like :class:`pipeline.gender.GenderClassifier` (same prepared
 signal, same front end, BatchNorm in eval mode); the best epoch by validation
@@ -641,7 +643,7 @@ def train_gender(
 
 
 def _noise_phrase(bank: list) -> str:
-    """``"white noise"``, ``"white or pink noise or babble of 4 x 6 LibriSpeech readers"``, ..."""
+    """How the training noise reads in the model card, e.g. ``"white noise or pink noise or babble (...)"``."""
     names = []
     for kind, tracks in bank:
         if kind == "babble":
@@ -649,6 +651,15 @@ def _noise_phrase(bank: list) -> str:
         else:
             names.append(f"{kind} noise")
     return " or ".join(names)
+
+
+def _noise_limit(kinds: Sequence[str]) -> str:
+    """The model card's sentence on training noise and where its effect is measured."""
+    where = ("(the noise study in `reports/noise_study.md` measures pink noise and babble at 20-0 dB SNR; "
+             "`python -m pipeline.gender_robustness` compares gender models under the same noise)")
+    if list(kinds) == ["white"]:
+        return f"Training adds white noise only, and pink noise lowers its accuracy markedly {where}."
+    return f"Training adds {', '.join(kinds)} noise; accuracy still falls as the SNR drops {where}."
 
 
 def length_report(metadata: dict, *, command: str) -> str:
@@ -826,8 +837,7 @@ def model_card(metadata: dict, out_dir: Path) -> str:
         "voices outside the training range).",
         "- Trained on adult acted/read speech in English, Amharic and Italian, mostly clean "
         "close-microphone recordings; noisy, far-field, telephone or other-language audio may be less accurate. "
-        "Training adds white noise only, and pink noise lowers its accuracy markedly (the noise study in "
-        "`reports/noise_study.md` measures pink noise and babble at 20-0 dB SNR).",
+        + _noise_limit(metadata["training"].get("noise_kinds", ["white"])),
         "- The test split holds few speakers per corpus (e.g. SAVEE: one male speaker, no female; "
         "LibriSpeech: 25 readers), so per-corpus numbers have wide confidence intervals.",
         "- Very short clips (< 1 s of speech) are less reliable.",
