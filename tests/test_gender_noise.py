@@ -108,6 +108,7 @@ def test_train_gender_with_noise_mix_and_compare(tmp_path, librispeech_like):
     assert all(r.n == 8 and 0 <= r.correct <= 8 for r in results)
     text = to_markdown(results, split="val", n_clips=8)
     assert "| pink 10 dB |" in text and "mean of noisy conditions" in text
+    assert "| noise | white + pink + babble |" in text and "| fitted on | train |" in text  # from metadata.json
 
 
 def test_gender_robustness_score_known_answer():
