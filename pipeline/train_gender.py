@@ -677,7 +677,8 @@ def length_report(metadata: dict, *, command: str) -> str:
         raise ValueError("length_report needs a run selected on val (fit_splits=('train',))")
     val = np.array([h["val_accuracy"] for h in hist])
     last5 = float(val[-5:].mean())
-    best = int(np.argmax(val)) + 1
+    # the epoch training kept (ties on accuracy broken by val loss), else the first maximum
+    best = int(tr.get("best_epoch") or int(np.argmax(val)) + 1)
     lines = [
         "# Gender model: training length",
         "",
@@ -688,7 +689,7 @@ def length_report(metadata: dict, *, command: str) -> str:
         "schedule, not at its best epoch. The `test` split is not used.",
         "",
         f"- epochs: {tr['epochs']} ({tr['samples_per_epoch']} crops each, one-cycle learning rate)",
-        f"- best val accuracy: {100 * val.max():.2f}% at epoch {best}",
+        f"- best val accuracy: {100 * val.max():.2f}% (the epoch kept, ties broken by val loss: {best})",
         f"- last epoch: {100 * val[-1]:.2f}%; mean of the last 5 epochs: {100 * last5:.2f}%; "
         f"of the last 15: {100 * float(val[-15:].mean()):.2f}% (range {100 * float(val[-15:].min()):.2f}-"
         f"{100 * float(val[-15:].max()):.2f}%)",
