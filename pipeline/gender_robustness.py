@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -32,13 +32,17 @@ DEFAULT_CONDITIONS = tuple((kind, snr) for kind in ("pink", "babble") for snr in
 
 @dataclass(frozen=True)
 class ConditionResult:
-    """Gender accuracy of one model under one condition (``snr_db`` None when clean)."""
+    """Gender accuracy of one model under one condition (``snr_db`` None when clean).
+
+    ``per_corpus`` maps a corpus to ``[n, correct]``.
+    """
 
     model: str
     noise: str
     snr_db: float | None
     n: int
     correct: int
+    per_corpus: dict = field(default_factory=dict)
 
     @property
     def accuracy(self) -> float:
@@ -51,26 +55,28 @@ def gender_clips(utterances: Sequence[Utterance], split: str, n: int | None = No
     return spread(rows, n) if n else rows
 
 
-def score(classifier, signals: Sequence[tuple[np.ndarray, int]], genders: Sequence[str]) -> int:
-    """Number of ``signals`` (raw ``(samples, sr)`` pairs) whose predicted gender matches ``genders``.
+def score(classifier, signals: Sequence[tuple[np.ndarray, int]], genders: Sequence[str]) -> np.ndarray:
+    """Whether each of ``signals`` (raw ``(samples, sr)`` pairs) gets its gender from ``genders`` right.
 
-    A clip :func:`pipeline.audio.prepare_signal` refuses counts as wrong.
+    Returns a bool array ``[len(signals)]``; a clip :func:`pipeline.audio.prepare_signal` refuses counts as wrong.
     """
     from .audio import prepare_signal
     from .errors import AudioError
     from .gender import GENDER_LABELS
 
-    prepared, truth = [], []
-    for (y, sr), g in zip(signals, genders):
+    prepared, kept = [], []
+    for i, (y, sr) in enumerate(signals):
         try:
             prepared.append(prepare_signal(y, sr).samples)
-            truth.append(g)
+            kept.append(i)
         except AudioError:
             pass
-    if not prepared:
-        return 0
-    probs = classifier.predict_proba_batch(prepared)
-    return int(sum(GENDER_LABELS[int(np.argmax(p))] == g for p, g in zip(probs, truth)))
+    right = np.zeros(len(signals), dtype=bool)
+    if prepared:
+        probs = classifier.predict_proba_batch(prepared)
+        for i, p in zip(kept, probs):
+            right[i] = GENDER_LABELS[int(np.argmax(p))] == genders[i]
+    return right
 
 
 def compare(models: Sequence[str], clips: Sequence[Utterance], *,
@@ -95,7 +101,10 @@ def compare(models: Sequence[str], clips: Sequence[Utterance], *,
         for noise, snr in [("clean", None), *conditions]:
             condition = Condition(noise, snr, False)
             noisy = [(corrupt(y, condition, babble=babble, seed=i), sr) for i, (y, sr) in enumerate(raw)]
-            results.append(ConditionResult(str(source), noise, snr, len(clips), score(classifier, noisy, genders)))
+            right = score(classifier, noisy, genders)
+            per_corpus = {c: [int(sum(u.corpus == c for u in clips)), int(sum(r for u, r in zip(clips, right) if u.corpus == c))]
+                          for c in sorted({u.corpus for u in clips})}
+            results.append(ConditionResult(str(source), noise, snr, len(clips), int(right.sum()), per_corpus))
             if progress:
                 r = results[-1]
                 print(f"  {source} {condition.label}: {100 * r.accuracy:.1f}%", file=sys.stderr, flush=True)
@@ -142,7 +151,19 @@ def to_markdown(results: Sequence[ConditionResult], *, split: str, n_clips: int)
         label = "clean" if noise == "clean" else f"{noise} {snr:g} dB"
         lines.append(f"| {label} | " + " | ".join(f"{100 * table[(m, noise, snr)].accuracy:.1f}%" for m in models) + " |")
     means = [mean_noisy(results, m) for m in models]
-    lines.append("| mean of noisy conditions | " + " | ".join(f"{100 * v:.1f}%" for v in means) + " |")
+    if any(r.noise != "clean" for r in results):
+        lines.append("| mean of noisy conditions | " + " | ".join(f"{100 * v:.1f}%" for v in means) + " |")
+    clean = {r.model: r for r in results if r.noise == "clean"}
+    corpora = sorted({c for r in clean.values() for c in r.per_corpus})
+    if corpora:
+        lines += ["", "Clean clips per corpus (correct / clips):", "",
+                  "| corpus | " + " | ".join(f"`{m}`" for m in models) + " |", "|---|" + "---:|" * len(models)]
+        for c in corpora:
+            cells = []
+            for m in models:
+                n, k = clean[m].per_corpus.get(c, [0, 0]) if m in clean else [0, 0]
+                cells.append(f"{100 * k / n:.1f}% ({k}/{n})" if n else "")
+            lines.append(f"| {c} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
