@@ -26,8 +26,9 @@ per mini-batch, whole clip if shorter); adds noise at a random SNR in the mel
 power domain (white by default, ``--noise white pink babble`` for a mix: white
 and pink noise as their mean mel power spectrum, equivalent in expectation to
 adding them to the waveform before the front end; babble as a random stretch of
-the mel power of several LibriSpeech readers talking at once); mean-normalises each crop and applies SpecAugment (time
-and frequency masks set to the band mean, i.e. 0). Validation runs on whole
+the mel power of several LibriSpeech readers talking at once); mean-normalises
+each crop and applies SpecAugment (time and frequency masks set to the band
+mean, i.e. 0). Validation runs on whole
 clips, exactly like :class:`pipeline.gender.GenderClassifier` (same prepared
 signal, same front end, BatchNorm in eval mode); the best epoch by validation
 accuracy is kept when ``val`` is held out.
@@ -302,7 +303,8 @@ def make_batch(
     for m in chosen:
         start = int(rng.integers(0, m.shape[1] - length + 1))
         crop = m[:, start : start + length]
-        if noise is not None and rng.random() < noise_prob:
+        noisy = rng.random() < noise_prob  # drawn even without noise: one random stream whatever the options
+        if noisy and noise is not None:
             snr = rng.uniform(*snr_db)
             noise_power = signal_power / (10 ** (snr / 10))
             crop = torch.log(torch.exp(crop) + noise_power * _draw_noise(noise, length, rng))
