@@ -95,19 +95,21 @@ def compare(models: Sequence[str], clips: Sequence[Utterance], *,
         y, sr = sf.read(u.path, dtype="float32")
         raw.append((to_mono_float(y)[0], sr))
     genders = [u.gender for u in clips]
+    corpora = np.array([u.corpus for u in clips])
+    classifiers = {str(source): GenderClassifier.load(source) for source in models}
     results = []
-    for source in models:
-        classifier = GenderClassifier.load(source)
-        for noise, snr in [("clean", None), *conditions]:
-            condition = Condition(noise, snr, False)
-            noisy = [(corrupt(y, condition, babble=babble, seed=i), sr) for i, (y, sr) in enumerate(raw)]
+    for noise, snr in [("clean", None), *conditions]:
+        condition = Condition(noise, snr, False)
+        # each noisy version is made once and scored by every model
+        noisy = [(corrupt(y, condition, babble=babble, seed=i), sr) for i, (y, sr) in enumerate(raw)]
+        for source, classifier in classifiers.items():
             right = score(classifier, noisy, genders)
-            per_corpus = {c: [int(sum(u.corpus == c for u in clips)), int(sum(r for u, r in zip(clips, right) if u.corpus == c))]
-                          for c in sorted({u.corpus for u in clips})}
-            results.append(ConditionResult(str(source), noise, snr, len(clips), int(right.sum()), per_corpus))
+            per_corpus = {c: [int((corpora == c).sum()), int(right[corpora == c].sum())] for c in sorted(set(corpora))}
+            results.append(ConditionResult(source, noise, snr, len(clips), int(right.sum()), per_corpus))
             if progress:
-                r = results[-1]
-                print(f"  {source} {condition.label}: {100 * r.accuracy:.1f}%", file=sys.stderr, flush=True)
+                print(f"  {source} {condition.label}: {100 * results[-1].accuracy:.1f}%", file=sys.stderr, flush=True)
+    order = list(classifiers)
+    results.sort(key=lambda r: order.index(r.model))  # stable: per model, clean first, then the conditions
     return results
 
 

@@ -44,7 +44,7 @@ import time
 from collections import Counter, defaultdict
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Collection, Iterable, Sequence
 
 import numpy as np
 
@@ -164,15 +164,15 @@ def white_noise_mel(frontend, *, seconds: float = 20.0, seed: int = 1234) -> "to
         return frontend.mel_power(noise)[0].mean(dim=1, keepdim=True).clone()
 
 
-def babble_rows(utterances: Sequence[Utterance], *, tracks: int, talkers: int, seed: int) -> list[list[Utterance]]:
+def babble_rows(utterances: Sequence[Utterance], *, tracks: int, talkers: int, seed: int,
+                exclude: Collection[str] = ()) -> list[list[Utterance]]:
     """LibriSpeech readers of ``utterances`` grouped into ``tracks`` babble tracks of ``talkers`` each.
 
-    Readers the noise study uses (:func:`pipeline.augment.study_babble_rows`) are left out;
-    each track is half female; no reader is in two tracks (fewer tracks if readers run out).
+    Rows whose path is in ``exclude`` are left out (training passes the noise study's readers,
+    :func:`pipeline.augment.study_babble_rows`); each track is half female; no reader is in
+    two tracks (fewer tracks if readers run out).
     """
-    from .augment import study_babble_rows
-
-    excluded = {u.path for u in study_babble_rows(read_manifest())}
+    excluded = set(exclude)
     rng = np.random.default_rng(seed)
     pools = {}
     for g in ("female", "male"):
@@ -186,15 +186,16 @@ def babble_rows(utterances: Sequence[Utterance], *, tracks: int, talkers: int, s
 
 
 def noise_bank(kinds: Sequence[str], frontend, utterances: Sequence[Utterance], *, seed: int,
-               babble_tracks: int = 4, babble_talkers: int = 6, babble_seconds: float = 30.0) -> list:
+               babble_tracks: int = 4, babble_talkers: int = 6, babble_seconds: float = 30.0,
+               exclude: Collection[str] = ()) -> list:
     """Noise mel powers to draw from during training (unit-variance noise, see :func:`noise_mel`).
 
     * ``white``: white noise, ``[80, 1]``;
     * ``pink``: 1/f noise (:func:`pipeline.augment.pink_noise`), ``[80, 1]``;
     * ``babble``: ``babble_tracks`` tracks of ``babble_talkers`` LibriSpeech readers of
-      ``utterances`` talking at once (:func:`babble_rows`), ``[80, frames]`` each, cropped
-      at random per clip. Other speakers' voices at low SNR teach the model to follow
-      the loudest talker.
+      ``utterances`` (paths in ``exclude`` left out) talking at once (:func:`babble_rows`),
+      ``[80, frames]`` each, cropped at random per clip. Other speakers' voices at low
+      SNR teach the model to follow the loudest talker.
 
     Each kind gets the same total probability. Returns a list of
     ``(kind, [tensor, ...])`` pairs.
@@ -211,7 +212,7 @@ def noise_bank(kinds: Sequence[str], frontend, utterances: Sequence[Utterance], 
         elif kind == "pink":
             bank.append((kind, [noise_mel(frontend, pink_noise(20 * frontend.sample_rate, seed=1235), stationary=True)]))
         else:
-            groups = babble_rows(utterances, tracks=babble_tracks, talkers=babble_talkers, seed=seed)
+            groups = babble_rows(utterances, tracks=babble_tracks, talkers=babble_talkers, seed=seed, exclude=exclude)
             if not groups:
                 raise ValueError("babble noise needs LibriSpeech readers of both genders among the fitted rows")
             tracks = []
@@ -509,7 +510,11 @@ def train_gender(
     print(f"features ready in {time.time() - t_start:.0f} s", flush=True)
 
     weights = sampling_weights(train_rows)
-    noise = noise_bank(noise_kinds, frontend, train_rows, seed=seed)
+    from .augment import study_babble_rows
+
+    # the noise study's babble readers never become training babble, so its babble stays unseen noise
+    noise = noise_bank(noise_kinds, frontend, train_rows, seed=seed,
+                       exclude={u.path for u in study_babble_rows(manifest)})
     frames_per_s = frontend.sample_rate / frontend.hop_length
     crop_range = (int(round(crop_s[0] * frames_per_s)), int(round(crop_s[1] * frames_per_s)))
 
@@ -649,7 +654,7 @@ def _noise_phrase(bank: list) -> str:
     names = []
     for kind, tracks in bank:
         if kind == "babble":
-            names.append(f"babble ({len(tracks)} tracks of 6 LibriSpeech readers from the fitted splits)")
+            names.append(f"babble ({len(tracks)} tracks of LibriSpeech readers from the fitted splits talking at once)")
         else:
             names.append(f"{kind} noise")
     return " or ".join(names)
