@@ -447,6 +447,7 @@ def train_gender(
     max_rows: int | None = None,
     fit_splits: Sequence[str] = ("train", "val"),
     noise_kinds: Sequence[str] = ("white",),
+    keep: str | None = None,
 ) -> dict:
     """Train the small ECAPA gender model, save it to ``out_dir`` and return its metadata.
 
@@ -462,6 +463,12 @@ def train_gender(
 
     ``noise_kinds`` (from :data:`NOISE_KINDS`) are the noises added to 60% of the
     training crops (:func:`noise_bank`).
+
+    ``keep`` is ``"best"`` (the default of a ``train``-only run: best epoch on ``val``,
+    then BatchNorm re-estimation if it helps) or ``"last"`` (the default, and the only
+    choice, when ``val`` is fitted). A ``train``-only run with ``keep="last"`` is the
+    shipped recipe with ``val`` held out: nothing is chosen on ``val``, so its ``val``
+    accuracy is an unbiased estimate (used to judge seed ensembles).
     """
     import torch
     import torch.nn.functional as F
@@ -482,6 +489,9 @@ def train_gender(
     if not fit_splits or not set(fit_splits) <= {"train", "val"}:
         raise ValueError(f"fit_splits must be drawn from ('train', 'val'), got {fit_splits}")
     select_on_val = "val" not in fit_splits
+    keep_epoch = keep or ("best" if select_on_val else "last")
+    if keep_epoch not in ("best", "last") or (keep_epoch == "best" and not select_on_val):
+        raise ValueError(f"keep must be 'best' (train-only runs) or 'last', got {keep!r} with fit_splits={fit_splits}")
     manifest = read_manifest()
     train_rows = [u for split in fit_splits for u in gender_rows(manifest, split)]
     val_rows = gender_rows(manifest, "val") if select_on_val else []
@@ -560,7 +570,7 @@ def train_gender(
             val_acc, val_loss = float("nan"), float("nan")
         history.append(record)
         print(json.dumps(record), flush=True)
-        if not select_on_val:
+        if keep_epoch == "last":
             best = {"val_accuracy": val_acc, "val_loss": val_loss, "epoch": epoch, "state": None}
         elif (val_acc, -val_loss) > (best["val_accuracy"], -best["val_loss"]):
             best = {
@@ -576,7 +586,7 @@ def train_gender(
     # them on clean crops is kept only if it improves validation (accuracy, then loss).
     # Without a validation split there is nothing to decide on: the statistics stay as trained.
     bn_recalibration, recal_acc = False, float("nan")
-    if select_on_val:
+    if keep_epoch == "best":
         before = {k: v.detach().clone() for k, v in model.state_dict().items()}
         recalibrate_batchnorm(model, train_mels, np.random.default_rng(seed + 1))
         recal_acc, recal_loss = _accuracy_on_mels(model, val_mels, val_labels)
@@ -599,6 +609,7 @@ def train_gender(
         "audio_config": DEFAULT_AUDIO_CONFIG.to_dict(),
         "training": {
             "fit_splits": list(fit_splits),
+            "keep": keep_epoch,
             "corpora": sorted({u.corpus for u in train_rows}),
             "train_rows": dict(sorted(Counter(f"{u.corpus}/{u.gender}" for u in train_rows).items())),
             "val_rows": dict(sorted(Counter(f"{u.corpus}/{u.gender}" for u in val_rows).items())),
@@ -733,6 +744,12 @@ def _data_sentence(metadata: dict) -> str:
             "(`reports/gender_length.md`, written by `--fit-splits train --length-report`). "
             "The `test` split was used only for the metrics below."
         )
+    if tr.get("keep") == "last":
+        return (
+            "Gender-labelled rows of the shared corpus, `train` split (speaker-disjoint from `val` and `test`), "
+            f"fitted for a fixed {tr['epochs']} epochs (the last one is kept, no selection); `val` accuracy of "
+            f"that epoch {100 * metadata['val_accuracy']:.1f}%. The `test` split was used only for the metrics below."
+        )
     return (
         "Gender-labelled rows of the shared corpus, `train` split (speaker-disjoint from `val` and `test`); "
         f"model selection on `val` (best epoch {tr['best_epoch']} of {tr['epochs']}, "
@@ -801,10 +818,16 @@ def model_card(metadata: dict, out_dir: Path) -> str:
                 + f" (val accuracy with them {100 * tr['bn_recalibration']['val_accuracy']:.1f}%; kept only if "
                 "validation improves).",
                 "",
+            ]
+            if (tr.get("bn_recalibration") or {}).get("val_accuracy") is not None
+            else []
+        ),
+        *(
+            [
                 "Validation accuracy per epoch: "
                 + ", ".join(f"{100 * h['val_accuracy']:.1f}" for h in tr["history"]) + " (%).",
             ]
-            if "bn_recalibration" in tr and metadata.get("val_accuracy") is not None
+            if metadata.get("val_accuracy") is not None
             else []
         ),
         "",
@@ -868,6 +891,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "train alone selects the best epoch on val)")
     parser.add_argument("--noise", nargs="+", default=["white"], choices=list(NOISE_KINDS),
                         help="noise kinds added to training crops (default: white)")
+    parser.add_argument("--keep", choices=["best", "last"], default=None,
+                        help="epoch kept by a train-only run (default: best on val; 'last' is the shipped recipe "
+                        "with val held out, for unbiased val estimates)")
     parser.add_argument("--length-report", default=None, metavar="STEM",
                         help="after a train-only run, write its val curve to STEM.md and STEM.json")
     parser.add_argument("--widths", nargs="+", metavar="KEY=VALUE", default=None,
@@ -894,6 +920,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         widths=widths,
         fit_splits=args.fit_splits,
         noise_kinds=args.noise,
+        keep=args.keep,
     )
     if args.length_report:
         command = "python -m pipeline.train_gender " + " ".join(argv if argv is not None else sys.argv[1:])
