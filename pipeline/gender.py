@@ -3,7 +3,10 @@
 ``GenderClassifier.load()`` reads the model shipped in ``<project>/gender_model``
 (trained by :mod:`pipeline.train_gender`); a local folder or the public hub id
 ``JaesungHuh/voice-gender-classifier`` (needs internet) load the same way,
-always with ``strict=True``. Input signals are 16 kHz mono float32 as returned by
+always with ``strict=True``. A folder holding ``ensemble.json`` is a seed
+ensemble (:mod:`pipeline.gender_ensemble`): each member is such a folder, loaded
+the same way, and the classifier returns the mean of the members' probabilities.
+Input signals are 16 kHz mono float32 as returned by
 :func:`pipeline.audio.load_audio` / :func:`pipeline.audio.prepare_signal`.
 """
 from __future__ import annotations
@@ -21,6 +24,7 @@ GENDER_LABELS: tuple[str, str] = ("male", "female")
 DEFAULT_GENDER_MODEL_DIR = Path(__file__).resolve().parent.parent / "gender_model"
 PUBLIC_HUB_ID = "JaesungHuh/voice-gender-classifier"
 MODEL_FILES = ("config.json", "model.safetensors")
+ENSEMBLE_FILE = "ensemble.json"
 SAMPLE_RATE = 16000
 
 
@@ -36,10 +40,11 @@ def _looks_like_path(text: str) -> bool:
 
 
 class GenderClassifier:
-    """Wraps an :class:`~pipeline.ecapa.ECAPAGender` for inference.
+    """Wraps one :class:`~pipeline.ecapa.ECAPAGender`, or several averaged, for inference.
 
     Attributes:
-        model: the network, in eval mode, on ``device``.
+        models: the networks (one, or the members of an ensemble), in eval mode, on ``device``.
+        model: the first (for a single model, the only) network.
         source: where it was loaded from (folder path or hub id).
         info: contents of the folder's optional ``metadata.json``, else ``{}``.
         device: torch device string.
@@ -48,22 +53,27 @@ class GenderClassifier:
     labels = GENDER_LABELS
 
     def __init__(self, model, *, source: str, info: dict | None = None, device: str = "cpu") -> None:
-        self.model = model.eval()
+        models = list(model) if isinstance(model, (list, tuple)) else [model]
+        if not models:
+            raise ModelError("a gender classifier needs at least one network", path=source)
+        self.models = tuple(m.eval() for m in models)
         self.source = source
         self.info = dict(info or {})
         self.device = device
 
+    @property
+    def model(self):
+        return self.models[0]
+
     @classmethod
     def load(cls, source: str | os.PathLike | None = None, *, device: str = "cpu") -> "GenderClassifier":
-        """Load a model folder (default: the shipped one) or a hub id.
+        """Load a model folder (default: the shipped one), an ensemble folder, or a hub id.
 
         Raises:
             ModelError: a file is missing, the weights do not match the
                 architecture, CUDA is asked for but absent, or the hub cannot be reached.
         """
         import torch
-
-        from .ecapa import ECAPAGender
 
         device = str(device)
         if device.startswith("cuda") and not torch.cuda.is_available():
@@ -73,62 +83,25 @@ class GenderClassifier:
         if not is_local and _looks_like_path(os.fspath(source)):
             raise ModelError(
                 "gender model folder not found; pass an existing folder holding config.json and "
-                "model.safetensors, or None for the shipped model",
+                "model.safetensors (or ensemble.json), or None for the shipped model",
                 path=str(path),
             )
-        if is_local:
-            for name in MODEL_FILES:
-                if not (path / name).is_file():
-                    raise ModelError(
-                        f"gender model folder is missing {name}; retrain with "
-                        "`python -m pipeline.train_gender --out gender_model` or restore the file",
-                        path=str(path),
-                    )
-            label = str(path)
-        else:
-            label = os.fspath(source)
-        try:
-            model = ECAPAGender.from_pretrained(label, strict=True, map_location=device)
-        except ModelError:
-            raise
-        except RuntimeError as exc:  # state-dict mismatch (missing/unexpected keys, shapes)
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ModelError(
-                f"weights do not match the ECAPA gender architecture ({first}); "
-                "check config.json against model.safetensors or retrain",
-                path=label,
-            ) from exc
-        except (OSError, ValueError) as exc:
-            if is_local:
-                raise ModelError(f"cannot read the gender model: {exc}", path=label) from exc
-            raise ModelError(
-                f"cannot load {label!r} from the Hugging Face hub ({type(exc).__name__}: "
-                f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}). "
-                "No internet? Use the shipped model (default) or a local copy of the folder",
-                path=None,
-            ) from exc
-        except Exception as exc:  # hub client errors that are not OSErrors, corrupt files
-            raise ModelError(
-                f"cannot load the gender model ({type(exc).__name__}: {exc}). "
-                "No internet? Use the shipped model (default) or a local copy of the folder",
-                path=label,
-            ) from exc
-        info: dict = {}
-        if is_local and (path / "metadata.json").is_file():
-            try:
-                info = json.loads((path / "metadata.json").read_text(encoding="utf-8"))
-            except (OSError, ValueError) as exc:
-                raise ModelError(f"metadata.json is not valid JSON: {exc}", path=label) from exc
-        model.to(device)
-        return cls(model, source=label, info=info, device=device)
+        if is_local and (path / ENSEMBLE_FILE).is_file():
+            models = [_load_network(member, is_local=True, device=device) for member in ensemble_members(path)]
+            return cls(models, source=str(path), info=_read_metadata(path), device=device)
+        label = str(path) if is_local else os.fspath(source)
+        model = _load_network(path if is_local else label, is_local=is_local, device=device)
+        return cls(model, source=label, info=_read_metadata(path) if is_local else {}, device=device)
 
-    def _logits(self, batch: np.ndarray) -> np.ndarray:
+    def _probabilities(self, batch: np.ndarray) -> np.ndarray:
+        """Mean over the networks of their softmax, ``(n, 2)``, for a batch ``(n, samples)`` of equal-length clips."""
         import torch
 
         try:
             with torch.inference_mode():
                 x = torch.as_tensor(np.ascontiguousarray(batch, dtype=np.float32), device=self.device)
-                return self.model(x).float().cpu().numpy()
+                probs = sum(torch.softmax(m(x).float(), dim=1) for m in self.models) / len(self.models)
+                return probs.cpu().numpy()
         except Exception as exc:
             raise PredictionError(f"gender model failed: {type(exc).__name__}: {exc}") from exc
 
@@ -159,13 +132,87 @@ class GenderClassifier:
         for i, y in enumerate(checked):
             by_length.setdefault(y.size, []).append(i)
         for indices in by_length.values():
-            logits = self._logits(np.stack([checked[i] for i in indices]))
-            logits = logits - logits.max(axis=1, keepdims=True)
-            probs = np.exp(logits)
-            probs /= probs.sum(axis=1, keepdims=True)
-            out[indices] = probs
+            out[indices] = self._probabilities(np.stack([checked[i] for i in indices]))
         return out
 
     def predict(self, samples: np.ndarray) -> str:
         """``"male"`` or ``"female"`` for one prepared signal."""
         return GENDER_LABELS[int(np.argmax(self.predict_proba(samples)))]
+
+
+def ensemble_members(folder: str | os.PathLike) -> list[Path]:
+    """Member folders listed by ``folder/ensemble.json`` (``{"members": ["seed0", ...]}``, relative paths).
+
+    Raises:
+        ModelError: the file is not valid JSON, lists no members, or a member leaves the folder.
+    """
+    folder = Path(folder)
+    try:
+        spec = json.loads((folder / ENSEMBLE_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{ENSEMBLE_FILE} is not valid JSON: {exc}", path=str(folder)) from exc
+    members = spec.get("members") if isinstance(spec, dict) else None
+    if not isinstance(members, list) or not members or not all(isinstance(m, str) and m for m in members):
+        raise ModelError(f"{ENSEMBLE_FILE} must list its member folders under 'members'", path=str(folder))
+    paths = []
+    for name in members:
+        member = (folder / name).resolve()
+        if folder.resolve() not in member.parents:
+            raise ModelError(f"ensemble member {name!r} is not inside the ensemble folder", path=str(folder))
+        if not member.is_dir():
+            raise ModelError(f"ensemble member folder {name!r} is missing", path=str(folder))
+        paths.append(member)
+    return paths
+
+
+def _read_metadata(path: Path) -> dict:
+    """``path/metadata.json`` as a dict, ``{}`` when absent."""
+    if not (path / "metadata.json").is_file():
+        return {}
+    try:
+        return json.loads((path / "metadata.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"metadata.json is not valid JSON: {exc}", path=str(path)) from exc
+
+
+def _load_network(source: str | Path, *, is_local: bool, device: str):
+    """One :class:`~pipeline.ecapa.ECAPAGender` from a local folder or a hub id, ``strict=True``, on ``device``."""
+    from .ecapa import ECAPAGender
+
+    if is_local:
+        path = Path(source)
+        for name in MODEL_FILES:
+            if not (path / name).is_file():
+                raise ModelError(
+                    f"gender model folder is missing {name}; retrain with "
+                    "`python -m pipeline.train_gender --out gender_model` or restore the file",
+                    path=str(path),
+                )
+    label = os.fspath(source)
+    try:
+        model = ECAPAGender.from_pretrained(label, strict=True, map_location=device)
+    except ModelError:
+        raise
+    except RuntimeError as exc:  # state-dict mismatch (missing/unexpected keys, shapes)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(
+            f"weights do not match the ECAPA gender architecture ({first}); "
+            "check config.json against model.safetensors or retrain",
+            path=label,
+        ) from exc
+    except (OSError, ValueError) as exc:
+        if is_local:
+            raise ModelError(f"cannot read the gender model: {exc}", path=label) from exc
+        raise ModelError(
+            f"cannot load {label!r} from the Hugging Face hub ({type(exc).__name__}: "
+            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}). "
+            "No internet? Use the shipped model (default) or a local copy of the folder",
+            path=None,
+        ) from exc
+    except Exception as exc:  # hub client errors that are not OSErrors, corrupt files
+        raise ModelError(
+            f"cannot load the gender model ({type(exc).__name__}: {exc}). "
+            "No internet? Use the shipped model (default) or a local copy of the folder",
+            path=label,
+        ) from exc
+    return model.to(device)

@@ -123,7 +123,7 @@ def describe(model: str) -> dict:
     return {
         "noise": " + ".join(tr.get("noise_kinds", ["white"])),
         "fitted on": " + ".join(tr.get("fit_splits", ["train"])),
-        "seed": tr.get("seed"),
+        "seed": tr.get("seed") if "seeds" not in tr else " + ".join(str(x) for x in tr["seeds"]),
         "epoch kept": f"{tr.get('best_epoch')} of {tr.get('epochs')}",
         "BatchNorm re-estimated on clean crops": "yes" if recal else "no",
     }

@@ -745,10 +745,12 @@ def _data_sentence(metadata: dict) -> str:
             "The `test` split was used only for the metrics below."
         )
     if tr.get("keep") == "last":
+        val = metadata.get("val_accuracy")
         return (
             "Gender-labelled rows of the shared corpus, `train` split (speaker-disjoint from `val` and `test`), "
-            f"fitted for a fixed {tr['epochs']} epochs (the last one is kept, no selection); `val` accuracy of "
-            f"that epoch {100 * metadata['val_accuracy']:.1f}%. The `test` split was used only for the metrics below."
+            f"fitted for a fixed {tr['epochs']} epochs (the last one is kept, no selection)"
+            + (f"; `val` accuracy of that epoch {100 * val:.1f}%" if val is not None else "")
+            + ". The `test` split was used only for the metrics below."
         )
     return (
         "Gender-labelled rows of the shared corpus, `train` split (speaker-disjoint from `val` and `test`); "
@@ -758,29 +760,71 @@ def _data_sentence(metadata: dict) -> str:
 
 
 def model_card(metadata: dict, out_dir: Path) -> str:
-    """Markdown model card built from ``metadata`` (numbers come from the training run)."""
+    """Markdown model card built from ``metadata`` (numbers come from the training run).
+
+    ``metadata`` is a single model's (:func:`train_gender`) or a seed ensemble's
+    (:func:`pipeline.gender_ensemble.ensemble_metadata`, with an ``"ensemble"`` key).
+    """
     tr = metadata["training"]
-    size_mb = (out_dir / "model.safetensors").stat().st_size / 1e6 if (out_dir / "model.safetensors").exists() else float("nan")
+    ensemble = metadata.get("ensemble")
+    weights = [out_dir / m / "model.safetensors" for m in ensemble["members"]] if ensemble else [out_dir / "model.safetensors"]
+    size_mb = sum(f.stat().st_size for f in weights) / 1e6 if all(f.exists() for f in weights) else float("nan")
     w = metadata["architecture"]
     counts = "\n".join(f"| {k} | {v} |" for k, v in tr["train_rows"].items())
+    seeds = ", ".join(str(s) for s in tr.get("seeds", [tr.get("seed")]))
+    if ensemble:
+        n = len(ensemble["members"])
+        member_accs = [m.get("test_accuracy") for m in metadata.get("members", {}).values()]
+        head = [
+            f"# Gender model (seed ensemble of {n} small ECAPA-TDNNs)",
+            "",
+            "Predicts the speaker's gender (`male` / `female`) from a 16 kHz mono "
+            "speech signal prepared by `pipeline.audio.load_audio` (silence-trimmed, RMS-normalised to "
+            f"{metadata['audio_config']['target_rms_dbfs']} dBFS): the mean of the probabilities of {n} networks "
+            f"trained with the same recipe and data, seeds {seeds}. It routes each clip to the male or female "
+            "emotion model of this project.",
+            "",
+            "Why an ensemble: single models of this recipe score "
+            + (" / ".join(f"{100 * a:.1f}%" for a in member_accs) if None not in member_accs else "differently")
+            + " on `test` depending on the seed (`reports/gender_seeds.md`); averaging was chosen on `val` with "
+            "members fitted on `train` only, by a rule written before they were trained "
+            "(`reports/gender_ensemble.md`).",
+            "",
+            "Architecture of each member: ECAPA-TDNN (Desplanques et al. 2020) with the parameter names of the public "
+            "`JaesungHuh/voice-gender-classifier`, at reduced width "
+            f"(C={w['C']}, MFA {w['mfa_channels']}, attention {w['attention_channels']}, "
+            f"embedding {w['embedding_dim']}); {metadata['n_parameters']:,} parameters in all, "
+            f"{size_mb:.1f} MB of weights. Trained from scratch in this project; no public weights used. "
+            "Front end: pre-emphasis 0.97, 25 ms Hamming window / 10 ms hop, 512-point FFT, 80 HTK mel bands "
+            "20-7600 Hz, log(mel + 1e-6), per-band mean subtraction over the clip.",
+            "",
+            f"Files: `ensemble.json` (member folders, read by `GenderClassifier.load`), one folder per member "
+            f"({', '.join(f'`{m}/`' for m in ensemble['members'])}: `config.json` and `model.safetensors` in the hub "
+            "layout, each loadable on its own, and its training `metadata.json`), `metadata.json` (the ensemble's "
+            "labels, front end, audio config, training recipe, metrics).",
+        ]
+    else:
+        head = [
+            "# Gender model (small ECAPA-TDNN)",
+            "",
+            "Predicts the speaker's gender (`male` / `female`, logits index 0 / 1) from a 16 kHz mono "
+            "speech signal prepared by `pipeline.audio.load_audio` (silence-trimmed, RMS-normalised to "
+            f"{metadata['audio_config']['target_rms_dbfs']} dBFS). It routes each clip to the male or female "
+            "emotion model of this project.",
+            "",
+            "Architecture: ECAPA-TDNN (Desplanques et al. 2020) with the parameter names of the public "
+            "`JaesungHuh/voice-gender-classifier`, at reduced width "
+            f"(C={w['C']}, MFA {w['mfa_channels']}, attention {w['attention_channels']}, "
+            f"embedding {w['embedding_dim']}; {metadata['n_parameters']:,} parameters, "
+            f"model.safetensors {size_mb:.1f} MB). Trained from scratch in this project; no public weights used. "
+            "Front end: pre-emphasis 0.97, 25 ms Hamming window / 10 ms hop, 512-point FFT, 80 HTK mel bands "
+            "20-7600 Hz, log(mel + 1e-6), per-band mean subtraction over the clip.",
+            "",
+            "Files: `config.json` (widths, read by `ECAPAGender.from_pretrained`), `model.safetensors`, "
+            "`metadata.json` (labels, front end, audio config, training history, metrics).",
+        ]
     parts = [
-        "# Gender model (small ECAPA-TDNN)",
-        "",
-        "Predicts the speaker's gender (`male` / `female`, logits index 0 / 1) from a 16 kHz mono "
-        "speech signal prepared by `pipeline.audio.load_audio` (silence-trimmed, RMS-normalised to "
-        f"{metadata['audio_config']['target_rms_dbfs']} dBFS). It routes each clip to the male or female "
-        "emotion model of this project.",
-        "",
-        "Architecture: ECAPA-TDNN (Desplanques et al. 2020) with the parameter names of the public "
-        "`JaesungHuh/voice-gender-classifier`, at reduced width "
-        f"(C={w['C']}, MFA {w['mfa_channels']}, attention {w['attention_channels']}, "
-        f"embedding {w['embedding_dim']}; {metadata['n_parameters']:,} parameters, "
-        f"model.safetensors {size_mb:.1f} MB). Trained from scratch in this project; no public weights used. "
-        "Front end: pre-emphasis 0.97, 25 ms Hamming window / 10 ms hop, 512-point FFT, 80 HTK mel bands "
-        "20-7600 Hz, log(mel + 1e-6), per-band mean subtraction over the clip.",
-        "",
-        "Files: `config.json` (widths, read by `ECAPAGender.from_pretrained`), `model.safetensors`, "
-        "`metadata.json` (labels, front end, audio config, training history, metrics).",
+        *head,
         "",
         "```python",
         "from pipeline.audio import load_audio",
@@ -807,9 +851,9 @@ def model_card(metadata: dict, out_dir: Path) -> str:
         "",
         f"Training: {tr['optimiser']}; {tr['augmentation']}; {tr['sampling']}; "
         f"{tr['samples_per_epoch']} sampled crops per epoch, batch {tr['batch_size']}, "
-        f"seed {tr['seed']}; torch {metadata['torch_version']}, torchaudio {metadata['torchaudio_version']}; "
+        f"seed{'s' if ensemble else ''} {seeds}; torch {metadata['torch_version']}, torchaudio {metadata['torchaudio_version']}; "
         f"{tr['wall_seconds'] / 60:.1f} min wall on {tr.get('threads', '?')} CPU thread(s) "
-        "(audio loading, feature caching and training).",
+        f"(audio loading, feature caching and training{', all members' if ensemble else ''}).",
         "",
         *(
             [
@@ -834,7 +878,13 @@ def model_card(metadata: dict, out_dir: Path) -> str:
         "Retrain (reads `../shared/data` or `$SER_DATA_DIR`):",
         "",
         "```",
-        "python -m pipeline.train_gender --out gender_model",
+        *(
+            [f"python -m pipeline.train_gender --out /tmp/gender_seed{x} --seed {x}" for x in tr["seeds"]]
+            + ["python -m pipeline.gender_ensemble --members "
+               + " ".join(f"/tmp/gender_seed{x}" for x in tr["seeds"]) + " --out gender_model"]
+            if ensemble
+            else ["python -m pipeline.train_gender --out gender_model"]
+        ),
         "```",
         "",
     ]
