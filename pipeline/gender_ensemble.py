@@ -17,7 +17,7 @@ preparation; they differ by seed only.
 Why an ensemble: single models of the same recipe land 97.4-98.3% on ``test``
 depending on the seed (``reports/gender_seeds.md``); whether averaging three of
 them helps was decided on ``val`` with ``train``-only members before this folder
-was built (``reports/gender_ensemble.md``).
+was built (``reports/gender_ensemble_plan.md``, scored in ``reports/gender_ensemble_val.md``).
 """
 from __future__ import annotations
 

@@ -788,7 +788,7 @@ def model_card(metadata: dict, out_dir: Path) -> str:
             + (" / ".join(f"{100 * a:.1f}%" for a in member_accs) if None not in member_accs else "differently")
             + " on `test` depending on the seed (`reports/gender_seeds.md`); averaging was chosen on `val` with "
             "members fitted on `train` only, by a rule written before they were trained "
-            "(`reports/gender_ensemble.md`).",
+            "(`reports/gender_ensemble_plan.md`, scored in `reports/gender_ensemble_val.md`).",
             "",
             "Architecture of each member: ECAPA-TDNN (Desplanques et al. 2020) with the parameter names of the public "
             "`JaesungHuh/voice-gender-classifier`, at reduced width "
