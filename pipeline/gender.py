@@ -100,8 +100,10 @@ class GenderClassifier:
         try:
             with torch.inference_mode():
                 x = torch.as_tensor(np.ascontiguousarray(batch, dtype=np.float32), device=self.device)
-                probs = sum(torch.softmax(m(x).float(), dim=1) for m in self.models) / len(self.models)
-                return probs.cpu().numpy()
+                # the log-mel front end has no parameters and is the same in every ECAPAGender: compute it once
+                features = self.models[0].logfbank(x)
+                probs = sum(torch.softmax(m.forward_features(features).float(), dim=1) for m in self.models)
+                return (probs / len(self.models)).cpu().numpy()
         except Exception as exc:
             raise PredictionError(f"gender model failed: {type(exc).__name__}: {exc}") from exc
 
