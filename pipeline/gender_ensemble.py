@@ -44,6 +44,14 @@ def _member_name(metadata: dict, index: int, taken: set[str]) -> str:
     return name if name not in taken else f"member{index}"
 
 
+def _recipe(metadata: dict) -> dict:
+    """A member's training settings, with the defaults of runs recorded before a setting was written down."""
+    training = dict(metadata.get("training") or {})
+    training.setdefault("noise_kinds", ["white"])  # before --noise existed, training noise was white only
+    training.setdefault("keep", "last" if "val" in training.get("fit_splits", []) else "best")
+    return training
+
+
 def ensemble_metadata(members: dict[str, dict]) -> dict:
     """Metadata of an ensemble from its members' ``metadata.json`` (name -> dict, in order).
 
@@ -54,11 +62,11 @@ def ensemble_metadata(members: dict[str, dict]) -> dict:
     for name, meta in members.items():
         differ = [key for key in SHARED_KEYS if meta.get(key) != first.get(key)]
         differ += [f"training.{key}" for key in SHARED_TRAINING_KEYS
-                   if (meta.get("training") or {}).get(key) != (first.get("training") or {}).get(key)]
+                   if _recipe(meta).get(key) != _recipe(first).get(key)]
         if differ:
             raise ModelError(f"ensemble members {first_name!r} and {name!r} differ in {', '.join(differ)}; "
                              "members must differ by seed only")
-    training = {k: v for k, v in (first.get("training") or {}).items() if k not in ("history", "seed", "wall_seconds")}
+    training = {k: v for k, v in _recipe(first).items() if k not in ("history", "seed", "wall_seconds")}
     training["seeds"] = [(m.get("training") or {}).get("seed") for m in members.values()]
     training["wall_seconds"] = round(sum((m.get("training") or {}).get("wall_seconds") or 0 for m in members.values()), 1)
     return {

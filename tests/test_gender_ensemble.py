@@ -107,6 +107,12 @@ def test_members_must_share_the_recipe(members, tmp_path):
     with pytest.raises(ModelError, match="training.epochs"):
         build_ensemble([members[0], odd], tmp_path / "out", evaluate_test=False)
     assert not (tmp_path / "out").exists()
+    # runs recorded before `noise_kinds` and `keep` existed used white noise and kept their last epoch
+    old = _metadata(2)
+    del old["training"]["noise_kinds"], old["training"]["keep"]
+    (odd / "metadata.json").write_text(json.dumps(old))
+    assert build_ensemble([members[0], odd], tmp_path / "out", evaluate_test=False)["training"]["seeds"] == [0, 2]
+    shutil.rmtree(tmp_path / "out")
     with pytest.raises(ModelError, match="at least two"):
         build_ensemble([members[0]], tmp_path / "out", evaluate_test=False)
     (odd / "metadata.json").unlink()
