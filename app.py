@@ -165,7 +165,8 @@ def sidebar() -> tuple[str | None, str, bool, str]:
         st.header("Models")
         choice = st.radio("Gender model", [SHIPPED, HUB], key="gender_choice",
                           help="The shipped model runs offline. A hub id needs internet the first time; "
-                               "a local folder must hold config.json and model.safetensors.")
+                               "a local folder must hold config.json and model.safetensors "
+                               "(or ensemble.json, for a seed ensemble).")
         gender_model = None
         if choice == HUB:
             gender_model = st.text_input("Hub id or local folder", value=PUBLIC_HUB_ID, key="gender_hub_id").strip()
