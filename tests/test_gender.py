@@ -9,7 +9,7 @@ import torch
 
 from pipeline.ecapa import ECAPAGender, LogMelFrontEnd
 from pipeline.errors import ModelError, PredictionError
-from pipeline.gender import DEFAULT_GENDER_MODEL_DIR, GENDER_LABELS, GenderClassifier
+from pipeline.gender import GENDER_LABELS, GenderClassifier
 from tests.conftest import speech_like
 
 DATA = Path(__file__).parent / "data"
