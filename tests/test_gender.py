@@ -330,9 +330,9 @@ def _synthetic_corpus(root: Path, corpus: str = "syn") -> None:
 TINY_WIDTHS = {"C": 16, "mfa_channels": 24, "attention_channels": 8, "embedding_dim": 8}
 
 
-@pytest.mark.parametrize("fit_splits", [("train",), ("train", "val")])
-def test_train_gender_fit_splits(tmp_path, monkeypatch, fit_splits):
-    """train_gender fits exactly the requested splits; with `val` fitted there is no selection on it."""
+@pytest.mark.parametrize("fit_splits, keep", [(("train",), None), (("train", "val"), None), (("train",), "last")])
+def test_train_gender_fit_splits(tmp_path, monkeypatch, fit_splits, keep):
+    """train_gender fits exactly the requested splits; with `val` fitted, or with keep="last", nothing is chosen on val."""
     from pipeline.gender import GenderClassifier
     from pipeline.train_gender import length_report, train_gender
 
@@ -342,7 +342,7 @@ def test_train_gender_fit_splits(tmp_path, monkeypatch, fit_splits):
     monkeypatch.setenv("SER_DATA_DIR", str(data))
     out = tmp_path / "model"
     meta = train_gender(out, epochs=3, samples_per_epoch=32, batch_size=8, widths=TINY_WIDTHS,
-                        fit_splits=fit_splits, speed_factors=(1.0,))
+                        fit_splits=fit_splits, speed_factors=(1.0,), keep=keep)
     tr = meta["training"]
     assert tr["fit_splits"] == list(fit_splits)
     assert tr["n_train"] == (16 if fit_splits == ("train",) else 24)
@@ -353,8 +353,14 @@ def test_train_gender_fit_splits(tmp_path, monkeypatch, fit_splits):
         assert "fitted for a fixed 3 epochs" in (out / "README.md").read_text()
         with pytest.raises(ValueError):
             length_report(meta, command="x")
+    elif keep == "last":
+        # the shipped recipe with val held out: last epoch, no BatchNorm re-estimation, val only measured
+        assert tr["keep"] == "last" and tr["n_val"] == 8 and tr["best_epoch"] == 3
+        assert meta["val_accuracy"] == tr["history"][-1]["val_accuracy"]
+        assert tr["bn_recalibration"] == {**tr["bn_recalibration"], "used": False, "val_accuracy": None}
+        assert "fitted for a fixed 3 epochs" in (out / "README.md").read_text()
     else:
-        assert tr["n_val"] == 8 and 1 <= tr["best_epoch"] <= 3
+        assert tr["keep"] == "best" and tr["n_val"] == 8 and 1 <= tr["best_epoch"] <= 3
         assert all("val_accuracy" in h for h in tr["history"])
         report = length_report(meta, command="python -m pipeline.train_gender --epochs 3")
         assert report.count("\n| ") == 3 + 1  # header + one row per epoch
@@ -364,3 +370,5 @@ def test_train_gender_fit_splits(tmp_path, monkeypatch, fit_splits):
     assert probs.shape == (2,) and abs(float(probs.sum()) - 1.0) < 1e-5
     with pytest.raises(ValueError):
         train_gender(out, epochs=1, fit_splits=("test",))
+    with pytest.raises(ValueError, match="keep"):
+        train_gender(out, epochs=1, fit_splits=("train", "val"), keep="best")
