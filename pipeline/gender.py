@@ -25,6 +25,7 @@ DEFAULT_GENDER_MODEL_DIR = Path(__file__).resolve().parent.parent / "gender_mode
 PUBLIC_HUB_ID = "JaesungHuh/voice-gender-classifier"
 MODEL_FILES = ("config.json", "model.safetensors")
 ENSEMBLE_FILE = "ensemble.json"
+ENSEMBLE_COMBINE = "mean_probability"
 SAMPLE_RATE = 16000
 
 
@@ -146,7 +147,8 @@ def ensemble_members(folder: str | os.PathLike) -> list[Path]:
     """Member folders listed by ``folder/ensemble.json`` (``{"members": ["seed0", ...]}``, relative paths).
 
     Raises:
-        ModelError: the file is not valid JSON, lists no members, or a member leaves the folder.
+        ModelError: the file is not valid JSON, lists no members, names a way of combining
+            them other than the mean probability, or a member is missing or leaves the folder.
     """
     folder = Path(folder)
     try:
@@ -156,6 +158,9 @@ def ensemble_members(folder: str | os.PathLike) -> list[Path]:
     members = spec.get("members") if isinstance(spec, dict) else None
     if not isinstance(members, list) or not members or not all(isinstance(m, str) and m for m in members):
         raise ModelError(f"{ENSEMBLE_FILE} must list its member folders under 'members'", path=str(folder))
+    if spec.get("combine", ENSEMBLE_COMBINE) != ENSEMBLE_COMBINE:
+        raise ModelError(f"{ENSEMBLE_FILE}: unknown 'combine' {spec['combine']!r}; only {ENSEMBLE_COMBINE!r} "
+                         "(mean of the members' probabilities) is implemented", path=str(folder))
     paths = []
     for name in members:
         member = (folder / name).resolve()

@@ -752,6 +752,12 @@ def _data_sentence(metadata: dict) -> str:
             + (f"; `val` accuracy of that epoch {100 * val:.1f}%" if val is not None else "")
             + ". The `test` split was used only for the metrics below."
         )
+    if "best_epoch" not in tr:  # an ensemble whose members each kept their own best epoch
+        return (
+            "Gender-labelled rows of the shared corpus, `train` split (speaker-disjoint from `val` and `test`); "
+            f"each member kept its best epoch of {tr['epochs']} on `val` (see its own `metadata.json`). "
+            "The `test` split was used only for the metrics below."
+        )
     return (
         "Gender-labelled rows of the shared corpus, `train` split (speaker-disjoint from `val` and `test`); "
         f"model selection on `val` (best epoch {tr['best_epoch']} of {tr['epochs']}, "
@@ -772,6 +778,15 @@ def model_card(metadata: dict, out_dir: Path) -> str:
     w = metadata["architecture"]
     counts = "\n".join(f"| {k} | {v} |" for k, v in tr["train_rows"].items())
     seeds = ", ".join(str(s) for s in tr.get("seeds", [tr.get("seed")]))
+
+    def architecture(size: str) -> str:
+        return ("ECAPA-TDNN (Desplanques et al. 2020) with the parameter names of the public "
+                "`JaesungHuh/voice-gender-classifier`, at reduced width "
+                f"(C={w['C']}, MFA {w['mfa_channels']}, attention {w['attention_channels']}, "
+                f"embedding {w['embedding_dim']}; {size}). Trained from scratch in this project; no public weights "
+                "used. Front end: pre-emphasis 0.97, 25 ms Hamming window / 10 ms hop, 512-point FFT, 80 HTK mel "
+                "bands 20-7600 Hz, log(mel + 1e-6), per-band mean subtraction over the clip.")
+
     if ensemble:
         n = len(ensemble["members"])
         member_accs = [m.get("test_accuracy") for m in metadata.get("members", {}).values()]
@@ -786,17 +801,12 @@ def model_card(metadata: dict, out_dir: Path) -> str:
             "",
             "Why an ensemble: single models of this recipe score "
             + (" / ".join(f"{100 * a:.1f}%" for a in member_accs) if None not in member_accs else "differently")
-            + " on `test` depending on the seed (`reports/gender_seeds.md`); averaging was chosen on `val` with "
-            "members fitted on `train` only, by a rule written before they were trained "
-            "(`reports/gender_ensemble_plan.md`, scored in `reports/gender_ensemble_val.md`).",
+            + " on `test` depending on the seed (`reports/gender_seeds.md`). How a three-seed ensemble compares "
+            "with its own members on held-out `val` speakers, clean and under noise: "
+            "`reports/gender_ensemble_val.md` (and the rule it was judged by, `reports/gender_ensemble_plan.md`).",
             "",
-            "Architecture of each member: ECAPA-TDNN (Desplanques et al. 2020) with the parameter names of the public "
-            "`JaesungHuh/voice-gender-classifier`, at reduced width "
-            f"(C={w['C']}, MFA {w['mfa_channels']}, attention {w['attention_channels']}, "
-            f"embedding {w['embedding_dim']}); {metadata['n_parameters']:,} parameters in all, "
-            f"{size_mb:.1f} MB of weights. Trained from scratch in this project; no public weights used. "
-            "Front end: pre-emphasis 0.97, 25 ms Hamming window / 10 ms hop, 512-point FFT, 80 HTK mel bands "
-            "20-7600 Hz, log(mel + 1e-6), per-band mean subtraction over the clip.",
+            "Architecture of each member: " + architecture(
+                f"{metadata['n_parameters']:,} parameters in all, {size_mb:.1f} MB of weights"),
             "",
             f"Files: `ensemble.json` (member folders, read by `GenderClassifier.load`), one folder per member "
             f"({', '.join(f'`{m}/`' for m in ensemble['members'])}: `config.json` and `model.safetensors` in the hub "
@@ -812,13 +822,8 @@ def model_card(metadata: dict, out_dir: Path) -> str:
             f"{metadata['audio_config']['target_rms_dbfs']} dBFS). It routes each clip to the male or female "
             "emotion model of this project.",
             "",
-            "Architecture: ECAPA-TDNN (Desplanques et al. 2020) with the parameter names of the public "
-            "`JaesungHuh/voice-gender-classifier`, at reduced width "
-            f"(C={w['C']}, MFA {w['mfa_channels']}, attention {w['attention_channels']}, "
-            f"embedding {w['embedding_dim']}; {metadata['n_parameters']:,} parameters, "
-            f"model.safetensors {size_mb:.1f} MB). Trained from scratch in this project; no public weights used. "
-            "Front end: pre-emphasis 0.97, 25 ms Hamming window / 10 ms hop, 512-point FFT, 80 HTK mel bands "
-            "20-7600 Hz, log(mel + 1e-6), per-band mean subtraction over the clip.",
+            "Architecture: " + architecture(
+                f"{metadata['n_parameters']:,} parameters, model.safetensors {size_mb:.1f} MB"),
             "",
             "Files: `config.json` (widths, read by `ECAPAGender.from_pretrained`), `model.safetensors`, "
             "`metadata.json` (labels, front end, audio config, training history, metrics).",

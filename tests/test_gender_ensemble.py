@@ -127,6 +127,7 @@ def test_members_must_share_the_recipe(members, tmp_path):
     ('{"members": []}', "must list"),
     ('{"members": ["../a"]}', "not inside"),
     ('{"members": ["missing"]}', "missing"),
+    ('{"members": ["seed0", "seed1"], "combine": "max"}', "combine"),
 ])
 def test_bad_ensemble_json_is_model_error(spec, message, ensemble_dir, tmp_path):
     broken = shutil.copytree(ensemble_dir, tmp_path / "broken")
@@ -142,3 +143,21 @@ def test_damaged_member_is_model_error(ensemble_dir, tmp_path):
     (broken / "seed1" / "model.safetensors").unlink()
     with pytest.raises(ModelError, match="missing model.safetensors"):
         GenderClassifier.load(broken)
+
+
+def test_members_that_chose_their_own_epoch(tmp_path):
+    # train-only members that each kept their best val epoch: the ensemble records only what they share
+    folders = []
+    for seed, best in ((0, 61), (1, 74)):
+        folder = make_gender_model(tmp_path / f"m{seed}", female_logit=1.0)
+        meta = _metadata(seed)
+        meta["training"].update(fit_splits=["train"], keep="best", best_epoch=best,
+                                bn_recalibration={"used": seed == 1, "val_accuracy": 0.9 + seed / 100})
+        meta["val_accuracy"] = 0.95
+        (folder / "metadata.json").write_text(json.dumps(meta))
+        folders.append(folder)
+    meta = build_ensemble(folders, tmp_path / "ens", evaluate_test=False)
+    assert "best_epoch" not in meta["training"] and "bn_recalibration" not in meta["training"]
+    assert meta["training"]["epochs"] == 80 and meta["training"]["keep"] == "best"
+    card = (tmp_path / "ens" / "README.md").read_text()
+    assert "each member kept its best epoch of 80" in card and "BatchNorm running statistics" not in card
