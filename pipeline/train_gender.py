@@ -382,6 +382,7 @@ def evaluate_gender(classifier, utterances: Sequence[Utterance], *, signals: Seq
 
     Returns:
         ``{"overall": {...}, "per_corpus": {corpus: {...}}, "per_gender": {...},
+        "per_speaker": {speaker: {...}},
         "per_gender_emotion": {"male/angry": {...}, ...},
         "arousal": {"male_high_arousal": {...}, "female_low_arousal": {...}, ...},
         "errors": [relpath, ...], "skipped": n}`` where each ``{...}`` is
@@ -403,7 +404,7 @@ def evaluate_gender(classifier, utterances: Sequence[Utterance], *, signals: Seq
         ok = int(GENDER_LABELS[int(np.argmax(p))] == u.gender)
         if not ok:
             errors.append(u.relpath)
-        keys = [("overall", "all"), ("per_corpus", u.corpus), ("per_gender", u.gender)]
+        keys = [("overall", "all"), ("per_corpus", u.corpus), ("per_gender", u.gender), ("per_speaker", u.speaker)]
         if u.emotion:
             keys.append(("per_gender_emotion", f"{u.gender}/{u.emotion}"))
             if u.emotion in HIGH_AROUSAL:
@@ -420,7 +421,7 @@ def evaluate_gender(classifier, utterances: Sequence[Utterance], *, signals: Seq
 
     result: dict = {
         section: {key: cell(v) for key, v in sorted(tallies[section].items())}
-        for section in ("per_corpus", "per_gender", "per_gender_emotion", "arousal")
+        for section in ("per_corpus", "per_gender", "per_speaker", "per_gender_emotion", "arousal")
     }
     result["overall"] = cell(tallies["overall"]["all"])
     result["errors"] = sorted(errors)
@@ -448,6 +449,7 @@ def train_gender(
     fit_splits: Sequence[str] = ("train", "val"),
     noise_kinds: Sequence[str] = ("white",),
     keep: str | None = None,
+    exclude_corpora: Sequence[str] = (),
 ) -> dict:
     """Train the small ECAPA gender model, save it to ``out_dir`` and return its metadata.
 
@@ -469,6 +471,10 @@ def train_gender(
     choice, when ``val`` is fitted). A ``train``-only run with ``keep="last"`` is the
     shipped recipe with ``val`` held out: nothing is chosen on ``val``, so its ``val``
     accuracy is an unbiased estimate (used to judge seed ensembles).
+
+    ``exclude_corpora`` names corpora left out of fitting and of ``val``: every
+    speaker of such a corpus is new to the model, and so are its language,
+    recording conditions and speaking style (:mod:`pipeline.gender_holdout`).
     """
     import torch
     import torch.nn.functional as F
@@ -492,7 +498,14 @@ def train_gender(
     keep_epoch = keep or ("best" if select_on_val else "last")
     if keep_epoch not in ("best", "last") or (keep_epoch == "best" and not select_on_val):
         raise ValueError(f"keep must be 'best' (train-only runs) or 'last', got {keep!r} with fit_splits={fit_splits}")
+    excluded = tuple(sorted(set(exclude_corpora)))
+    if "babble" in noise_kinds and "librispeech" in excluded:
+        raise ValueError("babble noise is made of LibriSpeech readers: it cannot be used with librispeech excluded")
     manifest = read_manifest()
+    unknown = set(excluded) - {u.corpus for u in manifest}
+    if unknown:
+        raise ValueError(f"exclude_corpora names corpora not in the manifest: {sorted(unknown)}")
+    all_rows, manifest = manifest, [u for u in manifest if u.corpus not in excluded]
     train_rows = [u for split in fit_splits for u in gender_rows(manifest, split)]
     val_rows = gender_rows(manifest, "val") if select_on_val else []
     if max_rows:
@@ -611,6 +624,7 @@ def train_gender(
             "fit_splits": list(fit_splits),
             "keep": keep_epoch,
             "corpora": sorted({u.corpus for u in train_rows}),
+            "excluded_corpora": list(excluded),
             "train_rows": dict(sorted(Counter(f"{u.corpus}/{u.gender}" for u in train_rows).items())),
             "val_rows": dict(sorted(Counter(f"{u.corpus}/{u.gender}" for u in val_rows).items())),
             "n_train": len(train_rows),
@@ -648,7 +662,7 @@ def train_gender(
     }
     metadata["training"]["wall_seconds"] = round(time.time() - t_start, 1)
     if evaluate_test:
-        test_rows = gender_rows(manifest, "test")
+        test_rows = gender_rows(all_rows, "test")  # held-out corpora are scored too
         if max_rows:
             test_rows = [test_rows[i] for i in rng.permutation(len(test_rows))[:max_rows]]
         classifier = GenderClassifier.load(out_dir)
@@ -949,6 +963,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--keep", choices=["best", "last"], default=None,
                         help="epoch kept by a train-only run (default: best on val; 'last' is the shipped recipe "
                         "with val held out, for unbiased val estimates)")
+    parser.add_argument("--exclude-corpus", nargs="+", default=[], metavar="CORPUS",
+                        help="leave these corpora out of fitting and val (held-out-corpus runs)")
     parser.add_argument("--length-report", default=None, metavar="STEM",
                         help="after a train-only run, write its val curve to STEM.md and STEM.json")
     parser.add_argument("--widths", nargs="+", metavar="KEY=VALUE", default=None,
@@ -976,6 +992,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         fit_splits=args.fit_splits,
         noise_kinds=args.noise,
         keep=args.keep,
+        exclude_corpora=args.exclude_corpus,
     )
     if args.length_report:
         command = "python -m pipeline.train_gender " + " ".join(argv if argv is not None else sys.argv[1:])
