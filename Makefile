@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: setup app test train evaluate recipe-cv experiments bench demo notebooks
+.PHONY: setup app test train evaluate recipe-cv experiments bench demo notebooks gender-holdout
 
 setup:
 	@bash scripts/setup.sh
@@ -27,6 +27,13 @@ recipe-cv: setup  ## training length of the emotion CNNs, by cross-validation ov
 
 experiments: setup  ## what helps the emotion models -> reports/experiments.*
 	$(PY) -m pipeline.experiments
+
+HOLDOUT_CORPORA := ased ravdess librispeech
+HOLDOUT_DIR := artifacts/gender_holdout
+
+gender-holdout: setup  ## gender on corpora never seen: one model per held-out corpus (about 2 h on 2 cores) -> reports/gender_holdout.*
+	for c in $(HOLDOUT_CORPORA); do $(PY) -m pipeline.train_gender --out $(HOLDOUT_DIR)/$$c --exclude-corpus $$c --no-test & done; wait
+	$(PY) -m pipeline.gender_holdout --models $(addprefix $(HOLDOUT_DIR)/,$(HOLDOUT_CORPORA)) --out reports/gender_holdout
 
 bench: setup  ## speed and memory on this machine -> reports/bench.*
 	$(PY) -m pipeline.bench

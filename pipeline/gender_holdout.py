@@ -151,6 +151,9 @@ def run(models: Sequence[str], reference: str | None, *, progress: bool = True) 
     from .train_gender import gender_rows, load_signals
 
     manifest = [u for u in read_manifest() if u.gender in ("male", "female")]
+    for m in models:
+        if not Path(m).is_dir():
+            raise ValueError(f"{m} is not a gender model folder")
     plan = {str(m): excluded_corpora(m) for m in models}
     for m, corpora in plan.items():
         if not corpora:

@@ -121,3 +121,6 @@ def test_holdout_refuses_a_model_that_saw_every_corpus(corpus_dir, tmp_path, mon
     with pytest.raises(SystemExit) as exc:
         main(["--models", str(full), "--reference", "none"])
     assert exc.value.code == 2
+    with pytest.raises(SystemExit) as exc:
+        main(["--models", str(tmp_path / "missing"), "--reference", "none"])
+    assert exc.value.code == 2
