@@ -199,10 +199,21 @@ def _cell(metrics: dict, section: str, key: str | None = None) -> str:
     return f"{_pct(c['accuracy'])} ({c['correct']}/{c['n']})" if c and c["n"] else "–"
 
 
+#: At most this many weak speakers are named in the Markdown report (all are in the JSON).
+MAX_NAMED = 8
+
+
 def _weak_list(view: SpeakerView) -> str:
+    """The weakest speakers by name (at most :data:`MAX_NAMED`), then how many more and of which gender."""
     if not view.weak:
         return "none"
-    return "; ".join(f"{w.speaker} ({w.gender}, {_pct(w.accuracy)} of {w.n})" for w in view.weak)
+    named = "; ".join(f"{w.speaker} ({w.gender}, {_pct(w.accuracy)} of {w.n})" for w in view.weak[:MAX_NAMED])
+    rest = view.weak[MAX_NAMED:]
+    if rest:
+        by_gender = ", ".join(f"{sum(w.gender == g for w in rest)} {g}" for g in ("female", "male")
+                              if any(w.gender == g for w in rest))
+        named += f"; and {len(rest)} more ({by_gender})"
+    return named
 
 
 def to_markdown(results: Sequence[HoldoutResult], *, command: str) -> str:
@@ -236,7 +247,8 @@ def to_markdown(results: Sequence[HoldoutResult], *, command: str) -> str:
         )
     lines += ["", f"Speakers below {_pct(WEAK_SPEAKER)} of their clips (share of the corpus's wrong clips they hold):", ""]
     for r in held:
-        lines.append(f"- {r.corpus}: {_weak_list(r.speakers)} ({_pct(r.speakers.share_of_errors_in_weak)} of errors)")
+        lines.append(f"- {r.corpus}: {len(r.speakers.weak)} of {r.speakers.n_speakers} speakers, holding "
+                     f"{_pct(r.speakers.share_of_errors_in_weak)} of the errors: {_weak_list(r.speakers)}")
     pairs = [(r, next((q for q in results if q.corpus == r.corpus and q.rows == "test" and not q.held_out), None))
              for r in results if r.held_out and r.rows == "test"]
     if any(q is not None for _, q in pairs):

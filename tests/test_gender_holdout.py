@@ -59,6 +59,11 @@ def test_speaker_view_known_answer():
     assert view.share_of_errors_in_weak == pytest.approx(7 / 8)
     low, high = speaker_interval(metrics, n_boot=500)
     assert low <= 26 / 34 <= high and 0.4 <= low and high <= 1.0
+    from pipeline.gender_holdout import MAX_NAMED, _weak_list
+    many = {"per_speaker": {f"s{i:02d}": {"n": 2, "correct": 0, "accuracy": 0.0} for i in range(MAX_NAMED + 3)}}
+    text = _weak_list(speaker_view(many, _rows({f"s{i:02d}": "female" if i % 2 else "male"
+                                                 for i in range(MAX_NAMED + 3)})))
+    assert text.count(" of 2)") == MAX_NAMED and text.endswith("and 3 more (1 female, 2 male)")
     perfect = {"per_speaker": {"a": {"n": 3, "correct": 3, "accuracy": 1.0}}}
     assert speaker_interval(perfect, n_boot=50) == [1.0, 1.0]
     assert speaker_view(perfect, _rows({"a": "male"})).share_of_errors_in_weak == 0.0
