@@ -31,7 +31,7 @@ experiments: setup  ## what helps the emotion models -> reports/experiments.*
 HOLDOUT_CORPORA := ased ravdess librispeech
 HOLDOUT_DIR := artifacts/gender_holdout
 
-gender-holdout: setup  ## gender on corpora never seen: one model per held-out corpus (about 2 h on 2 cores) -> reports/gender_holdout.*
+gender-holdout: setup  ## gender on corpora never seen: one model per held-out corpus (about 90 minutes on 2 cores) -> reports/gender_holdout.*
 	for c in $(HOLDOUT_CORPORA); do $(PY) -m pipeline.train_gender --out $(HOLDOUT_DIR)/$$c --exclude-corpus $$c --no-test & done; wait
 	$(PY) -m pipeline.gender_holdout --models $(addprefix $(HOLDOUT_DIR)/,$(HOLDOUT_CORPORA)) --out reports/gender_holdout
 
