@@ -5,8 +5,11 @@ Usage::
     python -m pipeline.train_gender --out gender_model        # the shipped recipe
     python -m pipeline.train_gender --out /tmp/g --fit-splits train --no-test \
         --length-report reports/gender_length                  # the run that checks its length
+    python -m pipeline.train_gender --out /tmp/no_ased --exclude-corpus ased --no-test
+                                                               # a corpus never seen (pipeline.gender_holdout)
 
-Data: the gender-labelled rows of all five corpora in the shared manifest. The
+Data: the gender-labelled rows of all five corpora in the shared manifest (all but
+those named by ``--exclude-corpus``). The
 shipped model is fitted on ``train`` + ``val`` for a fixed 80 epochs and keeps
 the last one. With ``--fit-splits train`` the ``val`` split is held out instead
 and used for model selection (best epoch by validation accuracy, ties broken by
@@ -952,8 +955,8 @@ def model_card(metadata: dict, out_dir: Path) -> str:
         "LibriSpeech: 25 readers), so per-corpus numbers have wide confidence intervals.",
         "- Recordings unlike all of the training corpora (another language, microphone, room or speaking style) "
         "are judged much less accurately than the test split suggests: trained without one corpus, this recipe "
-        "fell far below its test accuracy on that corpus for two of the three corpora tried. Held-out-corpus and per-speaker figures are in "
-        "`reports/gender_holdout.md` of the project (`make gender-holdout`).",
+        "fell far below its test accuracy on that corpus for two of the three corpora tried. Held-out-corpus "
+        "and per-speaker figures are in `reports/gender_holdout.md` of the project (`make gender-holdout`).",
         "- Very short clips (< 1 s of speech) are less reliable.",
         "",
     ]
