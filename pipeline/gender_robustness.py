@@ -120,8 +120,10 @@ def describe(model: str) -> dict:
         return {}
     tr = json.loads(path.read_text(encoding="utf-8")).get("training", {})
     recal = tr.get("bn_recalibration", {}).get("used")
+    channel = tr.get("channel") or {}
     return {
         "noise": " + ".join(tr.get("noise_kinds", ["white"])),
+        **({"recording channels": f"{channel['copies']} per clip, p={channel['share']}"} if channel else {}),
         "fitted on": " + ".join(tr.get("fit_splits", ["train"])),
         "seed": tr.get("seed") if "seeds" not in tr else " + ".join(str(x) for x in tr["seeds"]),
         "epoch kept": f"{tr.get('best_epoch')} of {tr.get('epochs')}",

@@ -51,6 +51,7 @@ from typing import Collection, Iterable, Sequence
 
 import numpy as np
 
+from .channel import ChannelRecipe
 from .data import Utterance, read_manifest
 
 CORPORA = ("ravdess", "savee", "librispeech", "ased", "emovo")
@@ -231,6 +232,53 @@ def noise_bank(kinds: Sequence[str], frontend, utterances: Sequence[Utterance], 
 SPEED_FACTORS = (1.0, 0.9, 1.1)
 SPEED_PROBS = (0.5, 0.25, 0.25)
 
+#: Probability that a training crop comes from one of the clip's channel copies (when there are any).
+CHANNEL_SHARE = 0.5
+
+
+def version_probs(n_speed: int, n_channel: int) -> tuple[float, ...] | None:
+    """Sampling probabilities of a clip's cached versions ``[original, speed copies..., channel copies...]``.
+
+    Without channel copies: :data:`SPEED_PROBS` when ``n_speed`` matches it,
+    else ``None`` (uniform), as the shipped recipe always drew. With them: the
+    speed versions share ``1 - CHANNEL_SHARE`` in their usual proportions and
+    the channel copies share :data:`CHANNEL_SHARE` equally.
+    """
+    if n_channel <= 0:
+        return SPEED_PROBS if n_speed == len(SPEED_PROBS) else None
+    speed = SPEED_PROBS if n_speed == len(SPEED_PROBS) else tuple([1.0 / n_speed] * n_speed)
+    return tuple(p * (1.0 - CHANNEL_SHARE) for p in speed) + tuple([CHANNEL_SHARE / n_channel] * n_channel)
+
+
+def channel_versions(signals: Sequence[np.ndarray], frontend, *, copies: int, seed: int,
+                     sr: int = 16000) -> tuple[list[list], list]:
+    """Log-mels of ``copies`` random-channel versions of each signal, and the channels drawn.
+
+    Returns ``(mels, channels)``: ``mels[i]`` is a list of ``copies`` log-mels
+    ``[80, frames]`` of ``signals[i]`` (``sr`` Hz); ``channels`` lists every
+    :class:`pipeline.channel.Channel` drawn. Uses its own generator
+    (``seed + 7919``), so the training stream is unchanged.
+    """
+    from .channel import apply_channel, draw_channel
+
+    rng = np.random.default_rng(seed + 7919)
+    out, drawn = [], []
+    for i, y in enumerate(signals):
+        versions = []
+        for _ in range(copies):
+            channel = draw_channel(rng)
+            drawn.append(channel)
+            versions.append(apply_channel(y, sr, channel, seed=int(rng.integers(2**31))))
+        out.append(compute_log_mels(versions, frontend))
+        if (i + 1) % 1000 == 0:
+            print(f"channel copies: {i + 1}/{len(signals)}", flush=True)
+    return out, drawn
+
+
+def _channel_kinds(channel) -> list[str]:
+    kinds = (["reverb"] if channel.rt60_s is not None else []) + (["band_limit"] if channel.band_limit_hz else [])
+    return kinds + ([channel.codec] if channel.codec else [])
+
 
 def speed_perturb(y: np.ndarray, factor: float) -> np.ndarray:
     """``y`` played ``factor`` times faster (resampled: tempo and pitch both scale by ``factor``).
@@ -276,13 +324,14 @@ def spec_augment(
 def make_batch(
     mels: Sequence, indices: Sequence[int], *, crop_frames: int, noise, rng: np.random.Generator,
     noise_prob: float = 0.6, snr_db: tuple[float, float] = (5.0, 40.0), signal_power: float = 10 ** (-26 / 10),
-    specaugment: bool = False,
+    specaugment: bool = False, version_probs: Sequence[float] | None = None,
 ):
     """Random crops of ``mels[indices]`` to a common length, noise-augmented and mean-normalised.
 
     ``mels[i]`` is a log-mel ``[80, frames]`` or a sequence of alternative
-    versions of clip ``i`` (original and speed-perturbed copies, drawn with
-    :data:`SPEED_PROBS` when there are as many). Returns ``[batch, 80, frames]``
+    versions of clip ``i`` (original, speed-perturbed and channel copies),
+    drawn with ``version_probs`` (default: :data:`SPEED_PROBS` when there are
+    as many versions, else uniformly). Returns ``[batch, 80, frames]``
     float32 with ``frames = min(crop_frames, shortest clip)``; SpecAugment
     masks when ``specaugment``.
 
@@ -299,7 +348,7 @@ def make_batch(
     for i in indices:
         m = mels[i]
         if isinstance(m, (list, tuple)):
-            p = SPEED_PROBS if len(m) == len(SPEED_PROBS) else None
+            p = version_probs if version_probs is not None else (SPEED_PROBS if len(m) == len(SPEED_PROBS) else None)
             m = m[int(rng.choice(len(m), p=p))]
         chosen.append(m)
     length = min(crop_frames, min(int(m.shape[1]) for m in chosen))
@@ -453,6 +502,7 @@ def train_gender(
     noise_kinds: Sequence[str] = ("white",),
     keep: str | None = None,
     exclude_corpora: Sequence[str] = (),
+    channel_copies: int = 0,
 ) -> dict:
     """Train the small ECAPA gender model, save it to ``out_dir`` and return its metadata.
 
@@ -478,6 +528,12 @@ def train_gender(
     ``exclude_corpora`` names corpora left out of fitting and of ``val``: every
     speaker of such a corpus is new to the model, and so are its language,
     recording conditions and speaking style (:mod:`pipeline.gender_holdout`).
+
+    ``channel_copies`` > 0 caches that many copies of every training clip, each
+    through its own random recording channel (:mod:`pipeline.channel`: room
+    reverberation, band limit, MP3/Opus), drawn together half of the time
+    (:func:`version_probs`). 0, the default, leaves the random stream of the
+    shipped recipe untouched.
     """
     import torch
     import torch.nn.functional as F
@@ -516,7 +572,7 @@ def train_gender(
         val_rows = [val_rows[i] for i in rng.permutation(len(val_rows))[:max_rows]]
     print(f"loading {len(train_rows)} clips to fit ({'+'.join(fit_splits)}) + {len(val_rows)} val clips", flush=True)
     frontend = LogMelFrontEnd()
-    data = {}
+    data, channels = {}, []
     for name, rows in (("train", train_rows), ("val", val_rows)):
         signals = load_signals(rows)
         keep = [i for i, y in enumerate(signals) if y is not None]
@@ -529,6 +585,10 @@ def train_gender(
                 for f in speed_factors[1:]
             ]
             mels = [[m, *(c[j] for c in copies)] for j, m in enumerate(mels)]
+        if name == "train" and channel_copies > 0:
+            channel_mels, channels = channel_versions([signals[i] for i in keep], frontend,
+                                                      copies=channel_copies, seed=seed)
+            mels = [[*(m if isinstance(m, list) else [m]), *channel_mels[j]] for j, m in enumerate(mels)]
         labels = np.array([GENDER_LABELS.index(u.gender) for u in rows])
         data[name] = (rows, mels, labels)
     train_rows, train_mels, train_labels = data["train"]
@@ -536,6 +596,7 @@ def train_gender(
     print(f"features ready in {time.time() - t_start:.0f} s", flush=True)
 
     weights = sampling_weights(train_rows)
+    probs = version_probs(len(speed_factors), channel_copies)
     from .augment import study_babble_rows
 
     # the noise study's babble readers never become training babble, so its babble stays unseen noise
@@ -560,7 +621,7 @@ def train_gender(
             idx = rng.choice(len(train_rows), size=batch_size, replace=True, p=weights)
             crop_frames = int(rng.integers(crop_range[0], crop_range[1] + 1))
             x = make_batch(train_mels, idx, crop_frames=crop_frames, noise=noise, rng=rng,
-                           specaugment=specaugment)
+                           specaugment=specaugment, version_probs=probs)
             y = torch.as_tensor(train_labels[idx])
             logits = model.forward_features(x)
             loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
@@ -646,7 +707,12 @@ def train_gender(
                 f"random crop of U({crop_s[0]}, {crop_s[1]}) s per batch; {_noise_phrase(noise)} at SNR U(5, 40) dB "
                 "with p=0.6 (mel power domain)"
                 + ("; SpecAugment 2 frequency masks <= 10 bands + 2 time masks <= 10% of the crop" if specaugment else "")
+                + (f"; {channel_copies} random recording channel(s) per clip (reverberation, band limit, MP3/Opus), "
+                   f"used with p={CHANNEL_SHARE}" if channel_copies else "")
             ),
+            "channel": ({"copies": channel_copies, "share": CHANNEL_SHARE, "recipe": ChannelRecipe().to_dict(),
+                         "drawn": dict(sorted(Counter(k for c in channels for k in _channel_kinds(c)).items()))}
+                        if channel_copies else None),
             "noise_kinds": list(noise_kinds),
             "sampling": "corpus x gender group mass ~ sqrt(group size), equal share per speaker inside a group, "
             "genders balanced 50/50",
@@ -980,6 +1046,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--keep", choices=["best", "last"], default=None,
                         help="epoch kept by a train-only run (default: best on val; 'last' is the shipped recipe "
                         "with val held out, for unbiased val estimates)")
+    parser.add_argument("--channel", type=int, default=0, metavar="N",
+                        help="cache N random recording channels per training clip (reverberation, band limit, "
+                        "MP3/Opus; pipeline.channel), used for half of the crops (default 0: none)")
     parser.add_argument("--exclude-corpus", nargs="+", default=[], metavar="CORPUS",
                         help="leave these corpora out of fitting and val (held-out-corpus runs)")
     parser.add_argument("--length-report", default=None, metavar="STEM",
@@ -1010,6 +1079,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         noise_kinds=args.noise,
         keep=args.keep,
         exclude_corpora=args.exclude_corpus,
+        channel_copies=args.channel,
     )
     if args.length_report:
         command = "python -m pipeline.train_gender " + " ".join(argv if argv is not None else sys.argv[1:])
