@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: setup app test train evaluate recipe-cv experiments bench demo notebooks gender-holdout
+.PHONY: setup app test train evaluate recipe-cv experiments bench demo notebooks gender-holdout emotion-holdout corpus-pitch
 
 setup:
 	@bash scripts/setup.sh
@@ -34,6 +34,12 @@ HOLDOUT_DIR := artifacts/gender_holdout
 gender-holdout: setup  ## gender on corpora never seen: one model per held-out corpus (about 90 minutes on 2 cores) -> reports/gender_holdout.*
 	for c in $(HOLDOUT_CORPORA); do $(PY) -m pipeline.train_gender --out $(HOLDOUT_DIR)/$$c --exclude-corpus $$c --no-test & done; wait
 	$(PY) -m pipeline.gender_holdout --models $(addprefix $(HOLDOUT_DIR)/,$(HOLDOUT_CORPORA)) --out reports/gender_holdout
+
+emotion-holdout: setup  ## emotion on corpora never seen: the shipped recipe without RAVDESS, ASED, EMOVO in turn (about an hour) -> reports/emotion_holdout.*
+	$(PY) -m pipeline.emotion_holdout --out reports/emotion_holdout
+
+corpus-pitch: setup  ## median F0 per corpus and gender (a few minutes) -> reports/corpus_pitch.*
+	$(PY) -m pipeline.corpus_pitch --out reports/corpus_pitch
 
 bench: setup  ## speed and memory on this machine -> reports/bench.*
 	$(PY) -m pipeline.bench

@@ -41,6 +41,7 @@ NOTEBOOKS = (
     Notebook("3_evaluation", "evaluation.py"),
     Notebook("4_baselines_and_clusters", "baselines.py"),
     Notebook("5_noise_reduction", "noise_reduction.py"),
+    Notebook("6_new_corpora", "new_corpora.py"),
 )
 
 

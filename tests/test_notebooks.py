@@ -85,3 +85,18 @@ def test_parameters_are_injected_after_the_parameters_cell():
     at = next(i for i, t in enumerate(tags) if "parameters" in t)
     assert "injected-parameters" in tags[at + 1]
     assert "GENDER = 'male'" in nb.cells[at + 1].source and "EXTRA = 3" in nb.cells[at + 1].source
+
+
+def test_new_corpora_notebook_reads_the_reports(tmp_path):
+    """Notebook 6 recomputes its tables from the committed held-out reports, and says when one is missing."""
+    import shutil
+
+    nb = _run("6_new_corpora", tmp_path)
+    text = _text(nb)
+    assert "77.2%" in text and "82.5%" in text  # ASED and LibriSpeech held out (reports/gender_holdout.json)
+    assert _images(nb) >= 3
+    only_gender = tmp_path / "reports"
+    only_gender.mkdir()
+    shutil.copy(ROOT / "reports" / "gender_holdout.json", only_gender)
+    nb = _run("6_new_corpora", tmp_path / "second", REPORT_DIR=str(only_gender))
+    assert "emotion_holdout.json` is missing" in _text(nb)
