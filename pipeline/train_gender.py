@@ -7,6 +7,8 @@ Usage::
         --length-report reports/gender_length                  # the run that checks its length
     python -m pipeline.train_gender --out /tmp/no_ased --exclude-corpus ased --no-test
                                                                # a corpus never seen (pipeline.gender_holdout)
+    python -m pipeline.train_gender --out /tmp/no_ased_ch --exclude-corpus ased --channel 2
+                                                               # the same with random recording channels
 
 Data: the gender-labelled rows of all five corpora in the shared manifest (all but
 those named by ``--exclude-corpus``). The
@@ -22,7 +24,9 @@ level-normalised, exactly as at inference); its log-mel (before mean
 normalisation) is computed once with :class:`~pipeline.ecapa.LogMelFrontEnd`
 and cached in memory, together with two speed-perturbed copies (x0.9 and x1.1,
 resampled waveforms: tempo and pitch change by 10 %, about 1.8 semitones, so the
-gender label stays valid). Training draws clips with sampling weights that
+gender label stays valid), and with ``--channel N`` N copies through random
+recording channels (:mod:`pipeline.channel`; half of the crops then come from
+them). Training draws clips with sampling weights that
 balance corpus x gender groups and, inside a group, speakers; picks the original
 or a speed-perturbed copy; crops them at random (a random length in ``crop_s``
 per mini-batch, whole clip if shorter); adds noise at a random SNR in the mel
