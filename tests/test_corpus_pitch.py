@@ -45,3 +45,28 @@ def test_summarise_known_answer():
     assert female.median_hz == pytest.approx(220.0)
     text = to_markdown([male, female], command="python -m pipeline.corpus_pitch --out x")
     assert "| a | male | 3 | 3 | 120 Hz | 110-160 Hz | 33% |" in text
+
+
+def test_side_accuracy_known_answer():
+    from pipeline.corpus_pitch import side_accuracy
+
+    rows = [_u("a", f"m{i}", "male") for i in range(4)] + [_u("a", "f0", "female"), _u("b", "f1", "female")]
+    f0 = [100.0, 120.0, 200.0, 220.0, 150.0, 250.0]
+    # the model calls high men female and the low woman male; corpus b was not scored (None)
+    predicted = ["male", "male", "female", "male", "male", None]
+    (women, men) = side_accuracy("m", rows, f0, predicted)  # sorted by (corpus, gender)
+    assert (men.corpus, men.gender, men.usual_n, men.usual_correct, men.other_n, men.other_correct) == \
+        ("a", "male", 2, 2, 2, 1)
+    assert (women.gender, women.usual_n, women.other_n, women.other_correct) == ("female", 0, 1, 0)
+    text = to_markdown([], command="x", sides=[men, women])
+    assert "| `m` | a | male | 100% (2/2) | 50% (1/2) |" in text and "| `m` | a | female | – | 0% (0/1) |" in text
+
+
+def test_main_refuses_a_model_that_saw_every_corpus(tmp_path):
+    from pipeline.corpus_pitch import main
+    from tests.conftest import make_gender_model
+
+    model = make_gender_model(tmp_path / "g", female_logit=2.0)
+    assert main(["--out", str(tmp_path / "r"), "--models", str(model)]) == 2
+    assert main(["--out", str(tmp_path / "r"), "--clips", "0"]) == 2
+    assert not (tmp_path / "r.md").exists()
