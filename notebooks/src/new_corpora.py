@@ -151,6 +151,18 @@ else:
     plt.show()
 
 # %% [markdown]
+# If pitch is what misleads a model that never saw a corpus, the clips on the other gender's side
+# of the boundary (men above, women below) should be the ones it gets wrong:
+
+# %%
+if pitch is not None and pitch.get("held_out_models"):
+    sides = pd.DataFrame(pitch["held_out_models"])
+    sides["usual side"] = sides.usual_correct / sides.usual_n.where(sides.usual_n > 0)
+    sides["other side"] = sides.other_correct / sides.other_n.where(sides.other_n > 0)
+    display(sides.set_index(["model", "corpus", "gender"])[["usual_n", "usual side", "other_n", "other side"]]
+            .style.format({"usual side": "{:.0%}", "other side": "{:.0%}"}, na_rep="–"))
+
+# %% [markdown]
 # ## What was tried against the gap
 #
 # Each change was trained without the corpus it is judged on, one seed, with a rule written in a
