@@ -25,8 +25,25 @@ def _pct(x) -> str:
     return "n/a" if x is None else f"{100 * x:.1f}%"
 
 
-def emotion_card(model: EmotionModel, metrics: dict) -> str:
-    """Markdown model card for ``model`` given the evaluation ``metrics``."""
+def _holdout_limit(holdout: dict | None) -> list[str]:
+    """The known-limit line on corpora never seen, from ``reports/emotion_holdout.json`` (nothing when absent)."""
+    if not holdout or not holdout.get("results"):
+        return []
+    figures = "; ".join(
+        f"{r['corpus']} {_pct(r['routed']['accuracy'])} (chance {_pct(r['chance'])})" for r in holdout["results"])
+    return [
+        "* Recordings unlike all of the training corpora (another language, microphone, room or speaking style) are "
+        "judged far less accurately than the `test` split suggests. Trained with this recipe without one corpus and "
+        f"routed by true gender, accuracy on every clip of that corpus was: {figures} "
+        "(`reports/emotion_holdout.md` of the project, `make emotion-holdout`)."]
+
+
+def emotion_card(model: EmotionModel, metrics: dict, holdout: dict | None = None) -> str:
+    """Markdown model card for ``model`` given the evaluation ``metrics``.
+
+    ``holdout`` is the content of ``reports/emotion_holdout.json``
+    (:mod:`pipeline.emotion_holdout`); when given, its figures join the known limits.
+    """
     cfg = model.config
     training = cfg.training
     name = cfg.name
@@ -105,12 +122,20 @@ def emotion_card(model: EmotionModel, metrics: dict) -> str:
         "* One label per clip: long recordings should be scored with the timeline (windows), not as one clip.",
         "* Features are level-invariant by construction, but noise, reverberation and codecs shift them: accuracy "
         "falls with added noise, and spectral-gating noise reduction does not recover it (`reports/noise_study.md`).",
+        *_holdout_limit(holdout),
         "",
     ]
     return "\n".join(lines)
 
 
-def write_emotion_card(folder: Path, metrics: dict) -> None:
-    """(Re)write ``folder/README.md`` from the loaded model and ``metrics``."""
+def write_emotion_card(folder: Path, metrics: dict, holdout_report: Path | None = None) -> None:
+    """(Re)write ``folder/README.md`` from the loaded model, ``metrics`` and, if the file
+    exists, the held-out-corpus report ``holdout_report`` (default ``reports/emotion_holdout.json``)."""
+    import json
+
+    from .data import PROJECT_ROOT
+
+    path = Path(holdout_report) if holdout_report is not None else PROJECT_ROOT / "reports" / "emotion_holdout.json"
+    holdout = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
     model = EmotionModel.load(folder)
-    (Path(folder) / "README.md").write_text(emotion_card(model, metrics), encoding="utf-8")
+    (Path(folder) / "README.md").write_text(emotion_card(model, metrics, holdout), encoding="utf-8")

@@ -1026,7 +1026,9 @@ def model_card(metadata: dict, out_dir: Path) -> str:
         "- Recordings unlike all of the training corpora (another language, microphone, room or speaking style) "
         "are judged much less accurately than the test split suggests: trained without one corpus, this recipe "
         "fell far below its test accuracy on that corpus for two of the three corpora tried. Held-out-corpus "
-        "and per-speaker figures are in `reports/gender_holdout.md` of the project (`make gender-holdout`).",
+        "and per-speaker figures are in `reports/gender_holdout.md` of the project (`make gender-holdout`). "
+        "The voices misjudged there are mostly pitched unusually for their gender (men above about 165 Hz, "
+        "women below it; `reports/corpus_pitch.md`, `make corpus-pitch`).",
         "- Very short clips (< 1 s of speech) are less reliable.",
         "",
     ]

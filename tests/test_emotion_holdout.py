@@ -89,3 +89,20 @@ def test_run_holds_the_corpus_out_and_refuses_unknown_ones(constant_models, tmp_
     with pytest.raises(ValueError, match="cannot hold out"):
         run(["librispeech"])
     assert main(["--corpora", "savee-typo", "--out", str(tmp_path / "x")]) == 2
+
+
+def test_holdout_limit_line_in_the_model_cards():
+    """The cards' known limits carry the held-out figures of reports/emotion_holdout.json, and stay in step."""
+    import json
+
+    from pipeline.data import PROJECT_ROOT
+    from pipeline.model_card import _holdout_limit, emotion_card
+
+    assert _holdout_limit(None) == [] and _holdout_limit({"results": []}) == []
+    fake = {"results": [{"corpus": "x", "routed": {"accuracy": 0.25}, "chance": 0.125}]}
+    (line,) = _holdout_limit(fake)
+    assert "x 25.0% (chance 12.5%)" in line and "reports/emotion_holdout.md" in line
+    metrics = json.loads((PROJECT_ROOT / "reports" / "metrics.json").read_text(encoding="utf-8"))
+    holdout = json.loads((PROJECT_ROOT / "reports" / "emotion_holdout.json").read_text(encoding="utf-8"))
+    folder = PROJECT_ROOT / "male_models"
+    assert emotion_card(EmotionModel.load(folder), metrics, holdout) == (folder / "README.md").read_text(encoding="utf-8")
