@@ -124,6 +124,7 @@ def describe(model: str) -> dict:
     return {
         "noise": " + ".join(tr.get("noise_kinds", ["white"])),
         **({"recording channels": f"{channel['copies']} per clip, p={channel['share']}"} if channel else {}),
+        **({"pitch balance": f"power {tr['pitch_balance_power']}"} if tr.get("pitch_balance_power") else {}),
         "fitted on": " + ".join(tr.get("fit_splits", ["train"])),
         "seed": tr.get("seed") if "seeds" not in tr else " + ".join(str(x) for x in tr["seeds"]),
         "epoch kept": f"{tr.get('best_epoch')} of {tr.get('epochs')}",

@@ -144,6 +144,38 @@ def sampling_weights(utterances: Sequence[Utterance], *, by_speaker: bool = True
     return w / w.sum()
 
 
+def pitch_balance(weights: np.ndarray, f0_hz: Sequence[float | None], genders: Sequence[str], *,
+                  bin_semitones: float = 2.0, power: float = 0.5) -> np.ndarray:
+    """``weights [n]`` re-weighted so that, within each gender, rare voice pitches are drawn more often.
+
+    Clips are binned by their median F0 (``f0_hz [n]``, ``bin_semitones`` wide
+    bins); each clip's weight is divided by the binned *weighted* share of its
+    pitch to the ``power`` (0: unchanged, 1: a flat pitch distribution per gender).
+    Clips without an F0 keep their weight. Both genders are scaled back to half
+    of the mass. High-pitched men and low-pitched women, the voices a model
+    trained on other corpora misjudges (``reports/corpus_pitch.md``), gain weight.
+    """
+    w = np.asarray(weights, dtype=np.float64).copy()
+    genders = np.asarray(genders)
+    f0 = np.array([np.nan if v is None else float(v) for v in f0_hz])
+    bins = np.floor(12.0 * np.log2(np.where(np.isfinite(f0), f0, 100.0) / 100.0) / bin_semitones)
+    for g in np.unique(genders):
+        mask = (genders == g) & np.isfinite(f0)
+        if not mask.any():
+            continue
+        mass = defaultdict(float)
+        for b, wi in zip(bins[mask], w[mask]):
+            mass[b] += wi
+        total = sum(mass.values())
+        share = np.array([mass[b] / total for b in bins[mask]])
+        w[mask] = w[mask] / share**power
+    for g in ("male", "female"):
+        mask = genders == g
+        if mask.any():
+            w[mask] *= 0.5 / w[mask].sum()
+    return w / w.sum()
+
+
 #: Noise kinds the training can add (mel power domain, see :func:`noise_bank`).
 NOISE_KINDS = ("white", "pink", "babble")
 
@@ -507,6 +539,7 @@ def train_gender(
     keep: str | None = None,
     exclude_corpora: Sequence[str] = (),
     channel_copies: int = 0,
+    pitch_balance_power: float = 0.0,
 ) -> dict:
     """Train the small ECAPA gender model, save it to ``out_dir`` and return its metadata.
 
@@ -538,6 +571,11 @@ def train_gender(
     reverberation, band limit, MP3/Opus), drawn together half of the time
     (:func:`version_probs`). 0, the default, leaves the random stream of the
     shipped recipe untouched.
+
+    ``pitch_balance_power`` > 0 re-weights the sampling so that rare voice
+    pitches within each gender are drawn more often (:func:`pitch_balance`,
+    F0 by :func:`pipeline.corpus_pitch.fast_median_f0`); 0, the default, leaves
+    the shipped sampling as it is.
     """
     import torch
     import torch.nn.functional as F
@@ -594,12 +632,18 @@ def train_gender(
                                                       copies=channel_copies, seed=seed)
             mels = [[*(m if isinstance(m, list) else [m]), *channel_mels[j]] for j, m in enumerate(mels)]
         labels = np.array([GENDER_LABELS.index(u.gender) for u in rows])
+        if name == "train" and pitch_balance_power > 0:
+            from .corpus_pitch import fast_median_f0
+
+            train_f0 = [fast_median_f0(signals[i]) for i in keep]
         data[name] = (rows, mels, labels)
     train_rows, train_mels, train_labels = data["train"]
     val_rows, val_mels, val_labels = data["val"]
     print(f"features ready in {time.time() - t_start:.0f} s", flush=True)
 
     weights = sampling_weights(train_rows)
+    if pitch_balance_power > 0:
+        weights = pitch_balance(weights, train_f0, [u.gender for u in train_rows], power=pitch_balance_power)
     probs = version_probs(len(speed_factors), channel_copies)
     from .augment import study_babble_rows
 
@@ -719,7 +763,10 @@ def train_gender(
                         if channel_copies else None),
             "noise_kinds": list(noise_kinds),
             "sampling": "corpus x gender group mass ~ sqrt(group size), equal share per speaker inside a group, "
-            "genders balanced 50/50",
+            "genders balanced 50/50"
+            + (f"; within each gender, clips re-weighted by 1 / (share of their 2-semitone F0 bin)^{pitch_balance_power}"
+               if pitch_balance_power > 0 else ""),
+            "pitch_balance_power": pitch_balance_power,
             "bn_recalibration": {
                 "used": bool(bn_recalibration),
                 "val_accuracy": None if math.isnan(recal_acc) else round(recal_acc, 4),
@@ -1055,6 +1102,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--channel", type=int, default=0, metavar="N",
                         help="cache N random recording channels per training clip (reverberation, band limit, "
                         "MP3/Opus; pipeline.channel), used for half of the crops (default 0: none)")
+    parser.add_argument("--pitch-balance", type=float, default=0.0, metavar="POWER",
+                        help="draw rare voice pitches within each gender more often: weight / (share of the "
+                        "clip's F0 bin)^POWER (default 0: off; 1: flat)")
     parser.add_argument("--exclude-corpus", nargs="+", default=[], metavar="CORPUS",
                         help="leave these corpora out of fitting and val (held-out-corpus runs)")
     parser.add_argument("--length-report", default=None, metavar="STEM",
@@ -1086,6 +1136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         keep=args.keep,
         exclude_corpora=args.exclude_corpus,
         channel_copies=args.channel,
+        pitch_balance_power=args.pitch_balance,
     )
     if args.length_report:
         command = "python -m pipeline.train_gender " + " ".join(argv if argv is not None else sys.argv[1:])

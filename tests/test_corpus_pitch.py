@@ -70,3 +70,42 @@ def test_main_refuses_a_model_that_saw_every_corpus(tmp_path):
     assert main(["--out", str(tmp_path / "r"), "--models", str(model)]) == 2
     assert main(["--out", str(tmp_path / "r"), "--clips", "0"]) == 2
     assert not (tmp_path / "r.md").exists()
+
+
+@pytest.mark.parametrize("f0", [110.0, 240.0])
+def test_fast_median_f0_of_a_synthetic_voice(f0):
+    from pipeline.corpus_pitch import fast_median_f0
+
+    assert fast_median_f0(speech_like(1.5, f0=f0, seed=3)) == pytest.approx(f0, rel=0.04)
+
+
+def test_pitch_balance_known_answer():
+    import numpy as np
+
+    from pipeline.train_gender import pitch_balance
+
+    w = np.array([1 / 8] * 4 + [1 / 4] * 2)  # genders already half of the mass each
+    genders = ["male"] * 4 + ["female"] * 2
+    f0 = [100.0, 100.0, 100.0, 200.0, 220.0, None]
+    flat = pitch_balance(w, f0, genders, power=1.0)
+    # men: the 200 Hz clip (one bin alone) weighs as much as the three 100 Hz clips together
+    np.testing.assert_allclose(flat[:4], [1 / 12, 1 / 12, 1 / 12, 1 / 4])
+    np.testing.assert_allclose(flat[4:], [1 / 4, 1 / 4])   # one woman without F0 keeps her share
+    np.testing.assert_allclose(pitch_balance(w, f0, genders, power=0.0), w)
+    half = pitch_balance(w, f0, genders, power=0.5)
+    assert half[3] / half[0] == pytest.approx(3 ** 0.5) and half.sum() == pytest.approx(1.0)
+
+
+def test_train_gender_with_pitch_balance(tmp_path, monkeypatch):
+    from pipeline.gender_robustness import describe
+    from pipeline.train_gender import train_gender
+    from tests.test_gender_holdout import TINY_WIDTHS, _two_corpora
+
+    data = tmp_path / "data"
+    data.mkdir()
+    _two_corpora(data)
+    monkeypatch.setenv("SER_DATA_DIR", str(data))
+    meta = train_gender(tmp_path / "m", epochs=1, samples_per_epoch=16, batch_size=8, widths=TINY_WIDTHS,
+                        speed_factors=(1.0,), evaluate_test=False, pitch_balance_power=0.5)
+    assert meta["training"]["pitch_balance_power"] == 0.5 and "F0 bin" in meta["training"]["sampling"]
+    assert describe(str(tmp_path / "m"))["pitch balance"] == "power 0.5"
