@@ -18,7 +18,8 @@
 #   `python -m pipeline.gender_holdout` (`make gender-holdout`; `reports/gender_holdout.*`);
 # * what was tried against the gender gap, each judged by a rule written before its run:
 #   pink noise and babble in training (`reports/gender_holdout_noise*`) and random recording
-#   channels (`reports/gender_holdout_channel*`);
+#   channels (`reports/gender_holdout_channel*`), and sampling that draws rare voice pitches more often
+#   (`reports/gender_holdout_pitch*`);
 # * the voices' pitch per corpus and gender: `python -m pipeline.corpus_pitch` (`reports/corpus_pitch.*`);
 # * emotion: `python -m pipeline.emotion_holdout` (`reports/emotion_holdout.*`), routed by the
 #   speaker's true gender so that the figure is about emotion alone.
@@ -172,7 +173,8 @@ if pitch is not None and pitch.get("held_out_models"):
 tried = {"white noise (shipped recipe)": {r["corpus"]: r["metrics"]["per_corpus"][r["corpus"]]["accuracy"]
                                           for r in holdout["results"] if r["held_out"] and r["rows"] == "all"}}
 for stem, title in (("gender_holdout_noise", "+ pink noise and babble"),
-                    ("gender_holdout_channel", "+ random recording channels")):
+                    ("gender_holdout_channel", "+ random recording channels"),
+                    ("gender_holdout_pitch", "pitch-balanced sampling")):
     report = load(stem)
     if report is None:
         continue
