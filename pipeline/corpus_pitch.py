@@ -27,16 +27,15 @@ fixed seed, so every speaker counts and the run takes a few minutes.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections import defaultdict
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from .data import Utterance, read_manifest
+from .report_io import write_report
 
 #: Median F0 (Hz) that commonly separates adult male from adult female speech.
 BOUNDARY_HZ = 165.0
@@ -234,14 +233,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     groups = summarise(rows, f0)
     sides = [a for m in args.models for a in side_accuracy(m, rows, f0, predicted[m])]
     command = "python -m pipeline.corpus_pitch " + " ".join(argv if argv is not None else sys.argv[1:])
-    stem = Path(args.out)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    stem.with_suffix(".json").write_text(json.dumps({"command": command, "boundary_hz": BOUNDARY_HZ,
-                                                     "groups": [asdict(g) for g in groups],
-                                                     "held_out_models": [asdict(a) for a in sides]}, indent=2) + "\n",
-                                         encoding="utf-8")
     text = to_markdown(groups, command=command, sides=sides)
-    stem.with_suffix(".md").write_text(text, encoding="utf-8")
+    write_report(args.out, {"command": command, "boundary_hz": BOUNDARY_HZ, "groups": [asdict(g) for g in groups],
+                            "held_out_models": [asdict(a) for a in sides]}, text)
     print(text)
     return 0
 

@@ -24,7 +24,6 @@ both. Intervals: 95% bootstrap over speakers. Nothing is chosen on these numbers
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -34,6 +33,7 @@ import numpy as np
 
 from .data import Utterance, read_manifest
 from .emotion import EMOTION_LABELS, EmotionModel
+from .report_io import write_report
 
 #: Corpora a held-out check makes sense for (SAVEE has male speakers only: no female model changes).
 DEFAULT_CORPORA = ("ravdess", "ased", "emovo")
@@ -223,13 +223,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     command = "python -m pipeline.emotion_holdout " + " ".join(argv if argv is not None else sys.argv[1:])
     n_seeds = args.seeds or TrainConfig().n_seeds
-    stem = Path(args.out)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    stem.with_suffix(".json").write_text(json.dumps({"command": command, "n_seeds": n_seeds,
-                                                     "results": [asdict(r) for r in results]}, indent=2) + "\n",
-                                         encoding="utf-8")
     text = to_markdown(results, command=command, n_seeds=n_seeds)
-    stem.with_suffix(".md").write_text(text, encoding="utf-8")
+    write_report(args.out, {"command": command, "n_seeds": n_seeds, "results": [asdict(r) for r in results]}, text)
     print(text)
     return 0
 

@@ -122,3 +122,15 @@ def wav_file(tmp_path):
         return path
 
     return make
+
+
+@pytest.fixture
+def two_corpora_env(tmp_path, monkeypatch) -> Path:
+    """The two-corpus synthetic manifest of ``tests/test_gender_holdout.py`` in a fresh folder, set as the data dir."""
+    from tests.test_gender_holdout import _two_corpora
+
+    data = tmp_path / "data"
+    data.mkdir()
+    _two_corpora(data)
+    monkeypatch.setenv("SER_DATA_DIR", str(data))
+    return data

@@ -119,15 +119,11 @@ def test_version_probs():
     assert version_probs(1, 1) == pytest.approx((1 - CHANNEL_SHARE, CHANNEL_SHARE))
 
 
-def test_train_gender_with_channel_copies(tmp_path, monkeypatch):
+def test_train_gender_with_channel_copies(tmp_path, two_corpora_env):
     from pipeline.gender_robustness import describe
     from pipeline.train_gender import train_gender
-    from tests.test_gender_holdout import TINY_WIDTHS, _two_corpora
+    from tests.test_gender_holdout import TINY_WIDTHS
 
-    data = tmp_path / "data"
-    data.mkdir()
-    _two_corpora(data)
-    monkeypatch.setenv("SER_DATA_DIR", str(data))
     meta = train_gender(tmp_path / "m", epochs=1, samples_per_epoch=16, batch_size=8, widths=TINY_WIDTHS,
                         speed_factors=(1.0,), exclude_corpora=("other",), channel_copies=2, evaluate_test=False)
     ch = meta["training"]["channel"]

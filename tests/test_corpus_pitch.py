@@ -96,16 +96,22 @@ def test_pitch_balance_known_answer():
     assert half[3] / half[0] == pytest.approx(3 ** 0.5) and half.sum() == pytest.approx(1.0)
 
 
-def test_train_gender_with_pitch_balance(tmp_path, monkeypatch):
+def test_train_gender_with_pitch_balance(tmp_path, two_corpora_env):
     from pipeline.gender_robustness import describe
     from pipeline.train_gender import train_gender
-    from tests.test_gender_holdout import TINY_WIDTHS, _two_corpora
+    from tests.test_gender_holdout import TINY_WIDTHS
 
-    data = tmp_path / "data"
-    data.mkdir()
-    _two_corpora(data)
-    monkeypatch.setenv("SER_DATA_DIR", str(data))
     meta = train_gender(tmp_path / "m", epochs=1, samples_per_epoch=16, batch_size=8, widths=TINY_WIDTHS,
                         speed_factors=(1.0,), evaluate_test=False, pitch_balance_power=0.5)
     assert meta["training"]["pitch_balance_power"] == 0.5 and "F0 bin" in meta["training"]["sampling"]
     assert describe(str(tmp_path / "m"))["pitch balance"] == "power 0.5"
+
+
+def test_write_report_writes_json_and_markdown(tmp_path):
+    import json
+
+    from pipeline.report_io import write_report
+
+    md = write_report(tmp_path / "sub" / "r", {"a": [1, 2]}, "# R\n")
+    assert md == tmp_path / "sub" / "r.md" and md.read_text() == "# R\n"
+    assert json.loads((tmp_path / "sub" / "r.json").read_text()) == {"a": [1, 2]}
