@@ -52,6 +52,12 @@ class Channel:
     codec: str | None = None
     codec_level: float | None = None
 
+    @property
+    def effects(self) -> tuple[str, ...]:
+        """The effects this channel applies, in order: ``"reverb"``, ``"band_limit"``, then the codec name."""
+        return ((("reverb",) if self.rt60_s is not None else ()) + (("band_limit",) if self.band_limit_hz else ())
+                + ((self.codec,) if self.codec else ()))
+
     def describe(self) -> str:
         """A short human-readable summary, e.g. ``"reverb RT60 0.45 s, mp3 level 0.8"``."""
         parts = []

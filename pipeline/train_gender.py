@@ -311,11 +311,6 @@ def channel_versions(signals: Sequence[np.ndarray], frontend, *, copies: int, se
     return out, drawn
 
 
-def _channel_kinds(channel) -> list[str]:
-    kinds = (["reverb"] if channel.rt60_s is not None else []) + (["band_limit"] if channel.band_limit_hz else [])
-    return kinds + ([channel.codec] if channel.codec else [])
-
-
 def speed_perturb(y: np.ndarray, factor: float) -> np.ndarray:
     """``y`` played ``factor`` times faster (resampled: tempo and pitch both scale by ``factor``).
 
@@ -759,7 +754,7 @@ def train_gender(
                    f"used with p={CHANNEL_SHARE}" if channel_copies else "")
             ),
             "channel": ({"copies": channel_copies, "share": CHANNEL_SHARE, "recipe": ChannelRecipe().to_dict(),
-                         "drawn": dict(sorted(Counter(k for c in channels for k in _channel_kinds(c)).items()))}
+                         "drawn": dict(sorted(Counter(k for c in channels for k in c.effects).items()))}
                         if channel_copies else None),
             "noise_kinds": list(noise_kinds),
             "sampling": "corpus x gender group mass ~ sqrt(group size), equal share per speaker inside a group, "

@@ -104,7 +104,8 @@ def test_draw_channel_never_clean_and_follows_the_recipe():
     assert again[0] == channels[0]
     with pytest.raises(ValueError):
         draw_channel(rng, ChannelRecipe(p_reverb=0, p_band_limit=0, p_codec=0))
-    assert Channel().describe() == "clean"
+    assert Channel().describe() == "clean" and Channel().effects == ()
+    assert Channel(rt60_s=0.3, drr_db=0.0, codec="opus", codec_level=0.5).effects == ("reverb", "opus")
     assert "mp3 level 0.80" in Channel(codec="mp3", codec_level=0.8).describe()
 
 
