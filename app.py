@@ -22,7 +22,7 @@ import streamlit as st
 
 from pipeline.batch import CSV_COLUMNS, prediction_row
 from pipeline.cascade import FEMALE_MODEL_DIR, MALE_MODEL_DIR, Cascade, Prediction
-from pipeline.data import PROJECT_ROOT
+from pipeline.paths import PROJECT_ROOT
 from pipeline.emotion import EMOTION_LABELS
 from pipeline.gender import PUBLIC_HUB_ID
 

@@ -5,14 +5,14 @@ Heavy libraries (torch, TensorFlow, librosa) are imported lazily.
 """
 from __future__ import annotations
 
-from .errors import PipelineError
+from pipeline.errors import PipelineError
 
 __all__ = ["Cascade", "Prediction", "PipelineError"]
 
 
 def __getattr__(name: str):
     if name in ("Cascade", "Prediction"):
-        from . import cascade
+        from pipeline import cascade
 
         return getattr(cascade, name)
     raise AttributeError(f"module 'pipeline' has no attribute {name!r}")

@@ -28,7 +28,7 @@ from typing import BinaryIO, Union
 
 import numpy as np
 
-from .errors import (
+from pipeline.errors import (
     EmptyAudioError,
     FileAccessError,
     NonFiniteAudioError,
@@ -314,7 +314,7 @@ def load_audio(
     try:
         return prepare_signal(decoded.samples, decoded.sample_rate, config=config)
     except Exception as exc:
-        from .errors import PipelineError
+        from pipeline.errors import PipelineError
 
         if isinstance(exc, PipelineError) and exc.path is None and label is not None:
             raise type(exc)(exc.message, path=label) from None

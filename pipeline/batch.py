@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence, TextIO
 
-from .audio import AUDIO_EXTENSIONS
-from .cascade import Cascade, Featurised, Prediction
-from .emotion import EMOTION_LABELS
-from .gender import GENDER_LABELS
+from pipeline.audio import AUDIO_EXTENSIONS
+from pipeline.cascade import Cascade, Featurised, Prediction
+from pipeline.emotion import EMOTION_LABELS
+from pipeline.gender import GENDER_LABELS
 
 CSV_COLUMNS: tuple[str, ...] = (
     "file", "status", "error", "duration_s", "gender", "gender_confidence", "emotion",
@@ -128,7 +128,7 @@ def score(cascade: Cascade, files: Sequence[InputFile], *, batch_size: int = 16,
             predictions = cascade.predict_files([f.path for f in chunk], names=[f.name for f in chunk])
             yield from zip(chunk, predictions)
         return
-    from .cascade import featurise_source
+    from pipeline.cascade import featurise_source
 
     def submit(pool, chunk):
         return [pool.submit(featurise_source, f.path, f.name, cascade.audio_config, cascade.feature_config,

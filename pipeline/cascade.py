@@ -12,13 +12,21 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .audio import AudioConfig, AudioSource, PreparedAudio, decode_audio, prepare_signal, to_mono_float, validate_rate
-from .denoise import DenoiseConfig, reduce_noise
-from .data import PROJECT_ROOT
-from .emotion import EMOTION_LABELS, EmotionModel
-from .errors import ModelError, PipelineError
-from .features import extract_features
-from .gender import GENDER_LABELS, GenderClassifier
+from pipeline.audio import (
+    AudioConfig,
+    AudioSource,
+    PreparedAudio,
+    decode_audio,
+    prepare_signal,
+    to_mono_float,
+    validate_rate,
+)
+from pipeline.denoise import DenoiseConfig, reduce_noise
+from pipeline.paths import PROJECT_ROOT
+from pipeline.emotion import EMOTION_LABELS, EmotionModel
+from pipeline.errors import ModelError, PipelineError
+from pipeline.features import extract_features
+from pipeline.gender import GENDER_LABELS, GenderClassifier
 
 MALE_MODEL_DIR = PROJECT_ROOT / "male_models"
 FEMALE_MODEL_DIR = PROJECT_ROOT / "female_models"

@@ -3,7 +3,7 @@
 Wraps :func:`noisereduce.reduce_noise` (Sainburg et al., spectral gating). It
 runs on the mono signal *before* :func:`pipeline.audio.prepare_signal`, so the
 noise estimate can use the leading and trailing room tone that trimming would
-cut. Off by default: ``python -m pipeline.noise_study`` (notebook 5) measures
+cut. Off by default: ``python -m studies.noise_study`` (notebook 5) measures
 whether it helps the shipped models on clean and noisy speech; the result is in
 ``reports/noise_study.md``.
 """
@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .errors import AudioError
+from pipeline.errors import AudioError
 
 
 @dataclass(frozen=True)

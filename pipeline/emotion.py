@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from .audio import AudioConfig
-from .errors import ModelError, PredictionError
-from .features import FeatureConfig, feature_names
+from pipeline.audio import AudioConfig
+from pipeline.errors import ModelError, PredictionError
+from pipeline.features import FeatureConfig, feature_names
 
 EMOTION_LABELS: tuple[str, ...] = (
     "neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised",

@@ -35,7 +35,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .errors import FeatureError
+from pipeline.errors import FeatureError
 
 FEATURE_VERSION = "2.0"
 

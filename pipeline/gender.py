@@ -1,10 +1,10 @@
 """Speaker gender from a prepared speech signal (ECAPA-TDNN, see :mod:`pipeline.ecapa`).
 
 ``GenderClassifier.load()`` reads the model shipped in ``<project>/gender_model``
-(trained by :mod:`pipeline.train_gender`); a local folder or the public hub id
+(trained by :mod:`training.gender_train`); a local folder or the public hub id
 ``JaesungHuh/voice-gender-classifier`` (needs internet) load the same way,
 always with ``strict=True``. A folder holding ``ensemble.json`` is a seed
-ensemble (:mod:`pipeline.gender_ensemble`): each member is such a folder, loaded
+ensemble (:mod:`training.gender_ensemble`): each member is such a folder, loaded
 the same way, and the classifier returns the mean of the members' probabilities.
 Input signals are 16 kHz mono float32 as returned by
 :func:`pipeline.audio.load_audio` / :func:`pipeline.audio.prepare_signal`.
@@ -18,10 +18,11 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import ModelError, PredictionError
+from pipeline.errors import ModelError, PredictionError
+from pipeline.paths import PROJECT_ROOT
 
 GENDER_LABELS: tuple[str, str] = ("male", "female")
-DEFAULT_GENDER_MODEL_DIR = Path(__file__).resolve().parent.parent / "gender_model"
+DEFAULT_GENDER_MODEL_DIR = PROJECT_ROOT / "gender_model"
 PUBLIC_HUB_ID = "JaesungHuh/voice-gender-classifier"
 MODEL_FILES = ("config.json", "model.safetensors")
 ENSEMBLE_FILE = "ensemble.json"
@@ -184,7 +185,7 @@ def _read_metadata(path: Path) -> dict:
 
 def _load_network(source: str | Path, *, is_local: bool, device: str):
     """One :class:`~pipeline.ecapa.ECAPAGender` from a local folder or a hub id, ``strict=True``, on ``device``."""
-    from .ecapa import ECAPAGender
+    from pipeline.ecapa import ECAPAGender
 
     if is_local:
         path = Path(source)
@@ -192,7 +193,7 @@ def _load_network(source: str | Path, *, is_local: bool, device: str):
             if not (path / name).is_file():
                 raise ModelError(
                     f"gender model folder is missing {name}; retrain with "
-                    "`python -m pipeline.train_gender --out gender_model` or restore the file",
+                    "`python -m training.gender_train --out gender_model` or restore the file",
                     path=str(path),
                 )
     label = os.fspath(source)

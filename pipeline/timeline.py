@@ -22,15 +22,15 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from .audio import DEFAULT_AUDIO_CONFIG, resample, to_mono_float, validate_rate
-from .cascade import Prediction
-from .emotion import EMOTION_LABELS
-from .errors import SilentAudioError
+from pipeline.audio import DEFAULT_AUDIO_CONFIG, resample, to_mono_float, validate_rate
+from pipeline.cascade import Prediction
+from pipeline.emotion import EMOTION_LABELS
+from pipeline.errors import SilentAudioError
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-    from .cascade import Cascade
+    from pipeline.cascade import Cascade
 
 #: Columns of :meth:`Timeline.to_frame`, in order.
 TIMELINE_COLUMNS: tuple[str, ...] = (

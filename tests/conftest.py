@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.data import data_dir
+from training.corpus import data_dir
 
 SR = 16000
 

@@ -1,4 +1,4 @@
-"""pipeline.baselines on synthetic features with known structure (no audio, no shared data)."""
+"""studies.baselines on synthetic features with known structure (no audio, no shared data)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.baselines import Baseline, cluster_structure, run_classifiers, to_markdown
-from pipeline.data import Utterance
-from pipeline.dataset import FeatureTable
+from studies.baselines.study import Baseline, cluster_structure, run_classifiers, to_markdown
+from training.corpus import Utterance
+from training.dataset import FeatureTable
 
 EMOTIONS = ("happy", "sad")
 

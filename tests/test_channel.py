@@ -1,10 +1,10 @@
-"""Random recording channels (pipeline.channel) and their use in gender training."""
+"""Random recording channels (training.channel) and their use in gender training."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from pipeline.channel import (
+from training.channel import (
     CODECS,
     Channel,
     ChannelRecipe,
@@ -110,7 +110,7 @@ def test_draw_channel_never_clean_and_follows_the_recipe():
 
 
 def test_version_probs():
-    from pipeline.train_gender import CHANNEL_SHARE, SPEED_PROBS, version_probs
+    from training.gender_train import CHANNEL_SHARE, SPEED_PROBS, version_probs
 
     assert version_probs(3, 0) == SPEED_PROBS and version_probs(1, 0) is None
     p = version_probs(3, 2)
@@ -121,8 +121,8 @@ def test_version_probs():
 
 
 def test_train_gender_with_channel_copies(tmp_path, two_corpora_env):
-    from pipeline.gender_robustness import describe
-    from pipeline.train_gender import train_gender
+    from studies.gender_robustness.study import describe
+    from training.gender_train import train_gender
     from tests.test_gender_holdout import TINY_WIDTHS
 
     meta = train_gender(tmp_path / "m", epochs=1, samples_per_epoch=16, batch_size=8, widths=TINY_WIDTHS,

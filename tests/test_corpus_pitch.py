@@ -1,12 +1,13 @@
-"""Voice pitch per corpus and gender (pipeline.corpus_pitch): known answers on synthetic voices."""
+"""Voice pitch per corpus and gender (studies.corpus_pitch): known answers on synthetic voices."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
 
-from pipeline.corpus_pitch import clip_median_f0, sample_rows, summarise, to_markdown
-from pipeline.data import Utterance
+from training.pitch import clip_median_f0
+from studies.corpus_pitch.study import sample_rows, summarise, to_markdown
+from training.corpus import Utterance
 from tests.conftest import speech_like
 
 
@@ -43,12 +44,12 @@ def test_summarise_known_answer():
     assert male.wrong_side == pytest.approx(1 / 3)        # 200 Hz is above 165 Hz
     assert female.clips == 4 and female.wrong_side == pytest.approx(1 / 4)  # 150 Hz is below
     assert female.median_hz == pytest.approx(220.0)
-    text = to_markdown([male, female], command="python -m pipeline.corpus_pitch --out x")
+    text = to_markdown([male, female], command="python -m studies.corpus_pitch --out x")
     assert "| a | male | 3 | 3 | 120 Hz | 110-160 Hz | 33% |" in text
 
 
 def test_side_accuracy_known_answer():
-    from pipeline.corpus_pitch import side_accuracy
+    from studies.corpus_pitch.study import side_accuracy
 
     rows = [_u("a", f"m{i}", "male") for i in range(4)] + [_u("a", "f0", "female"), _u("b", "f1", "female")]
     f0 = [100.0, 120.0, 200.0, 220.0, 150.0, 250.0]
@@ -63,7 +64,7 @@ def test_side_accuracy_known_answer():
 
 
 def test_main_refuses_a_model_that_saw_every_corpus(tmp_path):
-    from pipeline.corpus_pitch import main
+    from studies.corpus_pitch.study import main
     from tests.conftest import make_gender_model
 
     model = make_gender_model(tmp_path / "g", female_logit=2.0)
@@ -74,7 +75,7 @@ def test_main_refuses_a_model_that_saw_every_corpus(tmp_path):
 
 @pytest.mark.parametrize("f0", [110.0, 240.0])
 def test_fast_median_f0_of_a_synthetic_voice(f0):
-    from pipeline.corpus_pitch import fast_median_f0
+    from training.pitch import fast_median_f0
 
     assert fast_median_f0(speech_like(1.5, f0=f0, seed=3)) == pytest.approx(f0, rel=0.04)
 
@@ -82,7 +83,7 @@ def test_fast_median_f0_of_a_synthetic_voice(f0):
 def test_pitch_balance_known_answer():
     import numpy as np
 
-    from pipeline.train_gender import pitch_balance
+    from training.gender_train import pitch_balance
 
     w = np.array([1 / 8] * 4 + [1 / 4] * 2)  # genders already half of the mass each
     genders = ["male"] * 4 + ["female"] * 2
@@ -97,8 +98,8 @@ def test_pitch_balance_known_answer():
 
 
 def test_train_gender_with_pitch_balance(tmp_path, two_corpora_env):
-    from pipeline.gender_robustness import describe
-    from pipeline.train_gender import train_gender
+    from studies.gender_robustness.study import describe
+    from training.gender_train import train_gender
     from tests.test_gender_holdout import TINY_WIDTHS
 
     meta = train_gender(tmp_path / "m", epochs=1, samples_per_epoch=16, batch_size=8, widths=TINY_WIDTHS,
@@ -110,7 +111,7 @@ def test_train_gender_with_pitch_balance(tmp_path, two_corpora_env):
 def test_write_report_writes_json_and_markdown(tmp_path):
     import json
 
-    from pipeline.report_io import write_report
+    from training.reporting import write_report
 
     md = write_report(tmp_path / "sub" / "r", {"a": [1, 2]}, "# R\n")
     assert md == tmp_path / "sub" / "r.md" and md.read_text() == "# R\n"

@@ -8,7 +8,7 @@ import pytest
 import script
 from pipeline.audio import trim_silence
 from pipeline.denoise import DenoiseConfig, reduce_noise
-from pipeline.noise_study import Condition, add_at_snr, conditions, make_babble, speech_power, summarise
+from studies.noise_study.study import Condition, add_at_snr, conditions, make_babble, speech_power, summarise
 from tests.conftest import SR, speech_like
 from tests.synth import white_noise, with_silence_padding
 

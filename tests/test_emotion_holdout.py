@@ -1,4 +1,4 @@
-"""Emotion on a held-out corpus (pipeline.emotion_holdout): known answers with constant models."""
+"""Emotion on a held-out corpus (studies.emotion_holdout): known answers with constant models."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.data import Utterance
+from training.corpus import Utterance
 from pipeline.emotion import EmotionModel
-from pipeline.emotion_holdout import main, route_by_gender, run, score_corpus, to_markdown
+from studies.emotion_holdout.study import main, route_by_gender, run, score_corpus, to_markdown
 from pipeline.features import DEFAULT_FEATURE_CONFIG, feature_names
 from tests.conftest import make_emotion_model
 
@@ -52,16 +52,16 @@ def test_score_corpus_known_answers(constant_models):
     # test rows are the odd ones: 2 angry, 1 calm, 2 sad, 1 happy; shipped says sad to all -> 2/6
     assert r.test_unseen["n"] == 6 and r.test_unseen["accuracy"] == pytest.approx(4 / 6)
     assert r.test_seen["accuracy"] == pytest.approx(2 / 6)
-    text = to_markdown([r], command="python -m pipeline.emotion_holdout --out x", n_seeds=5)
+    text = to_markdown([r], command="python -m studies.emotion_holdout --out x", n_seeds=5)
     assert "| c | a, b | 12 | 6 | 66.7% |" in text
     assert "| 3 of 4 | 80.0% | 33.3% |" in text
     assert "| c | 6 | 33.3% | 66.7% |" in text
 
 
 def test_run_holds_the_corpus_out_and_refuses_unknown_ones(constant_models, tmp_path, monkeypatch):
-    import pipeline.dataset as dataset
-    import pipeline.train_emotion as te
-    from pipeline.dataset import FeatureTable
+    import training.dataset as dataset
+    import training.emotion_train as te
+    from training.dataset import FeatureTable
 
     lines = ["path,corpus,speaker,gender,emotion,intensity,language,split,duration_s"]
     for corpus, emotions in (("ravdess", ("calm", "angry")), ("emovo", ("sad", "angry")), ("ased", ("sad", "happy"))):
@@ -95,8 +95,8 @@ def test_holdout_limit_line_in_the_model_cards():
     """The cards' known limits carry the held-out figures of reports/emotion_holdout.json, and stay in step."""
     import json
 
-    from pipeline.data import PROJECT_ROOT
-    from pipeline.model_card import _holdout_limit, emotion_card
+    from pipeline.paths import PROJECT_ROOT
+    from training.cards import _holdout_limit, emotion_card
 
     assert _holdout_limit(None) == [] and _holdout_limit({"results": []}) == []
     fake = {"results": [{"corpus": "x", "routed": {"accuracy": 0.25}, "chance": 0.125}]}

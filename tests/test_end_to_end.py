@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 
 import script
-from pipeline.data import read_manifest
+from training.corpus import read_manifest
 
 
 @pytest.fixture(scope="module")

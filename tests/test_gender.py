@@ -234,7 +234,7 @@ def test_cuda_request_without_cuda(tiny_dir):
 
 def test_shipped_model_on_real_test_clips():
     from pipeline.audio import load_audio
-    from pipeline.data import data_dir, read_manifest
+    from training.corpus import data_dir, read_manifest
 
     if not (data_dir() / "manifest.csv").is_file():
         pytest.skip(f"shared data not found at {data_dir()}")
@@ -259,13 +259,13 @@ def test_shipped_model_on_real_test_clips():
 
 
 def _row(corpus: str, speaker: str, gender: str):
-    from pipeline.data import Utterance
+    from training.corpus import Utterance
 
     return Utterance(Path(f"{speaker}.flac"), corpus, speaker, gender, "", "", "en", "train", 1.0)
 
 
 def test_sampling_weights_balance_speakers_and_genders():
-    from pipeline.train_gender import sampling_weights
+    from training.gender_train import sampling_weights
 
     rows = (
         [_row("ased", "ased_1", "female")] * 30 + [_row("ased", "ased_2", "female")] * 10
@@ -283,7 +283,7 @@ def test_sampling_weights_balance_speakers_and_genders():
 
 
 def test_speed_perturb_and_spec_augment():
-    from pipeline.train_gender import make_batch, spec_augment, speed_perturb
+    from training.gender_train import make_batch, spec_augment, speed_perturb
 
     y = synthetic_signal(1.0)
     fast, slow = speed_perturb(y, 1.1), speed_perturb(y, 0.9)
@@ -334,7 +334,7 @@ TINY_WIDTHS = {"C": 16, "mfa_channels": 24, "attention_channels": 8, "embedding_
 def test_train_gender_fit_splits(tmp_path, monkeypatch, fit_splits, keep):
     """train_gender fits exactly the requested splits; with `val` fitted, or with keep="last", nothing is chosen on val."""
     from pipeline.gender import GenderClassifier
-    from pipeline.train_gender import length_report, train_gender
+    from training.gender_train import length_report, train_gender
 
     data = tmp_path / "data"
     data.mkdir()
@@ -362,7 +362,7 @@ def test_train_gender_fit_splits(tmp_path, monkeypatch, fit_splits, keep):
     else:
         assert tr["keep"] == "best" and tr["n_val"] == 8 and 1 <= tr["best_epoch"] <= 3
         assert all("val_accuracy" in h for h in tr["history"])
-        report = length_report(meta, command="python -m pipeline.train_gender --epochs 3")
+        report = length_report(meta, command="python -m training.gender_train --epochs 3")
         assert report.count("\n| ") == 3 + 1  # header + one row per epoch
         assert "mean of the last 5 epochs" in report
     assert meta["test_metrics"]["overall"]["n"] == 8

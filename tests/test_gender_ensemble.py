@@ -11,7 +11,7 @@ import pytest
 
 from pipeline.errors import ModelError
 from pipeline.gender import ENSEMBLE_FILE, GenderClassifier, ensemble_members
-from pipeline.gender_ensemble import build_ensemble, main
+from training.gender_ensemble import build_ensemble, main
 from tests.conftest import make_gender_model, speech_like
 
 
@@ -78,7 +78,7 @@ def test_ensemble_folder_contents(ensemble_dir):
     assert meta["n_parameters"] == 2000
     card = (ensemble_dir / "README.md").read_text()
     assert "seed ensemble of 2" in card and "100.0% / 75.0%" in card
-    assert "pipeline.gender_ensemble --members /tmp/gender_seed0 /tmp/gender_seed1 --out gender_model" in card
+    assert "training.gender_ensemble --members /tmp/gender_seed0 /tmp/gender_seed1 --out gender_model" in card
     assert not list(ensemble_dir.parent.glob(".gender_model-*"))  # no staging folder left behind
 
 

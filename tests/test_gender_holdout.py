@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.data import Utterance
-from pipeline.gender_holdout import main, speaker_interval, speaker_view
+from training.corpus import Utterance
+from studies.gender_holdout.study import main, speaker_interval, speaker_view
 from tests.conftest import make_gender_model, speech_like
 
 TINY_WIDTHS = {"C": 16, "mfa_channels": 24, "attention_channels": 8, "embedding_dim": 8}
@@ -59,7 +59,7 @@ def test_speaker_view_known_answer():
     assert view.share_of_errors_in_weak == pytest.approx(7 / 8)
     low, high = speaker_interval(metrics, n_boot=500)
     assert low <= 26 / 34 <= high and 0.4 <= low and high <= 1.0
-    from pipeline.gender_holdout import MAX_NAMED, _weak_list
+    from studies.gender_holdout.study import MAX_NAMED, _weak_list
     many = {"per_speaker": {f"s{i:02d}": {"n": 2, "correct": 0, "accuracy": 0.0} for i in range(MAX_NAMED + 3)}}
     text = _weak_list(speaker_view(many, _rows({f"s{i:02d}": "female" if i % 2 else "male"
                                                  for i in range(MAX_NAMED + 3)})))
@@ -70,7 +70,7 @@ def test_speaker_view_known_answer():
 
 
 def test_train_gender_without_a_corpus(corpus_dir, tmp_path, monkeypatch):
-    from pipeline.train_gender import train_gender
+    from training.gender_train import train_gender
 
     monkeypatch.setenv("SER_DATA_DIR", str(corpus_dir))
     meta = train_gender(tmp_path / "m", epochs=1, samples_per_epoch=16, batch_size=8, widths=TINY_WIDTHS,

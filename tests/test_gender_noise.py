@@ -1,11 +1,11 @@
-"""Noise in gender training (pipeline.train_gender.noise_bank) and the noisy comparison of gender models."""
+"""Noise in gender training (training.gender_train.noise_bank) and the noisy comparison of gender models."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from pipeline.data import read_manifest
+from training.corpus import read_manifest
 from pipeline.ecapa import LogMelFrontEnd
 from tests.conftest import speech_like
 from tests.test_gender import TINY_WIDTHS, _synthetic_corpus
@@ -23,8 +23,8 @@ def librispeech_like(tmp_path, monkeypatch):
 
 def test_noise_mel_levels_and_shapes():
     """Unit-variance noise: the same waveform power whatever the colour; pink has relatively more low-band power."""
-    from pipeline.augment import pink_noise
-    from pipeline.train_gender import noise_mel, white_noise_mel
+    from training.augment import pink_noise
+    from training.gender_train import noise_mel, white_noise_mel
 
     fe = LogMelFrontEnd()
     white = white_noise_mel(fe)
@@ -39,8 +39,8 @@ def test_noise_mel_levels_and_shapes():
 
 
 def test_babble_rows_exclude_the_study_talkers_and_balance_genders(librispeech_like):
-    from pipeline.augment import study_babble_rows
-    from pipeline.train_gender import babble_rows, gender_rows
+    from training.augment import study_babble_rows
+    from training.gender_train import babble_rows, gender_rows
 
     rows = gender_rows(librispeech_like, "train")
     excluded = {u.path for u in study_babble_rows(librispeech_like)}
@@ -55,7 +55,7 @@ def test_babble_rows_exclude_the_study_talkers_and_balance_genders(librispeech_l
 
 
 def test_noise_bank_draws_and_white_only_stream(librispeech_like):
-    from pipeline.train_gender import gender_rows, make_batch, noise_bank, white_noise_mel
+    from training.gender_train import gender_rows, make_batch, noise_bank, white_noise_mel
 
     fe = LogMelFrontEnd()
     rows = gender_rows(librispeech_like, "train")
@@ -91,8 +91,8 @@ def test_noise_bank_draws_and_white_only_stream(librispeech_like):
 
 def test_train_gender_with_noise_mix_and_compare(tmp_path, librispeech_like):
     """A tiny model trained with all three noises; the comparison scores it clean and noisy."""
-    from pipeline.gender_robustness import compare, gender_clips, to_markdown
-    from pipeline.train_gender import train_gender
+    from studies.gender_robustness.study import compare, gender_clips, to_markdown
+    from training.gender_train import train_gender
 
     out = tmp_path / "model"
     meta = train_gender(out, epochs=1, samples_per_epoch=16, batch_size=8, widths=TINY_WIDTHS,
@@ -115,7 +115,7 @@ def test_train_gender_with_noise_mix_and_compare(tmp_path, librispeech_like):
 
 def test_gender_robustness_score_known_answer():
     """A classifier that always says male gets exactly the male clips right; refused clips count as wrong."""
-    from pipeline.gender_robustness import ConditionResult, mean_noisy, score
+    from studies.gender_robustness.study import ConditionResult, mean_noisy, score
 
     class AlwaysMale:
         def predict_proba_batch(self, signals):

@@ -1,4 +1,4 @@
-"""pipeline.recipe_cv: speaker folds, accuracy curves, epoch choice, and a tiny end-to-end run."""
+"""studies.recipe_cv: speaker folds, accuracy curves, epoch choice, and a tiny end-to-end run."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,10 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.data import Utterance
+from training.corpus import Utterance
 from pipeline.emotion import EMOTION_LABELS, configure_tensorflow
-from pipeline.recipe_cv import Curve, best_epoch, curve, run_folds, speaker_folds, to_markdown
-from pipeline.train_emotion import Split, TrainConfig
+from studies.recipe_cv.study import Curve, best_epoch, curve, run_folds, speaker_folds, to_markdown
+from training.emotion_train import Split, TrainConfig
 
 
 def _utterances(n_per_speaker: int = 16) -> list[Utterance]:

@@ -1,10 +1,10 @@
-"""pipeline.stats: speaker bootstrap, calibration and grouped permutation importance, with known answers."""
+"""training.stats: speaker bootstrap, calibration and grouped permutation importance, with known answers."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from pipeline.stats import accuracy_difference, group_permutation_importance, reliability, speaker_bootstrap
+from training.stats import accuracy_difference, group_permutation_importance, reliability, speaker_bootstrap
 
 
 def test_bootstrap_of_a_constant_is_degenerate():
@@ -72,7 +72,7 @@ def test_gender_metrics_interval_is_over_speakers():
     """One speaker all wrong, three all right: 75% with an interval that spans what resampling speakers can give."""
     import pandas as pd
 
-    from pipeline.evaluate import gender_metrics, headline
+    from training.evaluate import gender_metrics, headline
 
     speakers = np.repeat(["a", "b", "c", "d"], 10)
     truth = np.repeat(["male", "female", "male", "female"], 10)

@@ -1,11 +1,11 @@
-"""pipeline.train_emotion's fitting step on tiny synthetic data (no audio, no shared corpus)."""
+"""training.emotion_train's fitting step on tiny synthetic data (no audio, no shared corpus)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from pipeline.emotion import EMOTION_LABELS, build_cnn, configure_tensorflow
-from pipeline.train_emotion import TrainConfig, _class_weights, _fit
+from training.emotion_train import TrainConfig, _class_weights, _fit
 
 
 def _data(n: int, seed: int):
@@ -58,9 +58,9 @@ def _synthetic_rows(config, genders, splits, *, jobs=None):
     """Stand-in for ``training_rows``: learnable 483-dimensional rows for two speakers per gender and split."""
     from pathlib import Path
 
-    from pipeline.data import Utterance
+    from training.corpus import Utterance
     from pipeline.features import DEFAULT_FEATURE_CONFIG, feature_names
-    from pipeline.train_emotion import Split
+    from training.emotion_train import Split
 
     n_features = len(feature_names(DEFAULT_FEATURE_CONFIG))
     rows = [Utterance(Path(f"{split}/{g}{s}/{i}.wav"), "ravdess", f"{split}_{g}{s}", g,
@@ -78,7 +78,7 @@ def _synthetic_rows(config, genders, splits, *, jobs=None):
 
 @pytest.mark.parametrize("fit_splits, finetune_epochs", [(("train", "val"), 0), (("train",), 2)])
 def test_train_family_fits_the_configured_splits(monkeypatch, fit_splits, finetune_epochs):
-    import pipeline.train_emotion as te
+    import training.emotion_train as te
 
     configure_tensorflow(1)
     monkeypatch.setattr(te, "training_rows", _synthetic_rows)

@@ -11,7 +11,7 @@
 #
 # Are the shipped networks better than textbook classifiers on the *same* 483 features and the
 # *same* speaker-independent split? And is there structure in the features that matches gender or
-# emotion without any labels? The code is `pipeline/baselines.py` (also `python -m pipeline.baselines`,
+# emotion without any labels? The code is `pipeline/baselines.py` (also `python -m studies.baselines`,
 # which writes `reports/baselines.md`; this notebook rewrites that report with the same numbers).
 #
 # Protocol: for each model family, hyper-parameters are chosen by 5-fold cross-validation
@@ -19,7 +19,7 @@
 # the best setting is refitted on `train` + `val`, and it is scored once on the `test` speakers.
 # Features are standardised inside each fold. The shipped CNNs are fitted on the same `train` + `val`
 # speakers (their training length chosen by the same kind of speaker-grouped cross-validation,
-# `python -m pipeline.recipe_cv`); the baselines see clean clips only, the CNNs also augmented copies.
+# `python -m studies.recipe_cv`); the baselines see clean clips only, the CNNs also augmented copies.
 
 # %% tags=["parameters"]
 N_JOBS = 2
@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from pipeline import baselines
+from studies.baselines import study as baselines
 from pipeline.emotion import EMOTION_LABELS
 
 plt.rcParams.update({"figure.dpi": 90})

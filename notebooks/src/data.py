@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from pipeline.data import data_dir, read_manifest
+from training.corpus import data_dir, read_manifest
 from pipeline.emotion import EMOTION_LABELS
 
 plt.rcParams.update({"figure.dpi": 90, "axes.grid": True, "grid.alpha": 0.3})

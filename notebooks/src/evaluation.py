@@ -42,11 +42,11 @@ from IPython.display import Audio, Markdown, display
 from sklearn.metrics import ConfusionMatrixDisplay, classification_report, roc_auc_score, roc_curve
 
 from pipeline.cascade import Cascade
-from pipeline.data import data_dir
+from training.corpus import data_dir
 from pipeline.emotion import EMOTION_LABELS
-from pipeline.evaluate import evaluate, to_markdown
+from training.evaluate import evaluate, to_markdown
 from pipeline.features import feature_groups
-from pipeline.stats import group_permutation_importance, reliability
+from training.stats import group_permutation_importance, reliability
 
 plt.rcParams.update({"figure.dpi": 90})
 cascade = Cascade.load()
@@ -136,7 +136,7 @@ else:
 # The shipped gender model is fitted on `train` + `val` for a fixed number of epochs and keeps its last
 # one, so nothing is selected on the speakers it is scored on. The length was checked on a run with the same
 # recipe fitted on `train` alone and scored on the `val` speakers after every epoch
-# (`reports/gender_length.json`, from `python -m pipeline.train_gender --fit-splits train --no-test
+# (`reports/gender_length.json`, from `python -m training.gender_train --fit-splits train --no-test
 # --length-report reports/gender_length`). Training accuracy is on augmented crops (noise, SpecAugment,
 # speed perturbation), validation on whole clean clips.
 

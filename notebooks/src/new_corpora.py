@@ -14,14 +14,14 @@
 # in all of those. This notebook shows what happens then, by leaving a **whole corpus** out of
 # training and scoring every clip of it:
 #
-# * gender: `python -m pipeline.train_gender --exclude-corpus CORPUS`, then
-#   `python -m pipeline.gender_holdout` (`make gender-holdout`; `reports/gender_holdout.*`);
+# * gender: `python -m training.gender_train --exclude-corpus CORPUS`, then
+#   `python -m studies.gender_holdout` (`make gender-holdout`; `reports/gender_holdout.*`);
 # * what was tried against the gender gap, each judged by a rule written before its run:
 #   pink noise and babble in training (`reports/gender_holdout_noise*`) and random recording
 #   channels (`reports/gender_holdout_channel*`), and sampling that draws rare voice pitches more often
 #   (`reports/gender_holdout_pitch*`);
-# * the voices' pitch per corpus and gender: `python -m pipeline.corpus_pitch` (`reports/corpus_pitch.*`);
-# * emotion: `python -m pipeline.emotion_holdout` (`reports/emotion_holdout.*`), routed by the
+# * the voices' pitch per corpus and gender: `python -m studies.corpus_pitch` (`reports/corpus_pitch.*`);
+# * emotion: `python -m studies.emotion_holdout` (`reports/emotion_holdout.*`), routed by the
 #   speaker's true gender so that the figure is about emotion alone.
 #
 # Those commands train models for one to two hours on this 2-core machine, so this notebook reads
@@ -124,7 +124,7 @@ plt.show()
 # %% [markdown]
 # ## Why: each corpus's voices sit at their own pitch
 #
-# Median F0 of each clip (`python -m pipeline.corpus_pitch`, `librosa.pyin`), per corpus and gender.
+# Median F0 of each clip (`python -m studies.corpus_pitch`, `librosa.pyin`), per corpus and gender.
 # Emotional acted speech raises men's pitch (RAVDESS, SAVEE), Amharic men in ASED speak higher
 # still, and LibriSpeech's women read lower than the acted women. A model trained on the other
 # corpora places its boundary where their men and women separate, and a corpus whose voices sit
@@ -133,7 +133,7 @@ plt.show()
 # %%
 pitch = load("corpus_pitch")
 if pitch is None:
-    display(Markdown("`reports/corpus_pitch.json` is missing: run `python -m pipeline.corpus_pitch`."))
+    display(Markdown("`reports/corpus_pitch.json` is missing: run `python -m studies.corpus_pitch`."))
 else:
     groups = pd.DataFrame(pitch["groups"])
     display(groups.set_index(["corpus", "gender"]).style.format(
@@ -202,7 +202,7 @@ plt.show()
 # %%
 emotion = load("emotion_holdout")
 if emotion is None:
-    display(Markdown("`reports/emotion_holdout.json` is missing: run `python -m pipeline.emotion_holdout`."))
+    display(Markdown("`reports/emotion_holdout.json` is missing: run `python -m studies.emotion_holdout`."))
 else:
     print(emotion["command"])
     table = pd.DataFrame([{

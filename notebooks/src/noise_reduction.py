@@ -19,7 +19,7 @@
 #   at 20, 10, 5 and 0 dB SNR, measured against the speech part of each clip;
 # * each scored by the shipped cascade as is and with noise reduction.
 #
-# The code is `pipeline/noise_study.py` (`python -m pipeline.noise_study` writes
+# The code is `pipeline/noise_study.py` (`python -m studies.noise_study` writes
 # `reports/noise_study.md`; this notebook rewrites it with the same numbers).
 
 # %% tags=["parameters"]
@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from pipeline import noise_study
+from studies.noise_study import study as noise_study
 
 plt.rcParams.update({"figure.dpi": 90, "axes.grid": True, "grid.alpha": 0.3})
 start = time.perf_counter()

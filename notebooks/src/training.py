@@ -11,7 +11,7 @@
 #
 # One notebook, run once per gender by `make notebooks` (`2a_training_male`, `2b_training_female`).
 # It reads what `python -m pipeline.train` saved beside the weights (`config.json`,
-# `training_history.json`) and what `python -m pipeline.experiments` measured
+# `training_history.json`) and what `python -m studies.experiments` measured
 # (`reports/experiments.json`); nothing here is typed in.
 #
 # Code that does the work:
@@ -73,7 +73,7 @@ display(speakers.to_frame().T)
 # %% [markdown]
 # ## How long to train: cross-validation over speakers
 #
-# `python -m pipeline.recipe_cv` (`reports/recipe_cv.md`) splits the `train` + `val` speakers into
+# `python -m studies.recipe_cv` (`reports/recipe_cv.md`) splits the `train` + `val` speakers into
 # five folds, pre-trains one network per fold on the other folds and scores the held-out speakers after
 # every epoch; then fine-tunes each fold's network (at the chosen pre-training length) on one gender,
 # again scoring after every epoch (epoch 0 = no fine-tuning). The chosen length maximises accuracy
@@ -137,7 +137,7 @@ fig.tight_layout()
 # %% [markdown]
 # ## What the recipe's parts bought (measured)
 #
-# `python -m pipeline.experiments` trains each variant (one seed) on `train` only and routes clips by
+# `python -m studies.experiments` trains each variant (one seed) on `train` only and routes clips by
 # their true gender, so `val` can score them. Choices were made on `val`; the `test` columns are shown
 # so the effect on unseen speakers is visible, never used to choose.
 

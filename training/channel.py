@@ -13,7 +13,7 @@ domain, which the front end's mean subtraction over time already removes.
 
 Every effect works on a mono float waveform at ``sr`` Hz (16 kHz in this
 project) and keeps its RMS, so the output can go through the same front end and
-the same SNR arithmetic as the input (:func:`pipeline.train_gender.make_batch`
+the same SNR arithmetic as the input (:func:`training.gender_train.make_batch`
 adds noise against the level :func:`pipeline.audio.load_audio` normalises to).
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .audio import resample
+from pipeline.audio import resample
 
 #: Lossy codecs libsndfile encodes, as ``(container format, subtype)`` for :func:`soundfile.write`.
 CODECS = {"mp3": ("MP3", "MPEG_LAYER_III"), "opus": ("OGG", "OPUS")}

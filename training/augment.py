@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .audio import resample
+from pipeline.audio import resample
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ def study_babble_rows(utterances: Sequence, n: int = 6) -> list:
     return [u for u in pool if u.gender == "female"][: n // 2] + [u for u in pool if u.gender == "male"][: n - n // 2]
 
 
-#: The augmentation set measured in ``python -m pipeline.experiments``.
+#: The augmentation set measured in ``python -m studies.experiments``.
 DEFAULT_AUGMENTATIONS = (
     Augmentation("speed", factor=0.9),
     Augmentation("speed", factor=1.1),

@@ -2,12 +2,12 @@
 
 Usage::
 
-    python -m pipeline.train_gender --out gender_model        # the shipped recipe
-    python -m pipeline.train_gender --out /tmp/g --fit-splits train --no-test \
+    python -m training.gender_train --out gender_model        # the shipped recipe
+    python -m training.gender_train --out /tmp/g --fit-splits train --no-test \
         --length-report reports/gender_length                  # the run that checks its length
-    python -m pipeline.train_gender --out /tmp/no_ased --exclude-corpus ased --no-test
-                                                               # a corpus never seen (pipeline.gender_holdout)
-    python -m pipeline.train_gender --out /tmp/no_ased_ch --exclude-corpus ased --channel 2
+    python -m training.gender_train --out /tmp/no_ased --exclude-corpus ased --no-test
+                                                               # a corpus never seen (studies.gender_holdout)
+    python -m training.gender_train --out /tmp/no_ased_ch --exclude-corpus ased --channel 2
                                                                # the same with random recording channels
 
 Data: the gender-labelled rows of all five corpora in the shared manifest (all but
@@ -25,7 +25,7 @@ normalisation) is computed once with :class:`~pipeline.ecapa.LogMelFrontEnd`
 and cached in memory, together with two speed-perturbed copies (x0.9 and x1.1,
 resampled waveforms: tempo and pitch change by 10 %, about 1.8 semitones, so the
 gender label stays valid), and with ``--channel N`` N copies through random
-recording channels (:mod:`pipeline.channel`; half of the crops then come from
+recording channels (:mod:`training.channel`; half of the crops then come from
 them). Training draws clips with sampling weights that
 balance corpus x gender groups and, inside a group, speakers; picks the original
 or a speed-perturbed copy; crops them at random (a random length in ``crop_s``
@@ -55,8 +55,8 @@ from typing import Collection, Iterable, Sequence
 
 import numpy as np
 
-from .channel import ChannelRecipe
-from .data import Utterance, read_manifest
+from training.channel import ChannelRecipe
+from training.corpus import Utterance, read_manifest
 
 CORPORA = ("ravdess", "savee", "librispeech", "ased", "emovo")
 HIGH_AROUSAL = ("angry", "happy", "fearful", "surprised")
@@ -89,8 +89,8 @@ def seed_everything(seed: int) -> None:
 
 def load_signals(utterances: Sequence[Utterance], *, log_every: int = 1000) -> list[np.ndarray | None]:
     """Prepared signals (``load_audio(...).samples``) of ``utterances``; ``None`` where refused."""
-    from .audio import load_audio
-    from .errors import AudioError
+    from pipeline.audio import load_audio
+    from pipeline.errors import AudioError
 
     out: list[np.ndarray | None] = []
     for i, u in enumerate(utterances):
@@ -209,7 +209,7 @@ def babble_rows(utterances: Sequence[Utterance], *, tracks: int, talkers: int, s
     """LibriSpeech readers of ``utterances`` grouped into ``tracks`` babble tracks of ``talkers`` each.
 
     Rows whose path is in ``exclude`` are left out (training passes the noise study's readers,
-    :func:`pipeline.augment.study_babble_rows`); each track is half female; no reader is in
+    :func:`training.augment.study_babble_rows`); each track is half female; no reader is in
     two tracks (fewer tracks if readers run out).
     """
     excluded = set(exclude)
@@ -231,7 +231,7 @@ def noise_bank(kinds: Sequence[str], frontend, utterances: Sequence[Utterance], 
     """Noise mel powers to draw from during training (unit-variance noise, see :func:`noise_mel`).
 
     * ``white``: white noise, ``[80, 1]``;
-    * ``pink``: 1/f noise (:func:`pipeline.augment.pink_noise`), ``[80, 1]``;
+    * ``pink``: 1/f noise (:func:`training.augment.pink_noise`), ``[80, 1]``;
     * ``babble``: ``babble_tracks`` tracks of ``babble_talkers`` LibriSpeech readers of
       ``utterances`` (paths in ``exclude`` left out) talking at once (:func:`babble_rows`),
       ``[80, frames]`` each, cropped at random per clip. Other speakers' voices at low
@@ -240,7 +240,7 @@ def noise_bank(kinds: Sequence[str], frontend, utterances: Sequence[Utterance], 
     Each kind gets the same total probability. Returns a list of
     ``(kind, [tensor, ...])`` pairs.
     """
-    from .augment import make_babble, pink_noise
+    from training.augment import make_babble, pink_noise
 
     unknown = set(kinds) - set(NOISE_KINDS)
     if unknown or not kinds:
@@ -292,10 +292,10 @@ def channel_versions(signals: Sequence[np.ndarray], frontend, *, copies: int, se
 
     Returns ``(mels, channels)``: ``mels[i]`` is a list of ``copies`` log-mels
     ``[80, frames]`` of ``signals[i]`` (``sr`` Hz); ``channels`` lists every
-    :class:`pipeline.channel.Channel` drawn. Uses its own generator
+    :class:`training.channel.Channel` drawn. Uses its own generator
     (``seed + 7919``), so the training stream is unchanged.
     """
-    from .channel import apply_channel, draw_channel
+    from training.channel import apply_channel, draw_channel
 
     rng = np.random.default_rng(seed + 7919)
     out, drawn = [], []
@@ -471,7 +471,7 @@ def evaluate_gender(classifier, utterances: Sequence[Utterance], *, signals: Seq
         "errors": [relpath, ...], "skipped": n}`` where each ``{...}`` is
         ``{"n": int, "correct": int, "accuracy": float}``.
     """
-    from .gender import GENDER_LABELS
+    from pipeline.gender import GENDER_LABELS
 
     rows = [(i, u) for i, u in enumerate(utterances) if u.gender in GENDER_LABELS]
     if signals is None:
@@ -559,26 +559,26 @@ def train_gender(
 
     ``exclude_corpora`` names corpora left out of fitting and of ``val``: every
     speaker of such a corpus is new to the model, and so are its language,
-    recording conditions and speaking style (:mod:`pipeline.gender_holdout`).
+    recording conditions and speaking style (:mod:`studies.gender_holdout`).
 
     ``channel_copies`` > 0 caches that many copies of every training clip, each
-    through its own random recording channel (:mod:`pipeline.channel`: room
+    through its own random recording channel (:mod:`training.channel`: room
     reverberation, band limit, MP3/Opus), drawn together half of the time
     (:func:`version_probs`). 0, the default, leaves the random stream of the
     shipped recipe untouched.
 
     ``pitch_balance_power`` > 0 re-weights the sampling so that rare voice
     pitches within each gender are drawn more often (:func:`pitch_balance`,
-    F0 by :func:`pipeline.corpus_pitch.fast_median_f0`); 0, the default, leaves
+    F0 by :func:`studies.corpus_pitch.fast_median_f0`); 0, the default, leaves
     the shipped sampling as it is.
     """
     import torch
     import torch.nn.functional as F
     import torchaudio
 
-    from .audio import DEFAULT_AUDIO_CONFIG
-    from .ecapa import FRONTEND_PARAMS, ECAPAGender, LogMelFrontEnd
-    from .gender import GENDER_LABELS, GenderClassifier
+    from pipeline.audio import DEFAULT_AUDIO_CONFIG
+    from pipeline.ecapa import FRONTEND_PARAMS, ECAPAGender, LogMelFrontEnd
+    from pipeline.gender import GENDER_LABELS, GenderClassifier
 
     t_start = time.time()
     torch.set_num_threads(threads)
@@ -628,7 +628,7 @@ def train_gender(
             mels = [[*(m if isinstance(m, list) else [m]), *channel_mels[j]] for j, m in enumerate(mels)]
         labels = np.array([GENDER_LABELS.index(u.gender) for u in rows])
         if name == "train" and pitch_balance_power > 0:
-            from .corpus_pitch import fast_median_f0
+            from training.pitch import fast_median_f0
 
             train_f0 = [fast_median_f0(signals[i]) for i in keep]
         data[name] = (rows, mels, labels)
@@ -640,7 +640,7 @@ def train_gender(
     if pitch_balance_power > 0:
         weights = pitch_balance(weights, train_f0, [u.gender for u in train_rows], power=pitch_balance_power)
     probs = version_probs(len(speed_factors), channel_copies)
-    from .augment import study_babble_rows
+    from training.augment import study_babble_rows
 
     # the noise study's babble readers never become training babble, so its babble stays unseen noise
     noise = noise_bank(noise_kinds, frontend, train_rows, seed=seed,
@@ -803,7 +803,7 @@ def _noise_phrase(bank: list) -> str:
 def _noise_limit(kinds: Sequence[str]) -> str:
     """The model card's sentence on training noise and where its effect is measured."""
     where = ("(the noise study in `reports/noise_study.md` measures pink noise and babble at 20-0 dB SNR; "
-             "`python -m pipeline.gender_robustness` compares gender models under the same noise)")
+             "`python -m studies.gender_robustness` compares gender models under the same noise)")
     if list(kinds) == ["white"]:
         return f"Training adds white noise only, and pink noise lowers its accuracy markedly {where}."
     return f"Training adds {', '.join(kinds)} noise; accuracy still falls as the SNR drops {where}."
@@ -867,7 +867,7 @@ def _data_sentence(metadata: dict) -> str:
     sentence = _splits_sentence(metadata)
     if excluded:
         sentence += (f" Left out of training on purpose, to measure a corpus never seen: {', '.join(excluded)} "
-                     "(`--exclude-corpus`, scored by `python -m pipeline.gender_holdout`).")
+                     "(`--exclude-corpus`, scored by `python -m studies.gender_holdout`).")
     return sentence
 
 
@@ -908,7 +908,7 @@ def model_card(metadata: dict, out_dir: Path) -> str:
     """Markdown model card built from ``metadata`` (numbers come from the training run).
 
     ``metadata`` is a single model's (:func:`train_gender`) or a seed ensemble's
-    (:func:`pipeline.gender_ensemble.ensemble_metadata`, with an ``"ensemble"`` key).
+    (:func:`training.gender_ensemble.ensemble_metadata`, with an ``"ensemble"`` key).
     """
     tr = metadata["training"]
     ensemble = metadata.get("ensemble")
@@ -1023,11 +1023,11 @@ def model_card(metadata: dict, out_dir: Path) -> str:
         "",
         "```",
         *(
-            [f"python -m pipeline.train_gender --out /tmp/gender_seed{x} --seed {x}" for x in tr["seeds"]]
-            + ["python -m pipeline.gender_ensemble --members "
+            [f"python -m training.gender_train --out /tmp/gender_seed{x} --seed {x}" for x in tr["seeds"]]
+            + ["python -m training.gender_ensemble --members "
                + " ".join(f"/tmp/gender_seed{x}" for x in tr["seeds"]) + " --out gender_model"]
             if ensemble
-            else ["python -m pipeline.train_gender --out gender_model"]
+            else ["python -m training.gender_train --out gender_model"]
         ),
         "```",
         "",
@@ -1040,7 +1040,7 @@ def model_card(metadata: dict, out_dir: Path) -> str:
             "",
             f"Overall accuracy: **{100 * o['accuracy']:.2f}%** ({o['correct']}/{o['n']} clips, "
             f"{metrics['skipped']} skipped by audio checks). Computed by "
-            "`pipeline.train_gender.evaluate_gender` on whole clips.",
+            "`training.gender_train.evaluate_gender` on whole clips.",
             "",
             _table(metrics["per_corpus"], "corpus"),
             "",
@@ -1096,7 +1096,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "with val held out, for unbiased val estimates)")
     parser.add_argument("--channel", type=int, default=0, metavar="N",
                         help="cache N random recording channels per training clip (reverberation, band limit, "
-                        "MP3/Opus; pipeline.channel), used for half of the crops (default 0: none)")
+                        "MP3/Opus; training.channel), used for half of the crops (default 0: none)")
     parser.add_argument("--pitch-balance", type=float, default=0.0, metavar="POWER",
                         help="draw rare voice pitches within each gender more often: weight / (share of the "
                         "clip's F0 bin)^POWER (default 0: off; 1: flat)")
@@ -1134,7 +1134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         pitch_balance_power=args.pitch_balance,
     )
     if args.length_report:
-        command = "python -m pipeline.train_gender " + " ".join(argv if argv is not None else sys.argv[1:])
+        command = "python -m training.gender_train " + " ".join(argv if argv is not None else sys.argv[1:])
         write_length_report(metadata, args.length_report, command=command)
     return 0
 

@@ -16,10 +16,11 @@ from typing import Sequence
 
 import numpy as np
 
-from .audio import DEFAULT_AUDIO_CONFIG, AudioConfig, decode_audio, prepare_signal, to_mono_float
-from .augment import Augmentation
-from .data import PROJECT_ROOT, Utterance
-from .features import DEFAULT_FEATURE_CONFIG, FeatureConfig, extract_features, feature_names
+from pipeline.audio import DEFAULT_AUDIO_CONFIG, AudioConfig, decode_audio, prepare_signal, to_mono_float
+from training.augment import Augmentation
+from pipeline.paths import PROJECT_ROOT
+from training.corpus import Utterance
+from pipeline.features import DEFAULT_FEATURE_CONFIG, FeatureConfig, extract_features, feature_names
 
 CACHE_DIR = PROJECT_ROOT / "cache" / "features"
 

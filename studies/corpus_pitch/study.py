@@ -2,8 +2,8 @@
 
 Usage::
 
-    python -m pipeline.corpus_pitch --out reports/corpus_pitch        # 80 clips per corpus x gender
-    python -m pipeline.corpus_pitch --out reports/corpus_pitch \
+    python -m studies.corpus_pitch --out reports/corpus_pitch        # 80 clips per corpus x gender
+    python -m studies.corpus_pitch --out reports/corpus_pitch \
         --models artifacts/gender_holdout/ased_channel artifacts/gender_holdout/librispeech_channel
 
 A gender model learns where men's and women's voices lie *in its training
@@ -15,7 +15,7 @@ gender, with the share of clips on the "wrong" side of 165 Hz, a common
 male/female boundary for adult speech.
 
 With ``--models``, each gender model trained without some corpora
-(``python -m pipeline.train_gender --exclude-corpus``) also scores the measured
+(``python -m training.gender_train --exclude-corpus``) also scores the measured
 clips of the corpora it never saw, and the report gives its accuracy on each side
 of the boundary: if pitch is what misleads it, the clips on the other gender's
 side should be the ones it gets wrong.
@@ -34,8 +34,9 @@ from typing import Sequence
 
 import numpy as np
 
-from .data import Utterance, read_manifest
-from .report_io import write_report
+from training.corpus import Utterance, read_manifest
+from training.pitch import clip_median_f0
+from training.reporting import write_report
 
 #: Median F0 (Hz) that commonly separates adult male from adult female speech.
 BOUNDARY_HZ = 165.0
@@ -62,38 +63,6 @@ class GroupPitch:
     p25_hz: float
     p75_hz: float
     wrong_side: float
-
-
-def clip_median_f0(y: np.ndarray, sr: int = 16000, *, fmin: float = 60.0, fmax: float = 500.0) -> float | None:
-    """Median F0 in Hz over the voiced frames of ``y [shape=(n,)]`` (``librosa.pyin``); ``None`` if < 10 voiced frames."""
-    import librosa
-
-    f0, voiced, _ = librosa.pyin(np.asarray(y, dtype=np.float32), fmin=fmin, fmax=fmax, sr=sr, frame_length=1024)
-    f0 = f0[voiced & np.isfinite(f0)]
-    return float(np.median(f0)) if f0.size >= 10 else None
-
-
-def fast_median_f0(y: np.ndarray, sr: int = 16000, *, fmin: float = 60.0, fmax: float = 500.0,
-                   gate_db: float = 30.0) -> float | None:
-    """Median F0 in Hz of ``y [shape=(n,)]`` by plain YIN (``librosa.yin``, about 30x faster than pYIN).
-
-    Frames count as voiced when their RMS is within ``gate_db`` of the loudest
-    frame and YIN's estimate lies strictly inside (``fmin``, ``fmax``); ``None``
-    with fewer than 10 such frames. Cruder than :func:`clip_median_f0`, meant
-    for thousands of training clips.
-    """
-    import librosa
-
-    y = np.asarray(y, dtype=np.float32)
-    if y.size < 2048:
-        return None
-    f0 = librosa.yin(y, fmin=fmin, fmax=fmax, sr=sr, frame_length=1024, hop_length=256)
-    rms = librosa.feature.rms(y=y, frame_length=1024, hop_length=256)[0]
-    n = min(f0.size, rms.size)
-    f0, rms = f0[:n], rms[:n]
-    loud = 20 * np.log10(np.maximum(rms, 1e-10) / max(float(rms.max()), 1e-10)) > -gate_db
-    voiced = loud & (f0 > fmin * 1.05) & (f0 < fmax * 0.95)
-    return float(np.median(f0[voiced])) if voiced.sum() >= 10 else None
 
 
 def sample_rows(rows: Sequence[Utterance], per_group: int, *, seed: int = 0) -> list[Utterance]:
@@ -194,7 +163,7 @@ def to_markdown(groups: Sequence[GroupPitch], *, command: str, sides: Sequence[S
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.corpus_pitch", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m studies.corpus_pitch", description=__doc__.split("\n\n")[0])
     parser.add_argument("--clips", type=int, default=80, help="clips per corpus x gender (default 80)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", required=True, help="output stem: writes STEM.md and STEM.json")
@@ -204,16 +173,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.clips < 1:
         print("error: --clips must be at least 1", file=sys.stderr)
         return 2
-    from .audio import load_audio
-    from .errors import PipelineError
-    from .gender_holdout import excluded_corpora
+    from pipeline.audio import load_audio
+    from pipeline.errors import PipelineError
+    from studies.gender_holdout.study import excluded_corpora
 
     unseen = {m: excluded_corpora(m) for m in args.models}
     bad = [m for m, corpora in unseen.items() if not corpora]
     if bad:
         print(f"error: {', '.join(bad)}: not a gender model folder trained with --exclude-corpus", file=sys.stderr)
         return 2
-    from .gender import GenderClassifier
+    from pipeline.gender import GenderClassifier
 
     classifiers = {m: GenderClassifier.load(m) for m in args.models}
     rows = sample_rows([u for u in read_manifest() if u.gender in ("male", "female")], args.clips, seed=args.seed)
@@ -232,7 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  {i}/{len(rows)} clips", file=sys.stderr, flush=True)
     groups = summarise(rows, f0)
     sides = [a for m in args.models for a in side_accuracy(m, rows, f0, predicted[m])]
-    command = "python -m pipeline.corpus_pitch " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python -m studies.corpus_pitch " + " ".join(argv if argv is not None else sys.argv[1:])
     text = to_markdown(groups, command=command, sides=sides)
     write_report(args.out, {"command": command, "boundary_hz": BOUNDARY_HZ, "groups": [asdict(g) for g in groups],
                             "held_out_models": [asdict(a) for a in sides]}, text)

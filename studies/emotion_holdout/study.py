@@ -2,17 +2,17 @@
 
 Usage::
 
-    python -m pipeline.emotion_holdout --out reports/emotion_holdout          # ravdess, ased, emovo
-    python -m pipeline.emotion_holdout --corpora emovo --seeds 1 --out /tmp/eh  # quicker, one seed
+    python -m studies.emotion_holdout --out reports/emotion_holdout          # ravdess, ased, emovo
+    python -m studies.emotion_holdout --corpora emovo --seeds 1 --out /tmp/eh  # quicker, one seed
 
 The ``test`` split only holds new *speakers* of corpora the models were trained
 on. Users' recordings differ in language, microphone and speaking style too, so
 for each held-out corpus C this trains the pooled, male and female emotion
-models with the shipped recipe (:class:`pipeline.train_emotion.TrainConfig`,
+models with the shipped recipe (:class:`training.emotion_train.TrainConfig`,
 ``train`` + ``val`` of every other emotional corpus) and scores **every**
 emotional row of C, routed by the speaker's true gender (and with the pooled
 model). Gender is taken as known so that the figure is about emotion alone (the
-gender model's own held-out check is :mod:`pipeline.gender_holdout`).
+gender model's own held-out check is :mod:`studies.gender_holdout`).
 
 Labels a held-out corpus has but the others lack can never be predicted right
 (without RAVDESS, no training corpus has ``calm``), so the report also gives
@@ -31,9 +31,9 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .data import Utterance, read_manifest
-from .emotion import EMOTION_LABELS, EmotionModel
-from .report_io import write_report
+from training.corpus import Utterance, read_manifest
+from pipeline.emotion import EMOTION_LABELS, EmotionModel
+from training.reporting import write_report
 
 #: Corpora a held-out check makes sense for (SAVEE has male speakers only: no female model changes).
 DEFAULT_CORPORA = ("ravdess", "ased", "emovo")
@@ -97,8 +97,8 @@ def score_corpus(corpus: str, rows: Sequence[Utterance], X: np.ndarray, held_out
     ``held_out``) to emotion models; ``trained_labels`` are the labels present in
     the held-out models' training rows.
     """
-    from .evaluate import emotion_metrics
-    from .stats import speaker_bootstrap
+    from training.evaluate import emotion_metrics
+    from training.stats import speaker_bootstrap
 
     truth = np.array([u.emotion for u in rows], dtype=object)
     genders = [u.gender for u in rows]
@@ -137,8 +137,8 @@ def run(corpora: Sequence[str] = DEFAULT_CORPORA, *, n_seeds: int | None = None,
     ``shipped_dirs`` maps ``"male"`` / ``"female"`` to the shipped model folders
     (``None``: skip the seen-vs-never-seen comparison).
     """
-    from .dataset import build_table
-    from .train_emotion import EMOTION_CORPORA, TrainConfig, emotion_rows, train_family
+    from training.dataset import build_table
+    from training.emotion_train import EMOTION_CORPORA, TrainConfig, emotion_rows, train_family
 
     rows = emotion_rows(read_manifest())
     present = {u.corpus for u in rows}
@@ -203,16 +203,16 @@ def to_markdown(results: Sequence[CorpusResult], *, command: str, n_seeds: int) 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.emotion_holdout", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m studies.emotion_holdout", description=__doc__.split("\n\n")[0])
     parser.add_argument("--corpora", nargs="+", default=list(DEFAULT_CORPORA), help="corpora to hold out, one at a time")
     parser.add_argument("--seeds", type=int, default=None, help="ensemble size (default: the shipped recipe's)")
     parser.add_argument("--out", required=True, help="output stem: writes STEM.md and STEM.json")
     parser.add_argument("--no-shipped", action="store_true", help="skip the comparison with the shipped models")
     parser.add_argument("--threads", type=int, default=None, help="TensorFlow threads (default: all cores)")
     args = parser.parse_args(argv)
-    from .cascade import FEMALE_MODEL_DIR, MALE_MODEL_DIR
-    from .emotion import configure_tensorflow
-    from .train_emotion import TrainConfig
+    from pipeline.cascade import FEMALE_MODEL_DIR, MALE_MODEL_DIR
+    from pipeline.emotion import configure_tensorflow
+    from training.emotion_train import TrainConfig
 
     configure_tensorflow(args.threads)
     try:
@@ -221,7 +221,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    command = "python -m pipeline.emotion_holdout " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python -m studies.emotion_holdout " + " ".join(argv if argv is not None else sys.argv[1:])
     n_seeds = args.seeds or TrainConfig().n_seeds
     text = to_markdown(results, command=command, n_seeds=n_seeds)
     write_report(args.out, {"command": command, "n_seeds": n_seeds, "results": [asdict(r) for r in results]}, text)

@@ -2,11 +2,11 @@
 
 Usage::
 
-    python -m pipeline.train_gender --out /tmp/g0 --seed 0     # and --seed 1, --seed 2
-    python -m pipeline.gender_ensemble --members /tmp/g0 /tmp/g1 /tmp/g2 --out gender_model
+    python -m training.gender_train --out /tmp/g0 --seed 0     # and --seed 1, --seed 2
+    python -m training.gender_ensemble --members /tmp/g0 /tmp/g1 /tmp/g2 --out gender_model
 
 The output folder holds one sub-folder per member (``seed0/``, ``seed1/``, ...,
-each exactly what :mod:`pipeline.train_gender` wrote: ``config.json`` and
+each exactly what :mod:`training.gender_train` wrote: ``config.json`` and
 ``model.safetensors`` in the hub layout, and ``metadata.json``), an
 ``ensemble.json`` naming them (read by :meth:`pipeline.gender.GenderClassifier.load`,
 which averages the members' probabilities), a ``metadata.json`` with the
@@ -30,8 +30,8 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
-from .errors import ModelError
-from .gender import ENSEMBLE_COMBINE, ENSEMBLE_FILE, MODEL_FILES
+from pipeline.errors import ModelError
+from pipeline.gender import ENSEMBLE_COMBINE, ENSEMBLE_FILE, MODEL_FILES
 
 #: Metadata keys every member must agree on.
 SHARED_KEYS = ("labels", "sample_rate", "frontend", "architecture", "audio_config")
@@ -106,8 +106,8 @@ def build_ensemble(member_dirs: Sequence[str | Path], out_dir: str | Path, *, ev
         ModelError: fewer than two members, a member lacks its weights or
             ``metadata.json``, or the members differ in more than their seed.
     """
-    from .gender import GenderClassifier
-    from .train_gender import evaluate_gender, gender_rows, model_card
+    from pipeline.gender import GenderClassifier
+    from training.gender_train import evaluate_gender, gender_rows, model_card
 
     member_dirs = [Path(d) for d in member_dirs]
     if len(member_dirs) < 2:
@@ -133,7 +133,7 @@ def build_ensemble(member_dirs: Sequence[str | Path], out_dir: str | Path, *, ev
         (staging / ENSEMBLE_FILE).write_text(
             json.dumps({"members": list(metas), "combine": ENSEMBLE_COMBINE}, indent=2) + "\n", encoding="utf-8")
         if evaluate_test:
-            from .data import read_manifest
+            from training.corpus import read_manifest
 
             rows = gender_rows(read_manifest(), "test")
             if max_rows:
@@ -151,9 +151,9 @@ def build_ensemble(member_dirs: Sequence[str | Path], out_dir: str | Path, *, ev
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.gender_ensemble", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m training.gender_ensemble", description=__doc__.split("\n\n")[0])
     parser.add_argument("--members", nargs="+", required=True, metavar="DIR",
-                        help="gender model folders written by pipeline.train_gender (same recipe, different seeds)")
+                        help="gender model folders written by training.gender_train (same recipe, different seeds)")
     parser.add_argument("--out", default="gender_model", help="ensemble folder (default: gender_model)")
     parser.add_argument("--no-test", action="store_true", help="skip the test-split metrics")
     parser.add_argument("--max-rows", type=int, default=None, help="limit test rows (smoke test)")

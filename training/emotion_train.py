@@ -1,16 +1,16 @@
 """Train the gender-specific (and the pooled comparison) emotion CNNs.
 
-Recipe (each choice measured by ``python -m pipeline.experiments``):
+Recipe (each choice measured by ``python -m studies.experiments``):
 
 * training rows: the ``train`` and ``val`` splits of every emotional corpus
   (RAVDESS, SAVEE, ASED, EMOVO) for the model's gender; ``test`` speakers are
   never seen;
 * a fixed training length (pre-training and fine-tuning epochs), chosen by
   cross-validation over the ``train`` + ``val`` speakers
-  (``python -m pipeline.recipe_cv``), instead of early stopping on the small
+  (``python -m studies.recipe_cv``), instead of early stopping on the small
   ``val`` split (still available: ``early_stopping``, ``fit_splits=("train",)``);
 * augmentation: each training clip also enters as speed-perturbed copies (x0.9,
-  x1.1) and with pink noise at 15 dB SNR (:mod:`pipeline.augment`);
+  x1.1) and with pink noise at 15 dB SNR (:mod:`training.augment`);
 * class weights balance the eight emotions (SAVEE/EMOVO have no ``calm``, ASED
   only five classes);
 * ``pretrain``: the network is first trained on both genders (that network is
@@ -27,12 +27,19 @@ from typing import Sequence
 
 import numpy as np
 
-from .audio import DEFAULT_AUDIO_CONFIG
-from .augment import DEFAULT_AUGMENTATIONS, Augmentation
-from .data import Utterance, read_manifest
-from .dataset import FeatureTable, build_table
-from .emotion import EMOTION_LABELS, EmotionModel, EmotionModelConfig, build_cnn, configure_tensorflow, library_versions
-from .features import DEFAULT_FEATURE_CONFIG, feature_names
+from pipeline.audio import DEFAULT_AUDIO_CONFIG
+from training.augment import DEFAULT_AUGMENTATIONS, Augmentation
+from training.corpus import Utterance, read_manifest
+from training.dataset import FeatureTable, build_table
+from pipeline.emotion import (
+    EMOTION_LABELS,
+    EmotionModel,
+    EmotionModelConfig,
+    build_cnn,
+    configure_tensorflow,
+    library_versions,
+)
+from pipeline.features import DEFAULT_FEATURE_CONFIG, feature_names
 
 EMOTION_CORPORA = ("ravdess", "savee", "ased", "emovo")
 
@@ -46,7 +53,7 @@ class TrainConfig:
     pretrain: bool = True
     n_seeds: int = 5
     seed: int = 0
-    #: epochs of (pre-)training and of fine-tuning: exact counts, chosen by ``python -m pipeline.recipe_cv``
+    #: epochs of (pre-)training and of fine-tuning: exact counts, chosen by ``python -m studies.recipe_cv``
     #: (``reports/recipe_cv.md``); upper bounds when ``early_stopping``
     epochs: int = 35
     finetune_epochs: int = 25

@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from pipeline.paths import PROJECT_ROOT
 
 
 def data_dir() -> Path:

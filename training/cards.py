@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .emotion import EMOTION_LABELS, EmotionModel
+from pipeline.emotion import EMOTION_LABELS, EmotionModel
 
 LICENCES = """\
 | corpus | licence |
@@ -42,7 +42,7 @@ def emotion_card(model: EmotionModel, metrics: dict, holdout: dict | None = None
     """Markdown model card for ``model`` given the evaluation ``metrics``.
 
     ``holdout`` is the content of ``reports/emotion_holdout.json``
-    (:mod:`pipeline.emotion_holdout`); when given, its figures join the known limits.
+    (:mod:`studies.emotion_holdout`); when given, its figures join the known limits.
     """
     cfg = model.config
     training = cfg.training
@@ -78,7 +78,7 @@ def emotion_card(model: EmotionModel, metrics: dict, holdout: dict | None = None
         (f"* Early stopping on the `val` split ({len(training.get('val_speakers', []))} speakers); "
          if training.get("early_stopping", True) else
          f"* A fixed {training.get('epochs')} epochs of pre-training and {training.get('finetune_epochs')} of "
-         "fine-tuning, chosen by cross-validation over speakers (`python -m pipeline.recipe_cv`, "
+         "fine-tuning, chosen by cross-validation over speakers (`python -m studies.recipe_cv`, "
          "`reports/recipe_cv.md`); ")
         + "`test` speakers were never seen.",
         "* Pre-training on both genders, then fine-tuning on this gender: "
@@ -133,7 +133,7 @@ def write_emotion_card(folder: Path, metrics: dict, holdout_report: Path | None 
     exists, the held-out-corpus report ``holdout_report`` (default ``reports/emotion_holdout.json``)."""
     import json
 
-    from .data import PROJECT_ROOT
+    from pipeline.paths import PROJECT_ROOT
 
     path = Path(holdout_report) if holdout_report is not None else PROJECT_ROOT / "reports" / "emotion_holdout.json"
     holdout = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None

@@ -1,0 +1,1 @@
+"""The baselines study (see README.md beside this file)."""

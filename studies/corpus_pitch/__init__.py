@@ -1,0 +1,1 @@
+"""The corpus_pitch study (see README.md beside this file)."""

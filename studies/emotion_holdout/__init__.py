@@ -1,0 +1,1 @@
+"""The emotion_holdout study (see README.md beside this file)."""

@@ -1,0 +1,1 @@
+"""The experiments study (see README.md beside this file)."""

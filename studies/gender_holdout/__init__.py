@@ -1,0 +1,1 @@
+"""The gender_holdout study (see README.md beside this file)."""

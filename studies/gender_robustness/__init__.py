@@ -1,0 +1,1 @@
+"""The gender_robustness study (see README.md beside this file)."""

@@ -1,0 +1,1 @@
+"""The noise_study study (see README.md beside this file)."""

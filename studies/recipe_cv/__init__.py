@@ -1,0 +1,1 @@
+"""The recipe_cv study (see README.md beside this file)."""

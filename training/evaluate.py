@@ -1,0 +1,386 @@
+"""Speaker-independent evaluation of the shipped models.
+
+``python -m pipeline.evaluate`` scores every ``test``-split clip of the shared
+corpus (speakers never seen in training) and writes ``reports/metrics.json``,
+``reports/metrics.md`` and ``reports/test_predictions.csv``:
+
+* gender accuracy overall, per corpus and per language, with the errors listed;
+* emotion accuracy, macro-F1 and per-class recall, per gender and per corpus, for
+  (a) the real cascade (predicted gender, hard routing), (b) routing by the true
+  gender, (c) one pooled gender-agnostic model trained the same way, and
+  (d) the cascade with soft routing;
+* robustness to recording level: agreement of the predictions for the clip scaled
+  by x0.1, x3 and peak-normalised with those for the original.
+
+Macro-F1 averages over the emotions present in the evaluated rows (ASED has five,
+SAVEE and EMOVO seven).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from pipeline.cascade import FEMALE_MODEL_DIR, MALE_MODEL_DIR, Cascade
+from pipeline.paths import PROJECT_ROOT
+from training.corpus import Utterance, read_manifest, spread
+from pipeline.emotion import EMOTION_LABELS, EmotionModel
+from pipeline.gender import GENDER_LABELS
+
+REPORT_DIR = PROJECT_ROOT / "reports"
+POOLED_MODEL_DIR = PROJECT_ROOT / "pooled_model"
+LEVEL_CONDITIONS = {"x0.1": 0.1, "x3": 3.0, "peak": None}
+
+
+def emotion_metrics(y_true: Sequence[str], y_pred: Sequence[str]) -> dict:
+    """Accuracy, macro-F1 and per-class recall for label strings; ``n`` rows."""
+    from sklearn.metrics import f1_score, recall_score
+
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    if y_true.size == 0:
+        return {"n": 0}
+    labels = [label for label in EMOTION_LABELS if label in set(y_true)]
+    recalls = recall_score(y_true, y_pred, labels=labels, average=None, zero_division=0)
+    return {
+        "n": int(y_true.size),
+        "accuracy": float(np.mean(y_true == y_pred)),
+        "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+        "recall": {label: float(r) for label, r in zip(labels, recalls)},
+    }
+
+
+def _grouped(frame, truth: str, pred: str) -> dict:
+    out = {"overall": emotion_metrics(frame[truth], frame[pred])}
+    for key in ("gender", "corpus"):
+        out[f"per_{key}"] = {
+            value: emotion_metrics(part[truth], part[pred]) for value, part in frame.groupby(key, sort=True)
+        }
+    ravdess = frame[frame.corpus == "ravdess"]
+    out["ravdess"] = emotion_metrics(ravdess[truth], ravdess[pred])
+    out["ravdess_per_intensity"] = {
+        value: emotion_metrics(part[truth], part[pred]) for value, part in ravdess.groupby("intensity", sort=True)
+    }
+    return out
+
+
+def predict_split(cascade: Cascade, utterances: Sequence[Utterance], *, pooled: EmotionModel | None = None,
+                  batch_size: int = 32, features_out: dict | None = None):
+    """Score ``utterances`` with the cascade (hard and soft routing), true-gender routing and ``pooled``.
+
+    Returns a ``pandas.DataFrame``, one row per clip: manifest columns, the
+    predicted gender and its probabilities, and per method the predicted
+    emotion and the eight probabilities (``<method>_prob_<label>``).
+    ``features_out``, if given, receives ``relpath -> np.ndarray [n_features]``
+    for every scored clip (the vectors the emotion models read).
+    """
+    import pandas as pd
+
+    records = []
+    for start in range(0, len(utterances), batch_size):
+        chunk = list(utterances[start:start + batch_size])
+        # The cascade's own two stages; the features are kept for the other methods.
+        items = [cascade.featurise_file(u.path, u.relpath) for u in chunk]
+        predictions = cascade.score(items)
+        good = [i for i, p in enumerate(predictions) if p.ok]
+        X = np.stack([items[i].features for i in good]) if good else np.zeros((0, 1))
+        per_model = {g: m.predict_proba(X) for g, m in cascade.emotion_models.items()} if good else {}
+        pooled_probs = pooled.predict_proba(X) if (pooled is not None and good) else None
+        row_of = {i: r for r, i in enumerate(good)}
+        if features_out is not None:
+            features_out.update({chunk[i].relpath: items[i].features for i in good})
+        for i, (u, p) in enumerate(zip(chunk, predictions)):
+            record = {
+                "path": u.relpath, "corpus": u.corpus, "speaker": u.speaker, "gender": u.gender,
+                "emotion": u.emotion, "intensity": u.intensity, "language": u.language,
+                "duration_s": u.duration_s, "status": p.status, "error": p.error,
+                "pred_gender": p.gender, "p_female": p.gender_probabilities.get("female"),
+            }
+            if p.ok:
+                r = row_of[i]
+                g = np.array([p.gender_probabilities[x] for x in GENDER_LABELS])
+                methods = {
+                    "cascade": per_model[p.gender][r],
+                    "soft": g[0] * per_model["male"][r] + g[1] * per_model["female"][r],
+                    "true_gender": per_model[u.gender][r],
+                }
+                if pooled_probs is not None:
+                    methods["pooled"] = pooled_probs[r]
+                for name, probs in methods.items():
+                    record[f"{name}_pred"] = EMOTION_LABELS[int(np.argmax(probs))]
+                    for j, label in enumerate(EMOTION_LABELS):
+                        record[f"{name}_prob_{label}"] = float(probs[j])
+                assert record["cascade_pred"] == p.emotion, "cascade and direct model call disagree"
+            records.append(record)
+    return pd.DataFrame.from_records(records)
+
+
+def gender_metrics(frame) -> dict:
+    """Gender accuracy overall (with a 95% bootstrap interval over speakers), per corpus, per language
+    and per emotion, plus the errors."""
+    from training.stats import speaker_bootstrap
+
+    scored = frame[frame.status == "ok"]
+    correct = scored.pred_gender == scored.gender
+
+    def acc(mask) -> dict:
+        return {"n": int(mask.sum()), "accuracy": float(correct[mask].mean()) if mask.sum() else None}
+
+    errors = scored[~correct][["path", "corpus", "gender", "emotion", "p_female"]]
+    hits = correct.to_numpy(dtype=float)
+    interval = (speaker_bootstrap(scored.speaker.to_numpy(), lambda idx: float(hits[idx].mean()))
+                if len(scored) else None)
+    return {
+        "overall": acc(np.ones(len(scored), dtype=bool)),
+        "overall_interval": interval.to_dict() if interval else None,
+        "per_corpus": {c: acc((scored.corpus == c).to_numpy()) for c in sorted(scored.corpus.unique())},
+        "per_language": {c: acc((scored.language == c).to_numpy()) for c in sorted(scored.language.unique())},
+        "per_gender": {g: acc((scored.gender == g).to_numpy()) for g in GENDER_LABELS},
+        "per_gender_emotion": {
+            f"{g}/{e}": acc(((scored.gender == g) & (scored.emotion == e)).to_numpy())
+            for g in GENDER_LABELS for e in EMOTION_LABELS
+            if ((scored.gender == g) & (scored.emotion == e)).any()
+        },
+        "not_scored": int((frame.status != "ok").sum()),
+        "errors": errors.sort_values("path").to_dict(orient="records"),
+    }
+
+
+ROUTING_CONTRASTS = (("cascade", "true_gender"), ("cascade", "pooled"), ("soft", "cascade"))
+
+
+def routing_comparison(emotional, *, n_boot: int = 2000, seed: int = 0) -> dict:
+    """Accuracy differences between methods with 95% bootstrap intervals over speakers.
+
+    ``emotional``: the emotional, scored rows of :func:`predict_split`'s frame.
+    Returns ``{"all" | "ravdess": {"a - b": Interval.to_dict()}}`` for the contrasts
+    in :data:`ROUTING_CONTRASTS` whose methods are present.
+    """
+    from training.stats import accuracy_difference
+
+    out: dict = {}
+    for subset, part in (("all", emotional), ("ravdess", emotional[emotional.corpus == "ravdess"])):
+        if part.empty:
+            continue
+        out[subset] = {
+            f"{a} - {b}": accuracy_difference(part.emotion, part[f"{a}_pred"], part[f"{b}_pred"], part.speaker,
+                                              n_boot=n_boot, seed=seed).to_dict()
+            for a, b in ROUTING_CONTRASTS if f"{a}_pred" in part and f"{b}_pred" in part
+        }
+    return out
+
+
+def calibration(emotional) -> dict:
+    """Expected calibration error (10 bins) of each method's emotion probabilities."""
+    from training.stats import reliability
+
+    y = emotional.emotion.map({label: i for i, label in enumerate(EMOTION_LABELS)}).to_numpy()
+    out = {}
+    for method in ("cascade", "true_gender", "pooled", "soft"):
+        columns = [f"{method}_prob_{label}" for label in EMOTION_LABELS]
+        if all(c in emotional for c in columns) and len(emotional):
+            out[method] = {"ece": reliability(emotional[columns].to_numpy(), y).ece, "n": int(len(emotional))}
+    return out
+
+
+def level_robustness(cascade: Cascade, utterances: Sequence[Utterance]) -> dict:
+    """Share of clips whose gender / emotion is unchanged when the level changes."""
+    import soundfile as sf
+
+    out: dict = {}
+    base, scaled = [], {name: [] for name in LEVEL_CONDITIONS}
+    for u in utterances:
+        y, sr = sf.read(u.path, dtype="float32")
+        base.append(cascade.predict_signal(y, sr))
+        for name, gain in LEVEL_CONDITIONS.items():
+            z = y * gain if gain is not None else y / max(float(np.abs(y).max()), 1e-9)
+            scaled[name].append(cascade.predict_signal(z, sr))
+    for name, preds in scaled.items():
+        pairs = [(b, p) for b, p in zip(base, preds) if b.ok and p.ok]
+        out[name] = {
+            "n": len(pairs),
+            "gender_unchanged": float(np.mean([b.gender == p.gender for b, p in pairs])) if pairs else None,
+            "emotion_unchanged": float(np.mean([b.emotion == p.emotion for b, p in pairs])) if pairs else None,
+        }
+    return out
+
+
+def evaluate(*, cascade: Cascade | None = None, pooled_dir: Path | None = POOLED_MODEL_DIR,
+             split: str = "test", limit: int | None = None, robustness_clips: int = 120,
+             features_out: dict | None = None) -> tuple[dict, object]:
+    """Run the whole evaluation; returns ``(metrics, predictions_frame)``.
+
+    ``limit`` keeps every n-th row so that about ``limit`` clips remain (for quick checks).
+    ``features_out``: see :func:`predict_split`.
+    """
+    cascade = cascade or Cascade.load()
+    pooled = EmotionModel.load(pooled_dir) if pooled_dir is not None and Path(pooled_dir).is_dir() else None
+    rows = spread([u for u in read_manifest() if u.split == split], limit)
+    frame = predict_split(cascade, rows, pooled=pooled, features_out=features_out)
+    emotional = frame[(frame.emotion != "") & (frame.status == "ok")]
+    methods = [m for m in ("cascade", "true_gender", "pooled", "soft") if f"{m}_pred" in frame]
+    ravdess = [u for u in rows if u.corpus == "ravdess"]
+    step = max(1, len(ravdess) // max(robustness_clips, 1))
+    metrics = {
+        "split": split,
+        "n_clips": int(len(frame)),
+        "n_speakers": int(frame.speaker.nunique()),
+        "gender": gender_metrics(frame),
+        "emotion": {m: _grouped(emotional, "emotion", f"{m}_pred") for m in methods},
+        "routing_comparison": routing_comparison(emotional),
+        "calibration": calibration(emotional),
+        "level_robustness": level_robustness(cascade, ravdess[::step][:robustness_clips]) if robustness_clips else {},
+        "gender_model": cascade.gender.source,
+    }
+    return metrics, frame
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def to_markdown(metrics: dict) -> str:
+    """Human-readable tables of :func:`evaluate`'s metrics."""
+    g = metrics["gender"]
+    lines = [
+        f"# Evaluation on the `{metrics['split']}` split",
+        "",
+        f"{metrics['n_clips']} clips from {metrics['n_speakers']} speakers never seen in training. "
+        "Generated by `python -m pipeline.evaluate`; do not edit by hand.",
+        "",
+        "## Gender",
+        "",
+        "| subset | clips | accuracy |",
+        "|---|---:|---:|",
+        f"| all | {g['overall']['n']} | {_pct(g['overall']['accuracy'])} |",
+    ]
+    if g.get("overall_interval"):
+        lines[-3:-3] = [_interval_sentence(g["overall_interval"]), ""]
+    for key in ("per_corpus", "per_language", "per_gender"):
+        for name, m in g[key].items():
+            lines.append(f"| {key[4:]}: {name} | {m['n']} | {_pct(m['accuracy'])} |")
+    lines += ["", "## Emotion (8 classes)", "",
+              "Methods: **cascade** = predicted gender, hard routing (what users get); **true_gender** = "
+              "routing by the true gender; **pooled** = one gender-agnostic model trained the same way; "
+              "**soft** = both models weighted by the gender probabilities.", "",
+              "| subset | clips | " + " | ".join(f"{m} acc / macro-F1" for m in metrics["emotion"]) + " |",
+              "|---|---:|" + "---:|" * len(metrics["emotion"])]
+    first = next(iter(metrics["emotion"].values()))
+
+    def row(label: str, getter) -> str:
+        cells = []
+        for m in metrics["emotion"].values():
+            part = getter(m)
+            cells.append("n/a" if not part or not part.get("n") else f"{_pct(part['accuracy'])} / {part['macro_f1']:.3f}")
+        n = getter(first).get("n", 0) if getter(first) else 0
+        return f"| {label} | {n} | " + " | ".join(cells) + " |"
+
+    lines.append(row("all", lambda m: m["overall"]))
+    lines.append(row("RAVDESS test actors", lambda m: m["ravdess"]))
+    for key in ("per_gender", "per_corpus"):
+        for name in first[key]:
+            lines.append(row(f"{key[4:]}: {name}", lambda m, k=key, n=name: m[k].get(n)))
+    for name in first["ravdess_per_intensity"]:
+        lines.append(row(f"RAVDESS intensity: {name}", lambda m, n=name: m["ravdess_per_intensity"].get(n)))
+    lines += ["", "### Per-class recall, cascade", "", "| subset | " + " | ".join(EMOTION_LABELS) + " |",
+              "|---|" + "---:|" * len(EMOTION_LABELS)]
+    cascade = metrics["emotion"]["cascade"]
+    for name, part in [("all", cascade["overall"]), ("RAVDESS", cascade["ravdess"]),
+                       *[(f"gender: {k}", v) for k, v in cascade["per_gender"].items()],
+                       *[(f"corpus: {k}", v) for k, v in cascade["per_corpus"].items()]]:
+        rec = part.get("recall", {})
+        lines.append(f"| {name} | " + " | ".join(_pct(rec[label]) if label in rec else "–" for label in EMOTION_LABELS) + " |")
+    if metrics.get("routing_comparison"):
+        lines += ["", "### Does routing help? Accuracy differences, 95% bootstrap interval over test speakers", "",
+                  "| subset | contrast | difference | 95% interval | speakers |", "|---|---|---:|---:|---:|"]
+        for subset, contrasts in metrics["routing_comparison"].items():
+            for name, iv in contrasts.items():
+                lines.append(f"| {'RAVDESS test actors' if subset == 'ravdess' else 'all emotional clips'} | {name} | "
+                             f"{100 * iv['estimate']:+.1f} pts | [{100 * iv['low']:+.1f}, {100 * iv['high']:+.1f}] | "
+                             f"{iv['n_groups']} |")
+    if metrics.get("calibration"):
+        lines += ["", "### Calibration (expected calibration error, 10 bins; 0 = perfectly calibrated)", "",
+                  "| method | clips | ECE |", "|---|---:|---:|"]
+        for method, c in metrics["calibration"].items():
+            lines.append(f"| {method} | {c['n']} | {c['ece']:.3f} |")
+    if metrics.get("level_robustness"):
+        lines += ["", "## Robustness to recording level", "",
+                  "Share of RAVDESS test clips whose prediction is unchanged after scaling the waveform.", "",
+                  "| condition | clips | gender unchanged | emotion unchanged |", "|---|---:|---:|---:|"]
+        for name, m in metrics["level_robustness"].items():
+            lines.append(f"| {name} | {m['n']} | {_pct(m['gender_unchanged'])} | {_pct(m['emotion_unchanged'])} |")
+    if g["errors"]:
+        lines += ["", "## Gender errors", "", "| file | corpus | true | emotion | p(female) |", "|---|---|---|---|---:|"]
+        for e in g["errors"][:50]:
+            lines.append(f"| {e['path']} | {e['corpus']} | {e['gender']} | {e['emotion'] or '–'} | {e['p_female']:.3f} |")
+        if len(g["errors"]) > 50:
+            lines.append(f"| … {len(g['errors']) - 50} more in metrics.json | | | | |")
+    return "\n".join(lines) + "\n"
+
+
+def _interval_sentence(interval: dict) -> str:
+    """'95% interval over N test speakers: a-b%.' for a gender-accuracy bootstrap interval."""
+    return (f"{100 * interval['level']:.0f}% bootstrap interval over the {interval['n_groups']} test speakers: "
+            f"{_pct(interval['low'])}-{_pct(interval['high'])}.")
+
+
+def headline(metrics: dict) -> str:
+    """The short results table kept in the top-level README."""
+    g = metrics["gender"]
+    per_corpus = ", ".join(f"{c} {_pct(m['accuracy'])}" for c, m in g["per_corpus"].items())
+    lines = [
+        f"Gender accuracy: **{_pct(g['overall']['accuracy'])}** on {g['overall']['n']} test clips ({per_corpus})."
+        + (f" {_interval_sentence(g['overall_interval'])}" if g.get("overall_interval") else ""),
+        "",
+        "| emotion, 8 classes | " + " | ".join(metrics["emotion"]) + " |",
+        "|---|" + "---:|" * len(metrics["emotion"]),
+    ]
+    for label, key in (("RAVDESS test actors, accuracy", "ravdess"), ("all emotional test clips, accuracy", "overall")):
+        lines.append(f"| {label} | " + " | ".join(_pct(m[key].get("accuracy")) for m in metrics["emotion"].values()) + " |")
+    lines.append("| all emotional test clips, macro-F1 | "
+                 + " | ".join(f"{m['overall'].get('macro_f1', float('nan')):.3f}" for m in metrics["emotion"].values()) + " |")
+    lines += ["", "*cascade*: predicted gender, hard routing (what you get); *true_gender*: routing by the true "
+              "gender; *pooled*: one gender-agnostic model; *soft*: both models weighted by the gender probabilities."]
+    return "\n".join(lines)
+
+
+def update_readme(metrics: dict, readme: Path = PROJECT_ROOT / "README.md") -> None:
+    """Replace the text between the README's metrics markers with :func:`headline`."""
+    start, end = "<!-- metrics:start -->", "<!-- metrics:end -->"
+    text = readme.read_text(encoding="utf-8")
+    if start in text and end in text:
+        before, rest = text.split(start, 1)
+        after = rest.split(end, 1)[1]
+        readme.write_text(f"{before}{start}\n{headline(metrics)}\n{end}{after}", encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.evaluate", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=REPORT_DIR, help="folder for metrics.json/.md (default reports/)")
+    parser.add_argument("--split", default="test", choices=("train", "val", "test"))
+    parser.add_argument("--gender-model", default=None, help="gender model folder or hub id (default: shipped)")
+    parser.add_argument("--limit", type=int, default=None, help="evaluate about this many clips (quick check)")
+    parser.add_argument("--robustness-clips", type=int, default=120)
+    args = parser.parse_args(argv)
+    metrics, frame = evaluate(cascade=Cascade.load(args.gender_model), split=args.split, limit=args.limit,
+                              robustness_clips=args.robustness_clips)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    (args.out / "metrics.md").write_text(to_markdown(metrics), encoding="utf-8")
+    frame.to_csv(args.out / "test_predictions.csv" if args.split == "test" else args.out / f"{args.split}_predictions.csv",
+                 index=False)
+    if args.split == "test" and args.limit is None and args.gender_model is None:
+        from training.cards import write_emotion_card
+
+        for folder in (MALE_MODEL_DIR, FEMALE_MODEL_DIR, POOLED_MODEL_DIR):
+            if folder.is_dir():
+                write_emotion_card(folder, metrics)
+        update_readme(metrics)
+    print(to_markdown(metrics))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
