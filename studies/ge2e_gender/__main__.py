@@ -1,0 +1,4 @@
+"""``python -m studies.ge2e_gender``: run the study."""
+from .study import main
+
+raise SystemExit(main())
