@@ -13,7 +13,7 @@ from training.channel import (
     encode_decode,
     room_impulse_response,
 )
-from tests.conftest import speech_like
+from pipeline.testing import speech_like
 
 SR = 16000
 
@@ -110,8 +110,12 @@ def test_draw_channel_never_clean_and_follows_the_recipe():
 
 
 def test_version_probs():
-    from training.gender_train import CHANNEL_SHARE, SPEED_PROBS, version_probs
+    from training.gender_batches import version_probs
+    from training.gender_recipe import GenderRecipe
 
+    SPEED_PROBS, CHANNEL_SHARE = GenderRecipe().speed_probs, GenderRecipe().channel_share
+    assert version_probs(3, 2, speed_probs=(0.5, 0.5, 0.0), channel_share=0.2) == pytest.approx(
+        (0.4, 0.4, 0.0, 0.1, 0.1))
     assert version_probs(3, 0) == SPEED_PROBS and version_probs(1, 0) is None
     p = version_probs(3, 2)
     assert len(p) == 5 and sum(p) == pytest.approx(1.0)
@@ -123,7 +127,7 @@ def test_version_probs():
 def test_train_gender_with_channel_copies(tmp_path, two_corpora_env):
     from studies.gender_robustness.study import describe
     from training.gender_train import train_gender
-    from tests.test_gender_holdout import TINY_WIDTHS
+    from pipeline.testing import TINY_GENDER_WIDTHS as TINY_WIDTHS
 
     meta = train_gender(tmp_path / "m", epochs=1, samples_per_epoch=16, batch_size=8, widths=TINY_WIDTHS,
                         speed_factors=(1.0,), exclude_corpora=("other",), channel_copies=2, evaluate_test=False)

@@ -10,7 +10,8 @@ import torch
 from pipeline.ecapa import ECAPAGender, LogMelFrontEnd
 from pipeline.errors import ModelError, PredictionError
 from pipeline.gender import GENDER_LABELS, GenderClassifier
-from tests.conftest import speech_like
+from pipeline.testing import TINY_GENDER_WIDTHS as TINY_WIDTHS, speech_like
+from training.testing import write_gender_corpus
 
 DATA = Path(__file__).parent / "data"
 SR = 16000
@@ -265,7 +266,7 @@ def _row(corpus: str, speaker: str, gender: str):
 
 
 def test_sampling_weights_balance_speakers_and_genders():
-    from training.gender_train import sampling_weights
+    from training.gender_batches import sampling_weights
 
     rows = (
         [_row("ased", "ased_1", "female")] * 30 + [_row("ased", "ased_2", "female")] * 10
@@ -283,7 +284,8 @@ def test_sampling_weights_balance_speakers_and_genders():
 
 
 def test_speed_perturb_and_spec_augment():
-    from training.gender_train import make_batch, spec_augment, speed_perturb
+    from training.gender_batches import make_batch, spec_augment
+    from training.gender_signals import speed_perturb
 
     y = synthetic_signal(1.0)
     fast, slow = speed_perturb(y, 1.1), speed_perturb(y, 0.9)
@@ -307,44 +309,27 @@ def test_speed_perturb_and_spec_augment():
     assert (masked == 0).any()
 
 
-def _synthetic_corpus(root: Path, corpus: str = "syn") -> None:
-    """A 3-split gender corpus of harmonic 'voices': male f0 ~110 Hz, female ~230 Hz (2 s clips).
-
-    Every row gets ``corpus`` as its corpus name (``"librispeech"`` makes its readers babble material).
-    """
-    import soundfile as sf
-
-    lines = ["path,corpus,speaker,gender,emotion,intensity,language,split,duration_s"]
-    for split, n_speakers in (("train", 4), ("val", 2), ("test", 2)):
-        for gender, f0 in (("male", 110.0), ("female", 230.0)):
-            for s in range(n_speakers):
-                speaker = f"syn_{split}_{gender}_{s}"
-                for clip in range(2):
-                    rel = f"{speaker}_{clip}.wav"
-                    y = speech_like(2.0, f0=f0 * (1 + 0.04 * s), seed=len(lines))
-                    sf.write(root / rel, y, 16000)
-                    lines.append(f"{rel},{corpus},{speaker},{gender},,,en,{split},2.0")
-    (root / "manifest.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-
-TINY_WIDTHS = {"C": 16, "mfa_channels": 24, "attention_channels": 8, "embedding_dim": 8}
-
-
 @pytest.mark.parametrize("fit_splits, keep", [(("train",), None), (("train", "val"), None), (("train",), "last")])
 def test_train_gender_fit_splits(tmp_path, monkeypatch, fit_splits, keep):
     """train_gender fits exactly the requested splits; with `val` fitted, or with keep="last", nothing is chosen on val."""
     from pipeline.gender import GenderClassifier
-    from training.gender_train import length_report, train_gender
+    from training.gender_cards import length_report
+    from training.gender_train import train_gender
 
     data = tmp_path / "data"
     data.mkdir()
-    _synthetic_corpus(data)
+    write_gender_corpus(data)
     monkeypatch.setenv("SER_DATA_DIR", str(data))
     out = tmp_path / "model"
     meta = train_gender(out, epochs=3, samples_per_epoch=32, batch_size=8, widths=TINY_WIDTHS,
                         fit_splits=fit_splits, speed_factors=(1.0,), keep=keep)
     tr = meta["training"]
     assert tr["fit_splits"] == list(fit_splits)
+    # the resolved recipe is saved next to the model, and loads back as the run's recipe
+    from training.recipes import load_recipe
+    saved = load_recipe("gender", path=out / "recipe.yaml")
+    assert saved.epochs == 3 and saved.widths == TINY_WIDTHS and saved.fit_splits == fit_splits
+    assert saved.keep == keep and saved.speed_factors == (1.0,) and saved.lr == 0.002
     assert tr["n_train"] == (16 if fit_splits == ("train",) else 24)
     assert len(tr["history"]) == 3
     if "val" in fit_splits:
@@ -372,3 +357,105 @@ def test_train_gender_fit_splits(tmp_path, monkeypatch, fit_splits, keep):
         train_gender(out, epochs=1, fit_splits=("test",))
     with pytest.raises(ValueError, match="keep"):
         train_gender(out, epochs=1, fit_splits=("train", "val"), keep="best")
+
+
+# --------------------------------------------------------------------------- the recipe (training/recipes/gender.yaml)
+
+
+def test_gender_recipe_is_what_the_shipped_model_records():
+    """training/recipes/gender.yaml holds the settings gender_model/metadata.json was trained with."""
+    import json
+
+    from training.recipes import load_recipe
+    from training.gender_recipe import augmentation_phrase, noise_phrase, optimiser_phrase, sampling_phrase
+
+    meta = json.loads((Path(__file__).parent.parent / "gender_model" / "metadata.json").read_text())
+    tr = meta["training"]
+    r = load_recipe("gender")
+    assert r.widths == meta["architecture"]
+    for key in ("fit_splits", "seed", "threads", "epochs", "samples_per_epoch", "batch_size", "crop_s"):
+        assert tr[key] == (list(getattr(r, key)) if isinstance(getattr(r, key), tuple) else getattr(r, key)), key
+    assert r.keep_epoch == "last" and tr["best_epoch"] == r.epochs
+    assert tr.get("noise_kinds", ["white"]) == list(r.noise_kinds)  # recorded before --noise existed: white only
+    assert tr.get("channel") is None and r.channel_copies == 0
+    assert tr.get("pitch_balance_power", 0.0) == r.pitch_balance_power == 0.0
+    assert tr.get("excluded_corpora", []) == list(r.exclude_corpora) == []
+    # the recorded sentences, rebuilt from the recipe's values (lr, warm-up, speed, SNR, SpecAugment, ...)
+    assert tr["optimiser"] == optimiser_phrase(r)
+    assert tr["augmentation"] == augmentation_phrase(r, noise_phrase([("white", [None])]))
+    assert tr["sampling"] == sampling_phrase(r)
+    assert r.evaluate_test and r.max_rows is None
+
+
+def test_recipe_loader_known_answers(tmp_path):
+    from training.config import RecipeError, override, parse_sets, save_recipe
+    from training.recipes import load_recipe
+    from training.gender_recipe import GenderRecipe
+
+    r = load_recipe("gender")
+    assert r == GenderRecipe()
+    assert (r.epochs, r.lr, r.weight_decay, r.crop_s, r.speed_factors, r.speed_probs) == (
+        80, 0.002, 0.01, (1.5, 3.0), (1.0, 0.9, 1.1), (0.5, 0.25, 0.25))
+    assert (r.noise_kinds, r.snr_db, r.noise_prob, r.channel_share) == (("white",), (5.0, 40.0), 0.6, 0.5)
+    # --set values are text, parsed by the key's type
+    sets = parse_sets(["epochs=3", "lr=2e-3", "noise_kinds=white,pink", "crop_s=[1.0, 2.5]", "evaluate_test=false",
+                       "max_rows=null", "widths.C=64", "fit_splits=[train]", "pitch_balance_power=1"])
+    v = override(r, sets)
+    assert v.epochs == 3 and type(v.epochs) is int
+    assert v.lr == 0.002 and type(v.lr) is float
+    assert v.noise_kinds == ("white", "pink") and v.crop_s == (1.0, 2.5) and v.fit_splits == ("train",)
+    assert v.evaluate_test is False and v.max_rows is None and v.pitch_balance_power == 1.0
+    assert v.widths == {**r.widths, "C": 64} and r.widths["C"] == 128  # the shipped recipe is untouched
+    assert override(r, {"max_rows": "12"}).max_rows == 12
+    with pytest.raises(RecipeError, match=r"unknown key 'epoch' in the gender recipe \(did you mean 'epochs'\?\)"):
+        override(r, {"epoch": 3})
+    with pytest.raises(RecipeError, match="known keys: seed, threads"):
+        override(r, parse_sets(["nonsense=1"]))
+    with pytest.raises(RecipeError, match="epochs: expected an integer"):
+        override(r, {"epochs": "three"})
+    with pytest.raises(RecipeError, match="unknown key 'D'"):
+        override(r, {"widths.D": 3})
+    with pytest.raises(RecipeError, match="crop_s: expected 2 values"):
+        override(r, {"crop_s": "1.0"})
+    with pytest.raises(RecipeError, match="KEY=VALUE"):
+        parse_sets(["epochs"])
+    # a saved recipe loads back equal; a file must hold every key, and no other
+    path = save_recipe(v, tmp_path)
+    assert path == tmp_path / "recipe.yaml" and load_recipe("gender", path=path) == v
+    assert load_recipe("gender", {"seed": 4}, path=path) == override(v, {"seed": 4})
+    (tmp_path / "short.yaml").write_text("epochs: 3\n")
+    with pytest.raises(RecipeError, match="lacks the keys seed"):
+        load_recipe("gender", path=tmp_path / "short.yaml")
+    (tmp_path / "extra.yaml").write_text(path.read_text() + "colour: blue\n")
+    with pytest.raises(RecipeError, match="unknown key 'colour'"):
+        load_recipe("gender", path=tmp_path / "extra.yaml")
+    with pytest.raises(RecipeError, match="unknown recipe"):
+        load_recipe("speaker")
+
+
+def test_gender_cli_flags_are_recipe_keys(tmp_path):
+    """Every old flag sets its key; --set comes last; --recipe replaces the shipped file; bad keys stop the CLI."""
+    from training.config import save_recipe
+    from training.gender_recipe import GenderRecipe
+    from training.gender_train import build_parser, recipe_from_args
+
+    parser = build_parser()
+
+    def resolve(*argv):
+        return recipe_from_args(parser.parse_args(list(argv)), parser)
+
+    assert resolve() == GenderRecipe()
+    r = resolve("--epochs", "5", "--seed", "2", "--no-test", "--noise", "white", "pink", "--fit-splits", "train",
+                "--channel", "2", "--pitch-balance", "0.5", "--exclude-corpus", "ased", "--keep", "last",
+                "--samples-per-epoch", "64", "--threads", "2", "--max-rows", "9", "--widths", "C=64",
+                "--set", "lr=1e-3", "--set", "epochs=7")
+    assert r == GenderRecipe(epochs=7, seed=2, evaluate_test=False, noise_kinds=("white", "pink"),
+                             fit_splits=("train",), channel_copies=2, pitch_balance_power=0.5,
+                             exclude_corpora=("ased",), keep="last", samples_per_epoch=64, threads=2, max_rows=9,
+                             widths={**GenderRecipe().widths, "C": 64}, lr=0.001)
+    save_recipe(GenderRecipe(epochs=11), tmp_path)
+    assert resolve("--recipe", str(tmp_path / "recipe.yaml"), "--seed", "1") == GenderRecipe(epochs=11, seed=1)
+    for bad in (["--set", "epoch=3"], ["--widths", "D=4"], ["--fit-splits", "train", "--keep", "best", "--set",
+                                                            "fit_splits=train,val"]):
+        with pytest.raises(SystemExit):
+            resolve(*bad)

@@ -12,7 +12,7 @@ import pytest
 from pipeline.errors import ModelError
 from pipeline.gender import ENSEMBLE_FILE, GenderClassifier, ensemble_members
 from training.gender_ensemble import build_ensemble, main
-from tests.conftest import make_gender_model, speech_like
+from pipeline.testing import make_gender_model, speech_like
 
 
 def _metadata(seed: int, *, C: int = 16) -> dict:
@@ -161,3 +161,17 @@ def test_members_that_chose_their_own_epoch(tmp_path):
     assert meta["training"]["epochs"] == 80 and meta["training"]["keep"] == "best"
     card = (tmp_path / "ens" / "README.md").read_text()
     assert "each member kept its best epoch of 80" in card and "BatchNorm running statistics" not in card
+
+
+def test_ensemble_keeps_each_members_recipe(members, tmp_path):
+    """A member's recipe.yaml (what training.gender_train saves) is copied into its folder; older members lack it."""
+    from training.config import save_recipe
+    from training.recipes import load_recipe
+    from training.gender_recipe import GenderRecipe
+
+    with_recipe = tmp_path / "c"
+    shutil.copytree(members[1], with_recipe)
+    save_recipe(GenderRecipe(seed=1, epochs=3), with_recipe)
+    build_ensemble([members[0], with_recipe], tmp_path / "ens", evaluate_test=False)
+    assert not (tmp_path / "ens" / "seed0" / "recipe.yaml").exists()
+    assert load_recipe("gender", path=tmp_path / "ens" / "seed1" / "recipe.yaml") == GenderRecipe(seed=1, epochs=3)

@@ -94,3 +94,75 @@ def test_train_family_fits_the_configured_splits(monkeypatch, fit_splits, finetu
         assert model.predict_proba(np.zeros((2, 483), dtype=np.float32)).shape == (2, len(EMOTION_LABELS))
     assert all(len(h["loss"]) == finetune_epochs for h in history["female"])
     assert all(len(h["loss"]) == 3 for h in history["pooled"])
+
+
+# --------------------------------------------------------------------------- the recipe (training/recipes/emotion.yaml)
+
+
+def test_emotion_recipe_is_what_the_shipped_models_record():
+    """TrainConfig() is training/recipes/emotion.yaml, and equals the recipe each shipped model's config.json records."""
+    import json
+    from pathlib import Path
+
+    from training.augment import Augmentation
+    from training.recipes import load_recipe
+    from training.emotion_train import EMOTION_CORPORA
+
+    config = TrainConfig()
+    assert load_recipe("emotion") == config
+    assert config.augmentations == (Augmentation("speed", factor=0.9), Augmentation("speed", factor=1.1),
+                                    Augmentation("noise", snr_db=15.0))
+    assert EMOTION_CORPORA == config.corpora == ("ravdess", "savee", "ased", "emovo")
+    root = Path(__file__).parent.parent
+    for folder in ("male_models", "female_models", "pooled_model"):
+        recorded = json.loads((root / folder / "config.json").read_text())["training"]
+        assert {k: recorded[k] for k in config.to_dict()} == json.loads(json.dumps(config.to_dict())), folder
+
+
+def test_emotion_recipe_overrides():
+    from dataclasses import replace
+
+    from training.augment import Augmentation
+    from training.config import RecipeError, parse_sets
+    from training.recipes import load_recipe
+
+    shipped = TrainConfig()
+    assert TrainConfig(epochs=3) == replace(shipped, epochs=3) == load_recipe("emotion", {"epochs": "3"})
+    c = load_recipe("emotion", parse_sets(["augmentations=[{name: speed, factor: 0.8}]", "fit_splits=train",
+                                           "early_stopping=yes", "finetune_learning_rate=1e-4"]))
+    assert c.augmentations == (Augmentation("speed", factor=0.8),) and c.fit_splits == ("train",)
+    assert c.early_stopping is True and c.finetune_learning_rate == 1e-4 and c.epochs == shipped.epochs
+    with pytest.raises(RecipeError, match="unknown key 'n_seed' in the emotion recipe"):
+        load_recipe("emotion", {"n_seed": 2})
+    with pytest.raises(RecipeError, match="unknown key 'speed'"):
+        load_recipe("emotion", {"augmentations": "[{name: speed, speed: 0.8}]"})
+
+
+def test_pipeline_train_saves_the_resolved_emotion_recipe(monkeypatch, tmp_path):
+    """python -m pipeline.train --set emotion.KEY=VALUE trains with that recipe and saves it as recipe.yaml."""
+    import training.emotion_train as te
+    import training.train as tt
+    from training.recipes import load_recipe
+
+    seen = {}
+
+    class Saved:
+        def save(self, folder):
+            folder.mkdir(parents=True, exist_ok=True)
+
+    def fake_family(config, **kwargs):
+        seen["config"] = config
+        return {"pooled": Saved(), "male": Saved(), "female": Saved()}, {"pooled": [], "male": [], "female": []}
+
+    monkeypatch.setattr(te, "train_family", fake_family)
+    monkeypatch.setattr(tt, "EMOTION_DIRS", {k: tmp_path / k for k in ("male", "female", "pooled")})
+    assert tt.main(["--only", "male", "--no-evaluate", "--seeds", "2", "--set", "emotion.epochs=3",
+                    "--set", "emotion.fit_splits=train"]) == 0
+    expected = TrainConfig(epochs=3, n_seeds=2, fit_splits=("train",))
+    assert seen["config"] == expected
+    assert load_recipe("emotion", path=tmp_path / "male" / "recipe.yaml") == expected
+    assert not (tmp_path / "female").exists()
+    with pytest.raises(SystemExit):
+        tt.main(["--only", "male", "--no-evaluate", "--set", "emotion.epoch=3"])
+    with pytest.raises(SystemExit):
+        tt.main(["--only", "male", "--no-evaluate", "--set", "speaker.epochs=3"])

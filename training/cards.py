@@ -135,7 +135,7 @@ def write_emotion_card(folder: Path, metrics: dict, holdout_report: Path | None 
 
     from pipeline.paths import PROJECT_ROOT
 
-    path = Path(holdout_report) if holdout_report is not None else PROJECT_ROOT / "reports" / "emotion_holdout.json"
+    path = Path(holdout_report) if holdout_report is not None else PROJECT_ROOT / "studies/emotion_holdout/report.json"
     holdout = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
     model = EmotionModel.load(folder)
     (Path(folder) / "README.md").write_text(emotion_card(model, metrics, holdout), encoding="utf-8")

@@ -17,6 +17,8 @@ Recipe (each choice measured by ``python -m studies.experiments``):
   the pooled comparison model), then fine-tuned on each gender (female
   emotional speech is scarce);
 * an ensemble of ``n_seeds`` networks, averaged inside one Keras model.
+
+Every value of the recipe is in ``training/recipes/emotion.yaml`` (:class:`TrainConfig`).
 """
 from __future__ import annotations
 
@@ -28,7 +30,8 @@ from typing import Sequence
 import numpy as np
 
 from pipeline.audio import DEFAULT_AUDIO_CONFIG
-from training.augment import DEFAULT_AUGMENTATIONS, Augmentation
+from training.augment import Augmentation
+from training.config import recipe_dataclass
 from training.corpus import Utterance, read_manifest
 from training.dataset import FeatureTable, build_table
 from pipeline.emotion import (
@@ -41,36 +44,43 @@ from pipeline.emotion import (
 )
 from pipeline.features import DEFAULT_FEATURE_CONFIG, feature_names
 
-EMOTION_CORPORA = ("ravdess", "savee", "ased", "emovo")
 
-
-@dataclass(frozen=True)
+@recipe_dataclass("emotion")
 class TrainConfig:
-    """Hyper-parameters of one emotion model (saved in its ``config.json``)."""
+    """Hyper-parameters of one emotion model (saved in its ``config.json``).
 
-    corpora: tuple[str, ...] = EMOTION_CORPORA
-    augmentations: tuple[Augmentation, ...] = DEFAULT_AUGMENTATIONS
-    pretrain: bool = True
-    n_seeds: int = 5
-    seed: int = 0
-    #: epochs of (pre-)training and of fine-tuning: exact counts, chosen by ``python -m studies.recipe_cv``
-    #: (``reports/recipe_cv.md``); upper bounds when ``early_stopping``
-    epochs: int = 35
-    finetune_epochs: int = 25
-    batch_size: int = 64
-    learning_rate: float = 1e-3
-    finetune_learning_rate: float = 3e-4
-    patience: int = 8
-    monitor: str = "val_loss"
-    early_stopping: bool = False
-    fit_splits: tuple[str, ...] = ("train", "val")
-    dropout: float = 0.4
-    label_smoothing: float = 0.1
+    The defaults are ``training/recipes/emotion.yaml``, where each field is
+    documented: ``TrainConfig()`` is the shipped recipe, ``TrainConfig(epochs=3)``
+    or ``load_recipe("emotion", {"epochs": 3})`` a variant. Epoch counts are exact
+    (chosen by ``python -m studies.recipe_cv``), upper bounds when ``early_stopping``.
+    """
+
+    corpora: tuple[str, ...]
+    augmentations: tuple[Augmentation, ...]
+    pretrain: bool
+    n_seeds: int
+    seed: int
+    epochs: int
+    finetune_epochs: int
+    batch_size: int
+    learning_rate: float
+    finetune_learning_rate: float
+    patience: int
+    monitor: str
+    early_stopping: bool
+    fit_splits: tuple[str, ...]
+    dropout: float
+    label_smoothing: float
 
     def to_dict(self) -> dict:
+        """JSON-ready fields (augmentations as tags), as ``config.json`` records them."""
         data = asdict(self)
         data["augmentations"] = [a.tag for a in self.augmentations]
         return data
+
+
+#: The emotional corpora of the shipped recipe.
+EMOTION_CORPORA = TrainConfig().corpora
 
 
 @dataclass

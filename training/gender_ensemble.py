@@ -7,7 +7,7 @@ Usage::
 
 The output folder holds one sub-folder per member (``seed0/``, ``seed1/``, ...,
 each exactly what :mod:`training.gender_train` wrote: ``config.json`` and
-``model.safetensors`` in the hub layout, and ``metadata.json``), an
+``model.safetensors`` in the hub layout, ``metadata.json`` and ``recipe.yaml``), an
 ``ensemble.json`` naming them (read by :meth:`pipeline.gender.GenderClassifier.load`,
 which averages the members' probabilities), a ``metadata.json`` with the
 members' training record and the ensemble's own ``test`` metrics, and the model
@@ -15,10 +15,10 @@ card ``README.md``. Members must share labels, front end, architecture and audio
 preparation; they differ by seed only.
 
 Why an ensemble: single models of the same recipe land 97.4-98.3% on ``test``
-depending on the seed (``reports/gender_seeds.md``). On ``val``, with
+depending on the seed (``studies/gender_recipe/seeds.md``). On ``val``, with
 ``train``-only members, a three-seed ensemble was two clips better than its mean
 member and steadier under noise, one clip short of the rule set for shipping it
-(``reports/gender_ensemble_plan.md``, ``reports/gender_ensemble_val.md``): the
+(``studies/gender_recipe/ensemble_plan.md``, ``studies/gender_recipe/ensemble_val.md``): the
 shipped model is a single network, and this module is for users who want the ensemble.
 """
 from __future__ import annotations
@@ -32,6 +32,7 @@ from typing import Sequence
 
 from pipeline.errors import ModelError
 from pipeline.gender import ENSEMBLE_COMBINE, ENSEMBLE_FILE, MODEL_FILES
+from training.config import RECIPE_FILE
 
 #: Metadata keys every member must agree on.
 SHARED_KEYS = ("labels", "sample_rate", "frontend", "architecture", "audio_config")
@@ -107,7 +108,9 @@ def build_ensemble(member_dirs: Sequence[str | Path], out_dir: str | Path, *, ev
             ``metadata.json``, or the members differ in more than their seed.
     """
     from pipeline.gender import GenderClassifier
-    from training.gender_train import evaluate_gender, gender_rows, model_card
+    from training.gender_cards import model_card
+    from training.gender_eval import evaluate_gender
+    from training.gender_signals import gender_rows
 
     member_dirs = [Path(d) for d in member_dirs]
     if len(member_dirs) < 2:
@@ -126,8 +129,9 @@ def build_ensemble(member_dirs: Sequence[str | Path], out_dir: str | Path, *, ev
                 raise ModelError("an ensemble member must be a single model, not an ensemble", path=str(src))
             name = _member_name(meta, index, set(metas))
             (staging / name).mkdir()
-            for file in (*MODEL_FILES, "metadata.json"):
-                shutil.copy2(src / file, staging / name / file)
+            for file in (*MODEL_FILES, "metadata.json", RECIPE_FILE):
+                if file != RECIPE_FILE or (src / file).is_file():  # runs before recipes were files lack it
+                    shutil.copy2(src / file, staging / name / file)
             metas[name] = meta
         metadata = ensemble_metadata(metas)
         (staging / ENSEMBLE_FILE).write_text(
