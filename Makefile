@@ -7,8 +7,8 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 setup:
 	@bash scripts/setup.sh
 
-app: setup  ## set up and start the web app (until it lands: score a demo folder)
-	@if [ -f app.py ]; then .venv/bin/streamlit run app.py; else $(MAKE) --no-print-directory demo; fi
+app: setup  ## set up and start the web app
+	.venv/bin/streamlit run app.py
 
 demo: setup  ## score a few clips of the shared corpus to demo_results.csv
 	$(PY) script.py ../shared/data/ravdess/Actor_19 -o demo_results.csv --overwrite
@@ -22,24 +22,24 @@ train: setup  ## rebuild every shipped model from ../shared/data
 evaluate: setup  ## speaker-independent metrics -> reports/ and the model cards
 	$(PY) -m pipeline.evaluate
 
-recipe-cv: setup  ## training length of the emotion CNNs, by cross-validation over speakers -> reports/recipe_cv.*
-	$(PY) -m studies.recipe_cv
+recipe-cv: setup  ## training length of the emotion CNNs, by cross-validation over speakers -> studies/recipe_cv/report.*
+	$(PY) -m studies.recipe_cv --out studies/recipe_cv/report
 
-experiments: setup  ## what helps the emotion models -> reports/experiments.*
-	$(PY) -m studies.experiments
+experiments: setup  ## what helps the emotion models -> studies/experiments/report.*
+	$(PY) -m studies.experiments --out studies/experiments/report
 
 HOLDOUT_CORPORA := ased ravdess librispeech
 HOLDOUT_DIR := artifacts/gender_holdout
 
-gender-holdout: setup  ## gender on corpora never seen: one model per held-out corpus (about 90 minutes on 2 cores) -> reports/gender_holdout.*
+gender-holdout: setup  ## gender on corpora never seen: one model per held-out corpus (about 90 minutes on 2 cores) -> studies/gender_holdout/report.*
 	for c in $(HOLDOUT_CORPORA); do $(PY) -m training.gender_train --out $(HOLDOUT_DIR)/$$c --exclude-corpus $$c --no-test & done; wait
-	$(PY) -m studies.gender_holdout --models $(addprefix $(HOLDOUT_DIR)/,$(HOLDOUT_CORPORA)) --out reports/gender_holdout
+	$(PY) -m studies.gender_holdout --models $(addprefix $(HOLDOUT_DIR)/,$(HOLDOUT_CORPORA)) --out studies/gender_holdout/report
 
-emotion-holdout: setup  ## emotion on corpora never seen: the shipped recipe without RAVDESS, ASED, EMOVO in turn (about an hour) -> reports/emotion_holdout.*
-	$(PY) -m studies.emotion_holdout --out reports/emotion_holdout
+emotion-holdout: setup  ## emotion on corpora never seen: the shipped recipe without RAVDESS, ASED, EMOVO in turn (about an hour) -> studies/emotion_holdout/report.*
+	$(PY) -m studies.emotion_holdout --out studies/emotion_holdout/report
 
-corpus-pitch: setup  ## median F0 per corpus and gender (a few minutes) -> reports/corpus_pitch.*
-	$(PY) -m studies.corpus_pitch --out reports/corpus_pitch
+corpus-pitch: setup  ## median F0 per corpus and gender (a few minutes) -> studies/corpus_pitch/report.*
+	$(PY) -m studies.corpus_pitch --out studies/corpus_pitch/report
 
 bench: setup  ## speed and memory on this machine -> reports/bench.*
 	$(PY) -m pipeline.bench

@@ -8,7 +8,7 @@ import pytest
 from training.pitch import clip_median_f0
 from studies.corpus_pitch.study import sample_rows, summarise, to_markdown
 from training.corpus import Utterance
-from tests.conftest import speech_like
+from pipeline.testing import speech_like
 
 
 @pytest.mark.parametrize("f0", [110.0, 220.0])
@@ -65,7 +65,7 @@ def test_side_accuracy_known_answer():
 
 def test_main_refuses_a_model_that_saw_every_corpus(tmp_path):
     from studies.corpus_pitch.study import main
-    from tests.conftest import make_gender_model
+    from pipeline.testing import make_gender_model
 
     model = make_gender_model(tmp_path / "g", female_logit=2.0)
     assert main(["--out", str(tmp_path / "r"), "--models", str(model)]) == 2
@@ -83,7 +83,7 @@ def test_fast_median_f0_of_a_synthetic_voice(f0):
 def test_pitch_balance_known_answer():
     import numpy as np
 
-    from training.gender_train import pitch_balance
+    from training.gender_batches import pitch_balance
 
     w = np.array([1 / 8] * 4 + [1 / 4] * 2)  # genders already half of the mass each
     genders = ["male"] * 4 + ["female"] * 2
@@ -100,7 +100,7 @@ def test_pitch_balance_known_answer():
 def test_train_gender_with_pitch_balance(tmp_path, two_corpora_env):
     from studies.gender_robustness.study import describe
     from training.gender_train import train_gender
-    from tests.test_gender_holdout import TINY_WIDTHS
+    from pipeline.testing import TINY_GENDER_WIDTHS as TINY_WIDTHS
 
     meta = train_gender(tmp_path / "m", epochs=1, samples_per_epoch=16, batch_size=8, widths=TINY_WIDTHS,
                         speed_factors=(1.0,), evaluate_test=False, pitch_balance_power=0.5)
@@ -113,6 +113,7 @@ def test_write_report_writes_json_and_markdown(tmp_path):
 
     from training.reporting import write_report
 
-    md = write_report(tmp_path / "sub" / "r", {"a": [1, 2]}, "# R\n")
+    md = write_report(tmp_path / "sub" / "r", {"a": [1, 2]}, "# R\n", command="python -m x --y 1")
     assert md == tmp_path / "sub" / "r.md" and md.read_text() == "# R\n"
-    assert json.loads((tmp_path / "sub" / "r.json").read_text()) == {"a": [1, 2]}
+    data = json.loads((tmp_path / "sub" / "r.json").read_text())
+    assert data["a"] == [1, 2] and data["run"]["command"] == "python -m x --y 1"

@@ -8,9 +8,9 @@ import pytest
 import script
 from pipeline.audio import trim_silence
 from pipeline.denoise import DenoiseConfig, reduce_noise
-from studies.noise_study.study import Condition, add_at_snr, conditions, make_babble, speech_power, summarise
-from tests.conftest import SR, speech_like
-from tests.synth import white_noise, with_silence_padding
+from studies.noise_study.study import Condition, conditions, summarise
+from training.noise import make_babble, mix_at_snr, speech_power
+from pipeline.testing import SR, speech_like, white_noise, with_silence_padding
 
 
 @pytest.mark.parametrize("stationary", [False, True])
@@ -58,12 +58,12 @@ def test_script_denoise_flag(tmp_path, wav_file, tiny_models):
     assert len(rows) == 1 and rows[0]["status"] == "ok"
 
 
-def test_add_at_snr_is_relative_to_the_speech_part():
+def test_speech_snr_is_relative_to_the_speech_part():
     speech = speech_like(2.0)
     y = with_silence_padding(speech, SR, 1.0, 1.0)  # RAVDESS-like silent lead and tail
     noise = np.random.default_rng(0).standard_normal(10 * SR)
     for snr in (0.0, 10.0):
-        noisy = add_at_snr(y, noise, snr, seed=4)
+        noisy = mix_at_snr(y, noise, snr, reference="speech", seed=4)
         added = noisy - y
         measured = 10 * np.log10(speech_power(y) / np.mean(added.astype(np.float64) ** 2))
         assert measured == pytest.approx(snr, abs=0.05)

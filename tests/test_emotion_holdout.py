@@ -10,7 +10,7 @@ from training.corpus import Utterance
 from pipeline.emotion import EmotionModel
 from studies.emotion_holdout.study import main, route_by_gender, run, score_corpus, to_markdown
 from pipeline.features import DEFAULT_FEATURE_CONFIG, feature_names
-from tests.conftest import make_emotion_model
+from pipeline.testing import make_emotion_model
 
 N_FEATURES = len(feature_names(DEFAULT_FEATURE_CONFIG))
 
@@ -92,7 +92,7 @@ def test_run_holds_the_corpus_out_and_refuses_unknown_ones(constant_models, tmp_
 
 
 def test_holdout_limit_line_in_the_model_cards():
-    """The cards' known limits carry the held-out figures of reports/emotion_holdout.json, and stay in step."""
+    """The cards' known limits carry the held-out figures of studies/emotion_holdout/report.json, and stay in step."""
     import json
 
     from pipeline.paths import PROJECT_ROOT
@@ -103,6 +103,6 @@ def test_holdout_limit_line_in_the_model_cards():
     (line,) = _holdout_limit(fake)
     assert "x 25.0% (chance 12.5%)" in line and "reports/emotion_holdout.md" in line
     metrics = json.loads((PROJECT_ROOT / "reports" / "metrics.json").read_text(encoding="utf-8"))
-    holdout = json.loads((PROJECT_ROOT / "reports" / "emotion_holdout.json").read_text(encoding="utf-8"))
+    holdout = json.loads((PROJECT_ROOT / "studies" / "emotion_holdout" / "report.json").read_text(encoding="utf-8"))
     folder = PROJECT_ROOT / "male_models"
     assert emotion_card(EmotionModel.load(folder), metrics, holdout) == (folder / "README.md").read_text(encoding="utf-8")

@@ -8,37 +8,14 @@ import pytest
 
 from training.corpus import Utterance
 from studies.gender_holdout.study import main, speaker_interval, speaker_view
-from tests.conftest import make_gender_model, speech_like
-
-TINY_WIDTHS = {"C": 16, "mfa_channels": 24, "attention_channels": 8, "embedding_dim": 8}
-
-
-def _two_corpora(root: Path) -> None:
-    """Corpora ``syn`` (8 train / 4 val / 4 test speakers) and ``other`` (2 / 2 / 4), two 1.5 s clips each.
-
-    Male voices at f0 ~110 Hz, female at ~230 Hz; ``other`` carries emotion labels.
-    """
-    import soundfile as sf
-
-    lines = ["path,corpus,speaker,gender,emotion,intensity,language,split,duration_s"]
-    layout = {"syn": (("train", 4), ("val", 2), ("test", 2)), "other": (("train", 1), ("val", 1), ("test", 2))}
-    for corpus, splits in layout.items():
-        for split, n in splits:
-            for gender, f0 in (("male", 110.0), ("female", 230.0)):
-                for s in range(n):
-                    speaker = f"{corpus}_{split}_{gender}_{s}"
-                    for clip, emotion in enumerate(("angry", "sad")):
-                        rel = f"{speaker}_{clip}.wav"
-                        sf.write(root / rel, speech_like(1.5, f0=f0 * (1 + 0.04 * s), seed=len(lines)), 16000)
-                        emo = emotion if corpus == "other" else ""
-                        lines.append(f"{rel},{corpus},{speaker},{gender},{emo},,xx,{split},1.5")
-    (root / "manifest.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+from pipeline.testing import TINY_GENDER_WIDTHS as TINY_WIDTHS, make_gender_model
+from training.testing import write_two_corpora
 
 
 @pytest.fixture(scope="module")
 def corpus_dir(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("two_corpora")
-    _two_corpora(root)
+    write_two_corpora(root)
     return root
 
 

@@ -76,7 +76,7 @@ def test_noise_notebook_on_a_few_clips(tmp_path, shared_data):
     nb = _run("5_noise_reduction", tmp_path, N_CLIPS=4, REPORT_DIR=str(tmp_path / "reports"))
     text = _text(nb)
     assert "pipeline`'s default is **off**" in text and "babble" in text
-    assert "4 emotional `test` clips" in (tmp_path / "reports" / "noise_study.md").read_text()  # not reports/
+    assert "4 emotional `test` clips" in (tmp_path / "reports" / "report.md").read_text()  # not studies/
 
 
 def test_parameters_are_injected_after_the_parameters_cell():
@@ -93,10 +93,10 @@ def test_new_corpora_notebook_reads_the_reports(tmp_path):
 
     nb = _run("6_new_corpora", tmp_path)
     text = _text(nb)
-    assert "77.2%" in text and "82.5%" in text  # ASED and LibriSpeech held out (reports/gender_holdout.json)
+    assert "77.2%" in text and "82.5%" in text  # ASED and LibriSpeech held out (studies/gender_holdout/report.json)
     assert _images(nb) >= 3
-    only_gender = tmp_path / "reports"
-    only_gender.mkdir()
-    shutil.copy(ROOT / "reports" / "gender_holdout.json", only_gender)
+    only_gender = tmp_path / "studies"
+    (only_gender / "gender_holdout").mkdir(parents=True)
+    shutil.copy(ROOT / "studies" / "gender_holdout" / "report.json", only_gender / "gender_holdout")
     nb = _run("6_new_corpora", tmp_path / "second", REPORT_DIR=str(only_gender))
-    assert "emotion_holdout.json` is missing" in _text(nb)
+    assert "emotion_holdout/report.json` is missing" in _text(nb)

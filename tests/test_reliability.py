@@ -16,7 +16,7 @@ import soundfile as sf
 import script
 from pipeline.batch import discover, score
 
-from .conftest import SR, speech_like
+from pipeline.testing import SR, speech_like
 
 ROOT = Path(__file__).resolve().parent.parent
 

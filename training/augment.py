@@ -7,11 +7,14 @@ level-normalised exactly like real input.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
 from pipeline.audio import resample
+from training.noise import make_babble, mix_at_snr, pink_noise, study_babble_rows  # noqa: F401
+
+# make_babble, pink_noise and study_babble_rows live in training.noise; the names stay importable
+# from here for the gender trainer until it imports them from there.
 
 
 @dataclass(frozen=True)
@@ -20,8 +23,8 @@ class Augmentation:
 
     Attributes:
         name: ``"speed"`` (resampling by ``factor``: tempo and pitch together,
-            as in Kaldi speed perturbation) or ``"noise"`` (pink-ish noise at
-            ``snr_db`` relative to the signal power).
+            as in Kaldi speed perturbation) or ``"noise"`` (pink noise at
+            ``snr_db`` relative to the whole clip's power, :func:`add_noise`).
         factor: speed factor for ``"speed"``.
         snr_db: signal-to-noise ratio in dB for ``"noise"``.
     """
@@ -44,42 +47,12 @@ class Augmentation:
         raise ValueError(f"unknown augmentation {self.name!r}")
 
 
-def pink_noise(n: int, *, seed: int) -> np.ndarray:
-    """Unit-power 1/f (pink) noise, ``np.ndarray [shape=(n,)]`` float64."""
-    rng = np.random.default_rng(seed)
-    spectrum = np.fft.rfft(rng.standard_normal(n))
-    freqs = np.arange(spectrum.size, dtype=np.float64)
-    freqs[0] = 1.0
-    pink = np.fft.irfft(spectrum / np.sqrt(freqs), n=n)
-    return pink / (np.sqrt(np.mean(pink**2)) or 1.0)
-
-
 def add_noise(y: np.ndarray, *, snr_db: float, seed: int) -> np.ndarray:
-    """Add pink noise to ``y [shape=(n,)]`` at ``snr_db`` dB below the clip's mean power (float32)."""
-    signal_power = float(np.mean(np.square(y, dtype=np.float64)))
-    noise = pink_noise(y.size, seed=seed) * np.sqrt(signal_power / (10 ** (snr_db / 10)))
-    return (y + noise).astype(np.float32)
+    """Add pink noise to ``y [shape=(n,)]`` at ``snr_db`` dB below the whole clip's mean power (float32).
 
-
-def make_babble(talkers: Sequence[np.ndarray], *, seconds: float, sr: int = 16000, seed: int = 0) -> np.ndarray:
-    """Sum of ``talkers`` (each RMS-normalised and looped to ``seconds``, random start). ``[shape=(n,)]`` float32."""
-    rng = np.random.default_rng(seed)
-    n = int(seconds * sr)
-    out = np.zeros(n, dtype=np.float64)
-    for y in talkers:
-        y = y / (np.sqrt(np.mean(np.square(y, dtype=np.float64))) or 1.0)
-        start = int(rng.integers(0, y.size))
-        out += np.resize(np.roll(y, -start), n)
-    return out.astype(np.float32)
-
-
-def study_babble_rows(utterances: Sequence, n: int = 6) -> list:
-    """The ``n`` LibriSpeech ``train`` readers (half female) whose babble the noise study adds.
-
-    Kept out of any training babble, so the study's babble stays unseen noise.
+    The ``"clip"`` SNR of :func:`training.noise.mix_at_snr` (the noise studies use ``"speech"``).
     """
-    pool = [u for u in utterances if u.corpus == "librispeech" and u.split == "train"]
-    return [u for u in pool if u.gender == "female"][: n // 2] + [u for u in pool if u.gender == "male"][: n - n // 2]
+    return mix_at_snr(y, pink_noise(y.size, seed=seed), snr_db, reference="clip", seed=seed, noise_power=1.0)
 
 
 #: The augmentation set measured in ``python -m studies.experiments``.

@@ -3,7 +3,7 @@
 A gender model trained on a handful of corpora can learn how each corpus was
 *recorded* instead of how men and women sound: held out of training, Amharic men
 recorded at home through Opus were called women and LibriSpeech's audiobook
-readers (MP3 at the source) were called men (``reports/gender_holdout.md``).
+readers (MP3 at the source) were called men (``studies/gender_holdout/report.md``).
 This module puts a clip through a randomly drawn channel so that such cues stop
 telling the classes apart.
 
@@ -13,7 +13,7 @@ domain, which the front end's mean subtraction over time already removes.
 
 Every effect works on a mono float waveform at ``sr`` Hz (16 kHz in this
 project) and keeps its RMS, so the output can go through the same front end and
-the same SNR arithmetic as the input (:func:`training.gender_train.make_batch`
+the same SNR arithmetic as the input (:func:`training.gender_batches.make_batch`
 adds noise against the level :func:`pipeline.audio.load_audio` normalises to).
 """
 from __future__ import annotations

@@ -11,8 +11,8 @@
 #
 # Are the shipped networks better than textbook classifiers on the *same* 483 features and the
 # *same* speaker-independent split? And is there structure in the features that matches gender or
-# emotion without any labels? The code is `pipeline/baselines.py` (also `python -m studies.baselines`,
-# which writes `reports/baselines.md`; this notebook rewrites that report with the same numbers).
+# emotion without any labels? The code is `studies/baselines/study.py` (also `python -m studies.baselines`,
+# which writes `studies/baselines/report.md`; this notebook rewrites that report with the same numbers).
 #
 # Protocol: for each model family, hyper-parameters are chosen by 5-fold cross-validation
 # **grouped by speaker** over `train` + `val` (a speaker's clips never sit on both sides of a fold),
@@ -23,7 +23,7 @@
 
 # %% tags=["parameters"]
 N_JOBS = 2
-REPORT_DIR = None  # where reports/baselines.* go (None: the repository's reports/)
+REPORT_DIR = None  # folder for the report.{json,md} this notebook writes (None: studies/baselines/)
 
 # %%
 import json
@@ -155,5 +155,6 @@ fig.tight_layout()
 # ## The report file
 
 # %%
-text = baselines.write_report(results, clusters, **({"out": Path(REPORT_DIR)} if REPORT_DIR else {}))
+text = baselines.write_report(results, clusters, **({"stem": Path(REPORT_DIR) / "report"} if REPORT_DIR else {}),
+                              command="python notebooks/run.py 4_baselines_and_clusters")
 display(Markdown(text))

@@ -136,12 +136,12 @@ else:
 # The shipped gender model is fitted on `train` + `val` for a fixed number of epochs and keeps its last
 # one, so nothing is selected on the speakers it is scored on. The length was checked on a run with the same
 # recipe fitted on `train` alone and scored on the `val` speakers after every epoch
-# (`reports/gender_length.json`, from `python -m training.gender_train --fit-splits train --no-test
-# --length-report reports/gender_length`). Training accuracy is on augmented crops (noise, SpecAugment,
+# (`studies/gender_recipe/length.json`, from `python -m training.gender_train --fit-splits train --no-test
+# --length-report studies/gender_recipe/length`). Training accuracy is on augmented crops (noise, SpecAugment,
 # speed perturbation), validation on whole clean clips.
 
 # %%
-length = json.loads((ROOT / "reports" / "gender_length.json").read_text())
+length = json.loads((ROOT / "studies" / "gender_recipe" / "length.json").read_text())
 curve = pd.DataFrame(length["history"]).set_index("epoch")
 shipped_gender = json.loads((ROOT / "gender_model" / "metadata.json").read_text())["training"]
 fig, ax = plt.subplots(figsize=(9, 3.5))

@@ -15,13 +15,13 @@
 # training and scoring every clip of it:
 #
 # * gender: `python -m training.gender_train --exclude-corpus CORPUS`, then
-#   `python -m studies.gender_holdout` (`make gender-holdout`; `reports/gender_holdout.*`);
+#   `python -m studies.gender_holdout` (`make gender-holdout`; `studies/gender_holdout/report.*`);
 # * what was tried against the gender gap, each judged by a rule written before its run:
-#   pink noise and babble in training (`reports/gender_holdout_noise*`) and random recording
-#   channels (`reports/gender_holdout_channel*`), and sampling that draws rare voice pitches more often
-#   (`reports/gender_holdout_pitch*`);
-# * the voices' pitch per corpus and gender: `python -m studies.corpus_pitch` (`reports/corpus_pitch.*`);
-# * emotion: `python -m studies.emotion_holdout` (`reports/emotion_holdout.*`), routed by the
+#   pink noise and babble in training (`studies/gender_holdout/noise_report*`) and random recording
+#   channels (`studies/gender_holdout/channel_report*`), and sampling that draws rare voice pitches more often
+#   (`studies/gender_holdout/pitch_report*`);
+# * the voices' pitch per corpus and gender: `python -m studies.corpus_pitch` (`studies/corpus_pitch/report.*`);
+# * emotion: `python -m studies.emotion_holdout` (`studies/emotion_holdout/report.*`), routed by the
 #   speaker's true gender so that the figure is about emotion alone.
 #
 # Those commands train models for one to two hours on this 2-core machine, so this notebook reads
@@ -29,7 +29,7 @@
 # them. Intervals are 95% bootstrap intervals over speakers.
 
 # %% tags=["parameters"]
-REPORT_DIR = None  # where the reports are read from (None: the repository's reports/)
+REPORT_DIR = None  # a folder laid out like studies/ to read the reports from (None: the repository's studies/)
 
 # %%
 import json
@@ -47,15 +47,16 @@ from IPython.display import Markdown, display
 from pipeline.emotion import EMOTION_LABELS
 
 plt.rcParams.update({"figure.dpi": 90, "axes.grid": True, "grid.alpha": 0.3})
-reports = Path(REPORT_DIR) if REPORT_DIR else ROOT / "reports"
+studies = Path(REPORT_DIR) if REPORT_DIR else ROOT / "studies"
 
 
 def load(stem: str) -> dict | None:
-    path = reports / f"{stem}.json"
+    """The report ``studies/STEM.json`` (e.g. ``gender_holdout/report``), None when it is missing."""
+    path = studies / f"{stem}.json"
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
-holdout = load("gender_holdout")
+holdout = load("gender_holdout/report")
 print(holdout["command"])
 
 # %% [markdown]
@@ -131,9 +132,9 @@ plt.show()
 # elsewhere falls on the wrong side of it.
 
 # %%
-pitch = load("corpus_pitch")
+pitch = load("corpus_pitch/report")
 if pitch is None:
-    display(Markdown("`reports/corpus_pitch.json` is missing: run `python -m studies.corpus_pitch`."))
+    display(Markdown("`studies/corpus_pitch/report.json` is missing: run `python -m studies.corpus_pitch`."))
 else:
     groups = pd.DataFrame(pitch["groups"])
     display(groups.set_index(["corpus", "gender"]).style.format(
@@ -172,9 +173,9 @@ if pitch is not None and pitch.get("held_out_models"):
 # %%
 tried = {"white noise (shipped recipe)": {r["corpus"]: r["metrics"]["per_corpus"][r["corpus"]]["accuracy"]
                                           for r in holdout["results"] if r["held_out"] and r["rows"] == "all"}}
-for stem, title in (("gender_holdout_noise", "+ pink noise and babble"),
-                    ("gender_holdout_channel", "+ random recording channels"),
-                    ("gender_holdout_pitch", "pitch-balanced sampling")):
+for stem, title in (("gender_holdout/noise_report", "+ pink noise and babble"),
+                    ("gender_holdout/channel_report", "+ random recording channels"),
+                    ("gender_holdout/pitch_report", "pitch-balanced sampling")):
     report = load(stem)
     if report is None:
         continue
@@ -200,9 +201,9 @@ plt.show()
 # column on the labels the training knew, and the chance level (always the commonest label).
 
 # %%
-emotion = load("emotion_holdout")
+emotion = load("emotion_holdout/report")
 if emotion is None:
-    display(Markdown("`reports/emotion_holdout.json` is missing: run `python -m studies.emotion_holdout`."))
+    display(Markdown("`studies/emotion_holdout/report.json` is missing: run `python -m studies.emotion_holdout`."))
 else:
     print(emotion["command"])
     table = pd.DataFrame([{

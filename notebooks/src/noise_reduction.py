@@ -19,12 +19,12 @@
 #   at 20, 10, 5 and 0 dB SNR, measured against the speech part of each clip;
 # * each scored by the shipped cascade as is and with noise reduction.
 #
-# The code is `pipeline/noise_study.py` (`python -m studies.noise_study` writes
-# `reports/noise_study.md`; this notebook rewrites it with the same numbers).
+# The code is `studies/noise_study/study.py` (`python -m studies.noise_study` writes
+# `studies/noise_study/report.md`; this notebook rewrites it with the same numbers).
 
 # %% tags=["parameters"]
 N_CLIPS = 240
-REPORT_DIR = None  # where reports/noise_study.* go (None: the repository's reports/)
+REPORT_DIR = None  # folder for the report.{json,md} this notebook writes (None: studies/noise_study/)
 
 # %%
 import sys
@@ -136,4 +136,5 @@ display(Markdown("\n".join(lines)))
 # ## The report file
 
 # %%
-display(Markdown(noise_study.write_report(summary, frame, **({"out": Path(REPORT_DIR)} if REPORT_DIR else {}))))
+display(Markdown(noise_study.write_report(summary, frame, **({"stem": Path(REPORT_DIR) / "report"} if REPORT_DIR else {}),
+                                          command="python notebooks/run.py 5_noise_reduction")))

@@ -12,7 +12,7 @@
 # One notebook, run once per gender by `make notebooks` (`2a_training_male`, `2b_training_female`).
 # It reads what `python -m pipeline.train` saved beside the weights (`config.json`,
 # `training_history.json`) and what `python -m studies.experiments` measured
-# (`reports/experiments.json`); nothing here is typed in.
+# (`studies/experiments/report.json`); nothing here is typed in.
 #
 # Code that does the work:
 # * `pipeline/train_emotion.py`: `TrainConfig` (the hyper-parameters below), `train_family`
@@ -73,7 +73,7 @@ display(speakers.to_frame().T)
 # %% [markdown]
 # ## How long to train: cross-validation over speakers
 #
-# `python -m studies.recipe_cv` (`reports/recipe_cv.md`) splits the `train` + `val` speakers into
+# `python -m studies.recipe_cv` (`studies/recipe_cv/report.md`) splits the `train` + `val` speakers into
 # five folds, pre-trains one network per fold on the other folds and scores the held-out speakers after
 # every epoch; then fine-tunes each fold's network (at the chosen pre-training length) on one gender,
 # again scoring after every epoch (epoch 0 = no fine-tuning). The chosen length maximises accuracy
@@ -81,7 +81,7 @@ display(speakers.to_frame().T)
 # `test` is not used.
 
 # %%
-cv = json.loads((ROOT / "reports" / "recipe_cv.json").read_text())
+cv = json.loads((ROOT / "studies" / "recipe_cv" / "report.json").read_text())
 stages = [("pre-training on both genders", cv["pretrain"])]
 if "finetune" in cv:
     stages.append((f"fine-tuning (this notebook: {GENDER})", cv["finetune"]))
@@ -142,7 +142,8 @@ fig.tight_layout()
 # so the effect on unseen speakers is visible, never used to choose.
 
 # %%
-experiments = json.loads((ROOT / "reports" / "experiments.json").read_text())
+experiments = json.loads((ROOT / "studies" / "experiments" / "report.json").read_text())
+experiments.pop("run", None)  # how the report was made, not a variant
 columns = ["val/all", "val/ravdess", "test/all", "test/ravdess", f"test/{GENDER}"]
 table = pd.DataFrame({variant: {c: result[c]["accuracy"] * 100 for c in columns if result[c].get("n")}
                       for variant, result in experiments.items()}).T

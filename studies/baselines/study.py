@@ -15,7 +15,7 @@ statistics the emotion CNNs read, with the same speaker-independent split:
   to 20 dimensions), scored by homogeneity and normalised mutual information
   against gender, emotion and corpus and by silhouette and Davies-Bouldin.
 
-It writes ``reports/baselines.json`` and ``reports/baselines.md``; notebook 4
+It writes ``studies/baselines/report.json`` and ``report.md``; notebook 4
 draws the same results.
 """
 from __future__ import annotations
@@ -32,10 +32,12 @@ import numpy as np
 
 from training.corpus import Utterance, read_manifest
 from training.dataset import FeatureTable, build_table
-from pipeline.emotion import EMOTION_LABELS
-from training.evaluate import REPORT_DIR, emotion_metrics
+from training.evaluate import emotion_metrics
+from training.reporting import command_line, write_report as _write
 
 CV_FOLDS = 5
+#: Where the report goes by default (``report.json``, ``report.md``), beside this module.
+STUDY_DIR = Path(__file__).resolve().parent
 CLUSTER_COUNTS = (2, 4, 10)
 CLUSTER_PCA_DIMS = 20
 
@@ -227,27 +229,27 @@ def to_markdown(results: dict, clusters: list[Clustering]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(results: dict, clusters: list[Clustering], out: Path = REPORT_DIR) -> str:
-    """Write ``baselines.json`` and ``baselines.md`` into ``out``; returns the Markdown."""
-    out.mkdir(parents=True, exist_ok=True)
+def write_report(results: dict, clusters: list[Clustering], stem: Path = STUDY_DIR / "report", *,
+                 command: str | None = None, config=None) -> str:
+    """Write ``STEM.json`` and ``STEM.md`` (:func:`training.reporting.write_report`); returns the Markdown."""
     payload = {"classifiers": results,
                "clustering": [{"algorithm": c.algorithm, "k": c.k, **c.scores} for c in clusters]}
-    (out / "baselines.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     text = to_markdown(results, clusters)
-    (out / "baselines.md").write_text(text, encoding="utf-8")
+    _write(stem, payload, text, command=command, config=config)
     return text
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m studies.baselines", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=REPORT_DIR)
+    parser.add_argument("--out", type=Path, default=STUDY_DIR / "report", metavar="STEM",
+                        help="writes STEM.json and STEM.md (default studies/baselines/report)")
     parser.add_argument("--jobs", type=int, default=2, help="parallel CV fits (default 2)")
     args = parser.parse_args(argv)
     table = feature_table()
     results = run_classifiers(table, n_jobs=args.jobs, progress=True)
     train = table.select(lambda u: u.split == "train" and bool(u.emotion))
     _, clusters = cluster_structure(train.X, {k: train.labels(k) for k in ("gender", "emotion", "corpus")})
-    print(write_report(results, clusters, args.out))
+    print(write_report(results, clusters, args.out, command=command_line("studies.baselines", argv), config=args))
     return 0
 
 

@@ -2,13 +2,13 @@
 
 Usage::
 
-    python -m studies.corpus_pitch --out reports/corpus_pitch        # 80 clips per corpus x gender
-    python -m studies.corpus_pitch --out reports/corpus_pitch \
+    python -m studies.corpus_pitch                  # 80 clips per corpus x gender -> studies/corpus_pitch/report.*
+    python -m studies.corpus_pitch \
         --models artifacts/gender_holdout/ased_channel artifacts/gender_holdout/librispeech_channel
 
 A gender model learns where men's and women's voices lie *in its training
 corpora*. Held out of training, Amharic men (ASED) are called women and women
-reading audiobooks (LibriSpeech) are called men (``reports/gender_holdout.md``).
+reading audiobooks (LibriSpeech) are called men (``studies/gender_holdout/report.md``).
 This report measures the most obvious cause: each clip's median F0 (probabilistic
 YIN, ``librosa.pyin``, 60-500 Hz, voiced frames only), summarised per corpus and
 gender, with the share of clips on the "wrong" side of 165 Hz, a common
@@ -30,16 +30,19 @@ import argparse
 import sys
 from collections import defaultdict
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from training.corpus import Utterance, read_manifest
 from training.pitch import clip_median_f0
-from training.reporting import write_report
+from training.reporting import command_line, excluded_corpora, write_report
 
 #: Median F0 (Hz) that commonly separates adult male from adult female speech.
 BOUNDARY_HZ = 165.0
+#: Where the report goes by default, beside this module.
+STUDY_DIR = Path(__file__).resolve().parent
 
 
 @dataclass
@@ -166,7 +169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m studies.corpus_pitch", description=__doc__.split("\n\n")[0])
     parser.add_argument("--clips", type=int, default=80, help="clips per corpus x gender (default 80)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", required=True, help="output stem: writes STEM.md and STEM.json")
+    parser.add_argument("--out", type=Path, default=STUDY_DIR / "report", metavar="STEM",
+                        help="writes STEM.md and STEM.json (default studies/corpus_pitch/report)")
     parser.add_argument("--models", nargs="*", default=[], metavar="DIR",
                         help="gender models trained with --exclude-corpus: scored on the corpora they never saw")
     args = parser.parse_args(argv)
@@ -175,8 +179,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     from pipeline.audio import load_audio
     from pipeline.errors import PipelineError
-    from studies.gender_holdout.study import excluded_corpora
-
     unseen = {m: excluded_corpora(m) for m in args.models}
     bad = [m for m, corpora in unseen.items() if not corpora]
     if bad:
@@ -201,10 +203,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  {i}/{len(rows)} clips", file=sys.stderr, flush=True)
     groups = summarise(rows, f0)
     sides = [a for m in args.models for a in side_accuracy(m, rows, f0, predicted[m])]
-    command = "python -m studies.corpus_pitch " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = command_line("studies.corpus_pitch", argv)
     text = to_markdown(groups, command=command, sides=sides)
     write_report(args.out, {"command": command, "boundary_hz": BOUNDARY_HZ, "groups": [asdict(g) for g in groups],
-                            "held_out_models": [asdict(a) for a in sides]}, text)
+                            "held_out_models": [asdict(a) for a in sides]}, text, command=command, config=args)
     print(text)
     return 0
 

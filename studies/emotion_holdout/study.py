@@ -2,8 +2,10 @@
 
 Usage::
 
-    python -m studies.emotion_holdout --out reports/emotion_holdout          # ravdess, ased, emovo
+    python -m studies.emotion_holdout                                          # ravdess, ased, emovo
     python -m studies.emotion_holdout --corpora emovo --seeds 1 --out /tmp/eh  # quicker, one seed
+
+The report goes to ``studies/emotion_holdout/report.{json,md}`` unless ``--out STEM`` says otherwise.
 
 The ``test`` split only holds new *speakers* of corpora the models were trained
 on. Users' recordings differ in language, microphone and speaking style too, so
@@ -33,7 +35,10 @@ import numpy as np
 
 from training.corpus import Utterance, read_manifest
 from pipeline.emotion import EMOTION_LABELS, EmotionModel
-from training.reporting import write_report
+from training.reporting import command_line, pct, write_report
+
+#: Where the report goes by default, beside this module.
+STUDY_DIR = Path(__file__).resolve().parent
 
 #: Corpora a held-out check makes sense for (SAVEE has male speakers only: no female model changes).
 DEFAULT_CORPORA = ("ravdess", "ased", "emovo")
@@ -162,8 +167,9 @@ def run(corpora: Sequence[str] = DEFAULT_CORPORA, *, n_seeds: int | None = None,
     return results
 
 
-def _pct(m: dict | None) -> str:
-    return "–" if not m or not m.get("n") else f"{100 * m['accuracy']:.1f}%"
+def _accuracy(m: dict | None) -> str:
+    """The accuracy of an :func:`~training.evaluate.emotion_metrics` dict, ``–`` when it scored nothing."""
+    return pct(m["accuracy"]) if m and m.get("n") else "–"
 
 
 def to_markdown(results: Sequence[CorpusResult], *, command: str, n_seeds: int) -> str:
@@ -181,10 +187,10 @@ def to_markdown(results: Sequence[CorpusResult], *, command: str, n_seeds: int) 
     ]
     for r in results:
         lines.append(
-            f"| {r.corpus} | {', '.join(r.trained_on)} | {r.n} | {r.n_speakers} | {_pct(r.routed)} "
+            f"| {r.corpus} | {', '.join(r.trained_on)} | {r.n} | {r.n_speakers} | {_accuracy(r.routed)} "
             f"| {100 * r.interval[0]:.1f}%-{100 * r.interval[1]:.1f}% | {r.routed['macro_f1']:.3f} "
-            f"| {_pct(r.per_gender.get('female'))} | {_pct(r.per_gender.get('male'))} | {_pct(r.pooled)} "
-            f"| {len(r.known_labels)} of {len(r.routed['recall'])} | {_pct(r.routed_known)} | {100 * r.chance:.1f}% |")
+            f"| {_accuracy(r.per_gender.get('female'))} | {_accuracy(r.per_gender.get('male'))} | {_accuracy(r.pooled)} "
+            f"| {len(r.known_labels)} of {len(r.routed['recall'])} | {_accuracy(r.routed_known)} | {100 * r.chance:.1f}% |")
     lines += ["", "## Recall per emotion (routed by true gender)", "",
               "| held out | " + " | ".join(EMOTION_LABELS) + " |", "|---|" + "---:|" * len(EMOTION_LABELS)]
     for r in results:
@@ -198,7 +204,7 @@ def to_markdown(results: Sequence[CorpusResult], *, command: str, n_seeds: int) 
                   "| corpus | test clips | shipped models (corpus seen) | held-out models (corpus never seen) |",
                   "|---|---:|---:|---:|"]
         for r in results:
-            lines.append(f"| {r.corpus} | {r.test_unseen.get('n', 0)} | {_pct(r.test_seen)} | {_pct(r.test_unseen)} |")
+            lines.append(f"| {r.corpus} | {r.test_unseen.get('n', 0)} | {_accuracy(r.test_seen)} | {_accuracy(r.test_unseen)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -206,7 +212,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m studies.emotion_holdout", description=__doc__.split("\n\n")[0])
     parser.add_argument("--corpora", nargs="+", default=list(DEFAULT_CORPORA), help="corpora to hold out, one at a time")
     parser.add_argument("--seeds", type=int, default=None, help="ensemble size (default: the shipped recipe's)")
-    parser.add_argument("--out", required=True, help="output stem: writes STEM.md and STEM.json")
+    parser.add_argument("--out", type=Path, default=STUDY_DIR / "report", metavar="STEM",
+                        help="writes STEM.md and STEM.json (default studies/emotion_holdout/report)")
     parser.add_argument("--no-shipped", action="store_true", help="skip the comparison with the shipped models")
     parser.add_argument("--threads", type=int, default=None, help="TensorFlow threads (default: all cores)")
     args = parser.parse_args(argv)
@@ -221,10 +228,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    command = "python -m studies.emotion_holdout " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = command_line("studies.emotion_holdout", argv)
     n_seeds = args.seeds or TrainConfig().n_seeds
     text = to_markdown(results, command=command, n_seeds=n_seeds)
-    write_report(args.out, {"command": command, "n_seeds": n_seeds, "results": [asdict(r) for r in results]}, text)
+    write_report(args.out, {"command": command, "n_seeds": n_seeds, "results": [asdict(r) for r in results]}, text,
+                 command=command, config=args)
     print(text)
     return 0
 

@@ -2,8 +2,8 @@
 
 ``python -m studies.experiments`` trains each variant of :class:`TrainConfig`
 (one seed each, to keep it affordable) for both genders, routes the ``val`` and
-``test`` rows by their true gender, and writes ``reports/experiments.json`` and
-``reports/experiments.md``. Choices are made on ``val``; ``test`` is reported so
+``test`` rows by their true gender, and writes ``studies/experiments/report.json``
+and ``report.md``. Choices are made on ``val``; ``test`` is reported so
 readers can see the effect on unseen speakers, never used to pick.
 
 Keras results depend on the number of TensorFlow threads (``--threads``; default
@@ -13,7 +13,6 @@ three points; compare variants within one run.
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,8 +21,12 @@ import numpy as np
 from training.corpus import read_manifest
 from training.dataset import build_table
 from pipeline.emotion import EMOTION_LABELS
-from training.evaluate import REPORT_DIR, emotion_metrics
+from training.evaluate import emotion_metrics
 from training.emotion_train import TrainConfig, emotion_rows, train_family
+from training.reporting import command_line, write_report
+
+#: Where the report goes by default (``report.json``, ``report.md``), beside this module.
+STUDY_DIR = Path(__file__).resolve().parent
 
 #: Variants of :class:`TrainConfig` (title -> changed fields). Every variant is fitted on ``train``
 #: only (so ``val`` can score it); the shipped models are then refitted on ``train`` + ``val``.
@@ -84,7 +87,8 @@ def to_markdown(results: dict, n_seeds: int = 1) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m studies.experiments", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=REPORT_DIR)
+    parser.add_argument("--out", type=Path, default=STUDY_DIR / "report", metavar="STEM",
+                        help="writes STEM.json and STEM.md (default studies/experiments/report)")
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--only", nargs="*", default=None, help="variant titles to run (default: all)")
     parser.add_argument("--threads", type=int, default=None, help="TensorFlow threads (default: all cores)")
@@ -94,10 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     configure_tensorflow(args.threads)
     variants = {k: v for k, v in VARIANTS.items() if not args.only or k in args.only}
     results = run(variants, n_seeds=args.seeds)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "experiments.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     text = to_markdown(results, args.seeds)
-    (args.out / "experiments.md").write_text(text, encoding="utf-8")
+    write_report(args.out, results, text, command=command_line("studies.experiments", argv), config=args)
     print(text)
     return 0
 

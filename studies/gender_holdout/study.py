@@ -7,7 +7,7 @@ corpus but one (``python -m training.gender_train --exclude-corpus ased ...``)
 and scored here on every gender-labelled row of the corpus it never saw:
 
     python -m studies.gender_holdout --models /tmp/gHO_ased /tmp/gHO_ravdess \\
-        --reference gender_model --out reports/gender_holdout
+        --reference gender_model --out studies/gender_holdout/report
 
 For each held-out corpus the report gives accuracy over all its rows (with a
 95% bootstrap interval over speakers), per gender, per arousal, and per speaker:
@@ -23,7 +23,6 @@ Nothing is chosen on these numbers: they describe a recipe already fixed.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,7 +31,11 @@ from typing import Sequence
 import numpy as np
 
 from training.corpus import Utterance, read_manifest
-from studies.gender_robustness.study import describe
+from training.reporting import command_line, excluded_corpora, pct, write_report
+from training.reporting import gender_training as describe
+
+#: Where the reports go by default, beside this module.
+STUDY_DIR = Path(__file__).resolve().parent
 
 #: A speaker whose clips are called right less often than this is listed by name.
 WEAK_SPEAKER = 0.9
@@ -78,7 +81,7 @@ class HoldoutResult:
 
     ``rows`` is ``"all"`` (every gender-labelled row of the corpus) or ``"test"``;
     ``held_out`` says whether the corpus was left out of the model's training;
-    ``metrics`` is :func:`training.gender_train.evaluate_gender`'s dict; ``interval``
+    ``metrics`` is :func:`training.gender_eval.evaluate_gender`'s dict; ``interval``
     the 95% speaker-bootstrap interval of the accuracy (``[low, high]``).
     """
 
@@ -91,16 +94,8 @@ class HoldoutResult:
     speakers: SpeakerView
 
 
-def excluded_corpora(model: str | Path) -> list[str]:
-    """Corpora a gender model folder was trained without (``[]`` when it saw them all or has no metadata)."""
-    path = Path(model) / "metadata.json"
-    if not path.is_file():
-        return []
-    return list(json.loads(path.read_text(encoding="utf-8")).get("training", {}).get("excluded_corpora", []))
-
-
 def speaker_view(metrics: dict, rows: Sequence[Utterance]) -> SpeakerView:
-    """Summarise ``metrics["per_speaker"]`` (from :func:`~training.gender_train.evaluate_gender`) of ``rows``."""
+    """Summarise ``metrics["per_speaker"]`` (from :func:`~training.gender_eval.evaluate_gender`) of ``rows``."""
     gender_of = {u.speaker: u.gender for u in rows}
     per = metrics["per_speaker"]
     weak = sorted(
@@ -134,7 +129,7 @@ def speaker_interval(metrics: dict, *, n_boot: int = 2000) -> list[float]:
 def score(classifier, model: str, corpus: str, rows_name: str, rows: Sequence[Utterance], signals: Sequence,
           *, held_out: bool) -> HoldoutResult:
     """Score ``classifier`` on ``rows`` (with their loaded ``signals``) and summarise it."""
-    from training.gender_train import evaluate_gender
+    from training.gender_eval import evaluate_gender
 
     metrics = evaluate_gender(classifier, rows, signals=signals)
     return HoldoutResult(model, corpus, rows_name, held_out, metrics, speaker_interval(metrics),
@@ -148,7 +143,7 @@ def run(models: Sequence[str], reference: str | None, *, progress: bool = True) 
     (corpus ``"all"``), for its per-speaker view.
     """
     from pipeline.gender import GenderClassifier
-    from training.gender_train import gender_rows, load_signals
+    from training.gender_signals import gender_rows, load_signals
 
     manifest = [u for u in read_manifest() if u.gender in ("male", "female")]
     for m in models:
@@ -189,14 +184,10 @@ def run(models: Sequence[str], reference: str | None, *, progress: bool = True) 
     return results
 
 
-def _pct(x: float) -> str:
-    return f"{100 * x:.1f}%"
-
-
 def _cell(metrics: dict, section: str, key: str | None = None) -> str:
     """``accuracy (correct/n)`` of ``metrics[section][key]`` (``metrics[section]`` when ``key`` is None)."""
     c = metrics.get(section) if key is None else metrics.get(section, {}).get(key)
-    return f"{_pct(c['accuracy'])} ({c['correct']}/{c['n']})" if c and c["n"] else "–"
+    return f"{pct(c['accuracy'])} ({c['correct']}/{c['n']})" if c and c["n"] else "–"
 
 
 #: At most this many weak speakers are named in the Markdown report (all are in the JSON).
@@ -207,7 +198,7 @@ def _weak_list(view: SpeakerView) -> str:
     """The weakest speakers by name (at most :data:`MAX_NAMED`), then how many more and of which gender."""
     if not view.weak:
         return "none"
-    named = "; ".join(f"{w.speaker} ({w.gender}, {_pct(w.accuracy)} of {w.n})" for w in view.weak[:MAX_NAMED])
+    named = "; ".join(f"{w.speaker} ({w.gender}, {pct(w.accuracy)} of {w.n})" for w in view.weak[:MAX_NAMED])
     rest = view.weak[MAX_NAMED:]
     if rest:
         by_gender = ", ".join(f"{sum(w.gender == g for w in rest)} {g}" for g in ("female", "male")
@@ -240,15 +231,15 @@ def to_markdown(results: Sequence[HoldoutResult], *, command: str) -> str:
         m = r.metrics
         lines.append(
             f"| {r.corpus} | {CORPUS_STYLE.get(r.corpus, '')} | {m['overall']['n']} | {r.speakers.n_speakers} "
-            f"| {_pct(m['overall']['accuracy'])} | {_pct(r.interval[0])}-{_pct(r.interval[1])} "
+            f"| {pct(m['overall']['accuracy'])} | {pct(r.interval[0])}-{pct(r.interval[1])} "
             f"| {_cell(m, 'per_gender', 'female')} | {_cell(m, 'per_gender', 'male')} "
             f"| {_cell(m, 'arousal', 'male_high_arousal')} | {_cell(m, 'arousal', 'female_low_arousal')} "
             f"| {r.speakers.mostly_right} of {r.speakers.n_speakers} |"
         )
-    lines += ["", f"Speakers below {_pct(WEAK_SPEAKER)} of their clips (share of the corpus's wrong clips they hold):", ""]
+    lines += ["", f"Speakers below {pct(WEAK_SPEAKER)} of their clips (share of the corpus's wrong clips they hold):", ""]
     for r in held:
         lines.append(f"- {r.corpus}: {len(r.speakers.weak)} of {r.speakers.n_speakers} speakers, holding "
-                     f"{_pct(r.speakers.share_of_errors_in_weak)} of the errors: {_weak_list(r.speakers)}")
+                     f"{pct(r.speakers.share_of_errors_in_weak)} of the errors: {_weak_list(r.speakers)}")
     pairs = [(r, next((q for q in results if q.corpus == r.corpus and q.rows == "test" and not q.held_out), None))
              for r in results if r.held_out and r.rows == "test"]
     if any(q is not None for _, q in pairs):
@@ -275,8 +266,8 @@ def to_markdown(results: Sequence[HoldoutResult], *, command: str) -> str:
             "## Per speaker: the reference model on the whole `test` split",
             "",
             f"`{whole.model}`: {_cell(whole.metrics, 'overall')} of clips, {v.mostly_right} of {v.n_speakers} "
-            f"speakers called right on most of their clips. Speakers below {_pct(WEAK_SPEAKER)}: {_weak_list(v)}; "
-            f"they hold {_pct(v.share_of_errors_in_weak)} of its wrong clips.",
+            f"speakers called right on most of their clips. Speakers below {pct(WEAK_SPEAKER)}: {_weak_list(v)}; "
+            f"they hold {pct(v.share_of_errors_in_weak)} of its wrong clips.",
         ]
     return "\n".join(lines) + "\n"
 
@@ -293,22 +284,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--reference", default="gender_model",
                         help="model set beside them on the held-out corpora's test rows (default: gender_model; "
                         "'none' to skip)")
-    parser.add_argument("--out", default=None, metavar="STEM", help="write STEM.md and STEM.json")
+    parser.add_argument("--out", type=Path, default=STUDY_DIR / "report", metavar="STEM",
+                        help="write STEM.md and STEM.json (default studies/gender_holdout/report)")
     args = parser.parse_args(argv)
     reference = None if args.reference == "none" else args.reference
     try:
         results = run(args.models, reference)
     except ValueError as exc:
         parser.error(str(exc))
-    command = "python -m studies.gender_holdout " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = command_line("studies.gender_holdout", argv)
     report = to_markdown(results, command=command)
     print(report)
-    if args.out:
-        stem = Path(args.out)
-        stem.parent.mkdir(parents=True, exist_ok=True)
-        stem.with_suffix(".md").write_text(report, encoding="utf-8")
-        stem.with_suffix(".json").write_text(json.dumps(to_json(results, command=command), indent=1) + "\n",
-                                             encoding="utf-8")
+    write_report(args.out, to_json(results, command=command), report, command=command, config=args)
     return 0
 
 

@@ -3,11 +3,11 @@
 ``python -m studies.gender_robustness --models gender_model /tmp/other --split val``
 scores every gender model folder (or hub id) on the gender-labelled rows of a
 manifest split, first as recorded and then with pink noise and babble added at
-several SNRs (the same noise and the same SNR definition as
-:mod:`studies.noise_study`: added to the decoded 16 kHz clip before any
-preparation, SNR against the speech part of the clip; babble of six LibriSpeech
-readers that gender training never uses as noise). It prints a table and, with
-``--out STEM``, writes ``STEM.md`` and ``STEM.json``.
+several SNRs (:func:`training.noise.corrupt`, as in :mod:`studies.noise_study`:
+added to the decoded 16 kHz clip before any preparation, SNR against the speech
+part of the clip; babble of six LibriSpeech readers that gender training never
+uses as noise). It prints a table and, with ``--out STEM``, writes ``STEM.md``
+and ``STEM.json``. The comparisons made with it are in ``studies/gender_recipe/``.
 
 This is how gender training recipes are compared: on ``val`` with models fitted
 on ``train`` only. Scoring ``test`` is for reporting a recipe that was already
@@ -16,15 +16,15 @@ chosen (e.g. seed replicates of the shipped recipe), never for choosing.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from training.corpus import Utterance, read_manifest, spread
+from training.reporting import command_line, write_report
+from training.reporting import gender_training as describe  # how a model folder was trained (report header)
 
 #: Noisy conditions scored after the clean one: (noise kind, SNR in dB).
 DEFAULT_CONDITIONS = tuple((kind, snr) for kind in ("pink", "babble") for snr in (20.0, 10.0, 5.0, 0.0))
@@ -86,7 +86,7 @@ def compare(models: Sequence[str], clips: Sequence[Utterance], *,
 
     from pipeline.audio import to_mono_float
     from pipeline.gender import GenderClassifier
-    from studies.noise_study.study import Condition, babble_talkers, corrupt, make_babble
+    from training.noise import NoiseCondition, babble_talkers, corrupt, make_babble
 
     manifest = read_manifest()
     babble = make_babble(babble_talkers(manifest), seconds=30.0)
@@ -99,7 +99,7 @@ def compare(models: Sequence[str], clips: Sequence[Utterance], *,
     classifiers = {str(source): GenderClassifier.load(source) for source in models}
     results = []
     for noise, snr in [("clean", None), *conditions]:
-        condition = Condition(noise, snr, False)
+        condition = NoiseCondition(noise, snr)
         # each noisy version is made once and scored by every model
         noisy = [(corrupt(y, condition, babble=babble, seed=i), sr) for i, (y, sr) in enumerate(raw)]
         for source, classifier in classifiers.items():
@@ -111,25 +111,6 @@ def compare(models: Sequence[str], clips: Sequence[Utterance], *,
     order = list(classifiers)
     results.sort(key=lambda r: order.index(r.model))  # stable: per model, clean first, then the conditions
     return results
-
-
-def describe(model: str) -> dict:
-    """How a gender model folder was trained, from its ``metadata.json`` (empty for hub ids or bare folders)."""
-    path = Path(model) / "metadata.json"
-    if not path.is_file():
-        return {}
-    tr = json.loads(path.read_text(encoding="utf-8")).get("training", {})
-    recal = tr.get("bn_recalibration", {}).get("used")
-    channel = tr.get("channel") or {}
-    return {
-        "noise": " + ".join(tr.get("noise_kinds", ["white"])),
-        **({"recording channels": f"{channel['copies']} per clip, p={channel['share']}"} if channel else {}),
-        **({"pitch balance": f"power {tr['pitch_balance_power']}"} if tr.get("pitch_balance_power") else {}),
-        "fitted on": " + ".join(tr.get("fit_splits", ["train"])),
-        "seed": tr.get("seed") if "seeds" not in tr else " + ".join(str(x) for x in tr["seeds"]),
-        "epoch kept": f"{tr.get('best_epoch')} of {tr.get('epochs')}",
-        "BatchNorm re-estimated on clean crops": "yes" if recal else "no",
-    }
 
 
 def to_markdown(results: Sequence[ConditionResult], *, split: str, n_clips: int) -> str:
@@ -191,13 +172,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     text = to_markdown(results, split=args.split, n_clips=len(clips))
     print(text)
     if args.out:
-        stem = Path(args.out)
-        stem.parent.mkdir(parents=True, exist_ok=True)
-        stem.with_suffix(".md").write_text(text, encoding="utf-8")
-        command = "python -m studies.gender_robustness " + " ".join(argv if argv is not None else sys.argv[1:])
+        command = command_line("studies.gender_robustness", argv)
         payload = {"command": command, "split": args.split, "n_clips": len(clips),
                    "results": [{**asdict(r), "accuracy": r.accuracy} for r in results]}
-        stem.with_suffix(".json").write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
+        write_report(args.out, payload, text, command=command, config=args)
     return 0
 
 

@@ -4,7 +4,7 @@
 seen in training), adds noise at several signal-to-noise ratios, and scores each
 version with the shipped cascade twice: as is, and with
 :func:`pipeline.denoise.reduce_noise` before feature extraction. It writes
-``reports/noise_study.json`` and ``reports/noise_study.md`` (gender accuracy,
+``studies/noise_study/report.json`` and ``report.md`` (gender accuracy,
 emotion accuracy and macro-F1 per condition); notebook 5 draws the same numbers.
 
 Noise (added to the decoded 16 kHz clip, before any preparation, like real noise):
@@ -15,7 +15,9 @@ Noise (added to the decoded 16 kHz clip, before any preparation, like real noise
 
 SNR is relative to the power of the *speech* part of the clip (the span
 :func:`pipeline.audio.trim_silence` keeps), so the leading and trailing silence of
-RAVDESS clips does not make the noise weaker than the stated SNR.
+RAVDESS clips does not make the noise weaker than the stated SNR
+(:func:`training.noise.corrupt`, the ``"speech"`` reference of
+:func:`training.noise.mix_at_snr`).
 """
 from __future__ import annotations
 
@@ -27,30 +29,30 @@ from typing import Sequence
 
 import numpy as np
 
-from training.augment import make_babble, pink_noise, study_babble_rows
-from pipeline.audio import to_mono_float, trim_silence
+from pipeline.audio import to_mono_float
 from pipeline.cascade import Cascade
-from training.corpus import Utterance, read_manifest, spread
 from pipeline.denoise import DenoiseConfig
 from pipeline.emotion import EMOTION_LABELS
-from training.evaluate import REPORT_DIR, emotion_metrics
+from training.corpus import Utterance, read_manifest, spread
+from training.evaluate import emotion_metrics
+from training.noise import NoiseCondition, babble_talkers, corrupt, make_babble
+from training.reporting import command_line, write_report as _write
 
 NOISE_KINDS = ("pink", "babble")
 SNRS_DB = (20.0, 10.0, 5.0, 0.0)
+#: Where the report goes by default (``report.json``, ``report.md``), beside this module.
+STUDY_DIR = Path(__file__).resolve().parent
 
 
 @dataclass(frozen=True)
-class Condition:
-    """One test condition: ``noise`` is ``"clean"``, ``"pink"`` or ``"babble"``; ``snr_db`` None when clean."""
+class Condition(NoiseCondition):
+    """A :class:`~training.noise.NoiseCondition` scored as is or with noise reduction (``denoise``)."""
 
-    noise: str
-    snr_db: float | None
     denoise: bool
 
     @property
     def label(self) -> str:
-        base = "clean" if self.noise == "clean" else f"{self.noise} {self.snr_db:g} dB"
-        return f"{base}, {'denoised' if self.denoise else 'as is'}"
+        return f"{super().label}, {'denoised' if self.denoise else 'as is'}"
 
 
 def conditions(kinds: Sequence[str] = NOISE_KINDS, snrs: Sequence[float] = SNRS_DB) -> list[Condition]:
@@ -59,45 +61,9 @@ def conditions(kinds: Sequence[str] = NOISE_KINDS, snrs: Sequence[float] = SNRS_
     return [Condition(n, s, d) for n, s in noisy for d in (False, True)]
 
 
-def speech_power(y: np.ndarray) -> float:
-    """Mean power of the non-silent span of ``y [shape=(n,)]`` (16 kHz), as trimming defines it."""
-    peak = float(np.max(np.abs(y))) or 1.0
-    span = trim_silence((y / peak).astype(np.float32))
-    span = span if span.size else y / peak
-    return float(np.mean(np.square(span, dtype=np.float64))) * peak**2
-
-
-def add_at_snr(y: np.ndarray, noise: np.ndarray, snr_db: float, *, seed: int) -> np.ndarray:
-    """``y + noise`` with the noise scaled to ``snr_db`` below :func:`speech_power` (random noise offset)."""
-    rng = np.random.default_rng(seed)
-    start = int(rng.integers(0, max(1, noise.size - y.size)))
-    segment = np.resize(noise[start:], y.size).astype(np.float64)
-    gain = np.sqrt(speech_power(y) / (np.mean(segment**2) or 1.0) / 10 ** (snr_db / 10))
-    return (y + gain * segment).astype(np.float32)
-
-
-def corrupt(y: np.ndarray, condition: Condition, *, babble: np.ndarray, seed: int) -> np.ndarray:
-    """The clip ``y [shape=(n,)]`` under ``condition``'s noise (denoising is the cascade's job)."""
-    if condition.noise == "clean":
-        return y
-    if condition.noise == "pink":
-        return add_at_snr(y, pink_noise(y.size, seed=seed), condition.snr_db, seed=seed)
-    if condition.noise == "babble":
-        return add_at_snr(y, babble, condition.snr_db, seed=seed)
-    raise ValueError(f"unknown noise {condition.noise!r}")
-
-
 def select_clips(utterances: Sequence[Utterance], n: int) -> list[Utterance]:
     """Every k-th emotional ``test`` clip so that about ``n`` remain (deterministic)."""
     return spread([u for u in utterances if u.split == "test" and u.emotion], n)
-
-
-def babble_talkers(utterances: Sequence[Utterance], n: int = 6) -> list[np.ndarray]:
-    """``n`` LibriSpeech ``train`` readers (3 female, 3 male when ``n = 6``) as 16 kHz arrays."""
-    import soundfile as sf
-
-    chosen = study_babble_rows(utterances, n)
-    return [to_mono_float(sf.read(u.path, dtype="float32")[0])[0] for u in chosen]
 
 
 def run(cascade: Cascade, clips: Sequence[Utterance], *, babble: np.ndarray,
@@ -173,24 +139,24 @@ def study(*, n_clips: int = 240, kinds: Sequence[str] = NOISE_KINDS, snrs: Seque
     return summarise(frame), frame
 
 
-def write_report(summary: list[dict], frame, out: Path = REPORT_DIR) -> str:
-    """Write ``noise_study.json`` and ``noise_study.md`` into ``out``; returns the Markdown."""
+def write_report(summary: list[dict], frame, stem: Path = STUDY_DIR / "report", *, command: str | None = None,
+                 config=None) -> str:
+    """Write ``STEM.json`` and ``STEM.md`` (:func:`training.reporting.write_report`); returns the Markdown."""
     n = int(frame.path.nunique())
     text = to_markdown(summary, n_clips=n, denoise=DenoiseConfig())
-    out.mkdir(parents=True, exist_ok=True)
     payload = {"n_clips": n, "denoise": DenoiseConfig().to_dict(), "labels": list(EMOTION_LABELS), "conditions": summary}
-    (out / "noise_study.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-    (out / "noise_study.md").write_text(text, encoding="utf-8")
+    _write(stem, payload, text, command=command, config=config)
     return text
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m studies.noise_study", description=__doc__.split("\n\n")[0])
     parser.add_argument("--clips", type=int, default=240, help="about this many test clips (default 240)")
-    parser.add_argument("--out", type=Path, default=REPORT_DIR)
+    parser.add_argument("--out", type=Path, default=STUDY_DIR / "report", metavar="STEM",
+                        help="writes STEM.json and STEM.md (default studies/noise_study/report)")
     args = parser.parse_args(argv)
     summary, frame = study(n_clips=args.clips, progress=True)
-    print(write_report(summary, frame, args.out))
+    print(write_report(summary, frame, args.out, command=command_line("studies.noise_study", argv), config=args))
     return 0
 
 

@@ -1,6 +1,6 @@
 """Choose how long the emotion CNNs train, by cross-validation over speakers.
 
-    python -m studies.recipe_cv          # writes reports/recipe_cv.{json,md}
+    python -m studies.recipe_cv          # writes studies/recipe_cv/report.{json,md}
 
 The shipped emotion models are fitted on the ``train`` and ``val`` speakers
 together, for a fixed number of epochs, without early stopping. Those two
@@ -30,7 +30,6 @@ several seeds, so their curves are smoother than these.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -40,10 +39,12 @@ import numpy as np
 
 from training.corpus import Utterance
 from pipeline.emotion import EMOTION_LABELS, build_cnn, configure_tensorflow
-from training.evaluate import REPORT_DIR
 from training.emotion_train import Split, TrainConfig, _fit, concatenate, training_rows
+from training.reporting import command_line, write_report as _write
 
 SMOOTHING = 3
+#: Where the report goes by default (``report.json``, ``report.md``), beside this module.
+STUDY_DIR = Path(__file__).resolve().parent
 
 
 @dataclass
@@ -233,17 +234,18 @@ def to_markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(report: dict, out: Path = REPORT_DIR) -> str:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "recipe_cv.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+def write_report(report: dict, stem: Path = STUDY_DIR / "report", *, command: str | None = None,
+                 config=None) -> str:
+    """Write ``STEM.json`` and ``STEM.md`` (:func:`training.reporting.write_report`); returns the Markdown."""
     text = to_markdown(report)
-    (out / "recipe_cv.md").write_text(text, encoding="utf-8")
+    _write(stem, report, text, command=command, config=config)
     return text
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m studies.recipe_cv", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=REPORT_DIR)
+    parser.add_argument("--out", type=Path, default=STUDY_DIR / "report", metavar="STEM",
+                        help="writes STEM.json and STEM.md (default studies/recipe_cv/report)")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--max-epochs", type=int, default=60)
     parser.add_argument("--max-finetune-epochs", type=int, default=30)
@@ -252,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_tensorflow(args.threads)
     report = cross_validate(TrainConfig(), n_folds=args.folds, max_epochs=args.max_epochs,
                             max_finetune_epochs=args.max_finetune_epochs)
-    print(write_report(report, args.out))
+    print(write_report(report, args.out, command=command_line("studies.recipe_cv", argv), config=args))
     return 0
 
 
