@@ -2,6 +2,12 @@
 
 ``from pipeline import Cascade``; ``Cascade.load().predict_file("x.wav")``.
 Heavy libraries (torch, TensorFlow, librosa) are imported lazily.
+
+The package is the runtime: what ``app.py``, ``script.py`` and :class:`Cascade` need. It
+never imports :mod:`training` or :mod:`studies`; ``pipeline.train``, ``pipeline.evaluate``
+and ``pipeline.bench`` are only entry points into :mod:`training`, and
+:mod:`pipeline.testing` holds fakes for tests (tiny models with known answers, synthetic
+speech). ``tests/test_structure.py`` checks all of this.
 """
 from __future__ import annotations
 

@@ -27,7 +27,6 @@ PUBLIC_HUB_ID = "JaesungHuh/voice-gender-classifier"
 MODEL_FILES = ("config.json", "model.safetensors")
 ENSEMBLE_FILE = "ensemble.json"
 ENSEMBLE_COMBINE = "mean_probability"
-SAMPLE_RATE = 16000
 
 
 def _looks_like_path(text: str) -> bool:

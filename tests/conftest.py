@@ -1,4 +1,10 @@
-"""Shared fixtures: tiny models with known answers, synthetic audio, the shipped cascade."""
+"""Shared fixtures (tiny models with known answers, synthetic audio, the shipped cascade) and markers.
+
+The fakes themselves live in :mod:`pipeline.testing` and :mod:`training.testing`; test
+modules import them from there. Markers (declared in ``pyproject.toml``) are assigned
+here, in :func:`pytest_collection_modifyitems`, from the fixtures a test uses, its file,
+or the tables below; ``pytest -m "not slow"`` is the fast loop.
+"""
 from __future__ import annotations
 
 import os
@@ -11,61 +17,65 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pipeline.testing import SR, make_emotion_model, make_gender_model, speech_like
 from training.corpus import data_dir
 
-SR = 16000
+# ----------------------------------------------------------------------------- markers
+
+DATA_FIXTURES = {"shared_data"}
+"""Fixtures that need the shared corpus: their tests get ``data``."""
+
+SLOW_FIXTURES = {
+    "shipped_cascade",  # the shipped models end to end
+    "many_clips",       # test_reliability: script.py in subprocesses, killed and resumed (20-30 s each)
+    "tiny_app",         # test_app: the Streamlit page run headless by AppTest (3-9 s each)
+}
+"""Fixtures whose tests take more than a few seconds: their tests get ``slow``."""
+
+BROWSER_FILES = {"test_browser.py"}
+"""Files whose tests drive a real Chromium: ``browser`` and ``slow``."""
+
+SLOW_TESTS = {
+    # "file::function": why (seconds measured on the 2-core machine)
+    "test_reliability.py::test_soak_two_thousand_clips_memory_flat": "2,000 clips scored (40 s)",
+    "test_reliability.py::test_long_recording_is_scored": "a 5-minute recording (3 s)",
+    "test_recipe_cv.py::test_run_folds_end_to_end_on_learnable_synthetic_features": "trains CNNs per fold (13 s)",
+    "test_train_emotion.py::test_train_family_fits_the_configured_splits": "trains emotion CNNs (4-11 s)",
+    "test_app.py::test_page_without_input": "the Streamlit page through AppTest (3-6 s)",
+    "test_app.py::test_shipped_models_on_a_real_clip": "the shipped models end to end",
+    "test_gender.py::test_shipped_model_on_real_test_clips": "the shipped gender model on real clips",
+    "test_notebooks.py::test_evaluation_notebook_on_a_subset": "executes a notebook",
+    "test_notebooks.py::test_data_and_training_notebooks": "executes two notebooks",
+    "test_notebooks.py::test_noise_notebook_on_a_few_clips": "executes a notebook",
+    "test_notebooks.py::test_new_corpora_notebook_reads_the_reports": "executes a notebook twice",
+}
+"""Tests that take more than a few seconds without using a fixture of :data:`SLOW_FIXTURES`."""
+
+DATA_TESTS = {
+    "test_gender.py::test_shipped_model_on_real_test_clips",  # reads training.corpus.data_dir() itself
+}
+"""Tests that need the shared corpus without using a fixture of :data:`DATA_FIXTURES`."""
 
 
-def speech_like(duration_s: float = 2.0, *, sr: int = SR, f0: float = 150.0, seed: int = 0) -> np.ndarray:
-    """A harmonic complex with vibrato and 4 Hz syllable-like amplitude modulation (peak 0.5)."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(duration_s * sr)) / sr
-    inst_f0 = f0 * (1 + 0.05 * np.sin(2 * np.pi * 3 * t))
-    phase = 2 * np.pi * np.cumsum(inst_f0) / sr
-    y = sum(np.sin(k * phase) / k for k in range(1, 11))
-    envelope = 0.5 * (1 - np.cos(2 * np.pi * 4 * t)) * 0.9 + 0.1
-    y = y * envelope + 0.003 * rng.standard_normal(t.size)
-    return (0.5 * y / np.max(np.abs(y))).astype(np.float32)
+def marker_key(item: pytest.Item) -> str:
+    """``"<file name>::<function name>"`` of a collected test, without parameters."""
+    return f"{item.path.name}::{getattr(item, 'originalname', item.name)}"
 
 
-def make_gender_model(folder: Path, *, female_logit: float) -> Path:
-    """A tiny ECAPA (C=16) whose output ignores the input: softmax([0, female_logit])."""
-    import torch
-
-    from pipeline.ecapa import ECAPAGender
-
-    torch.manual_seed(0)
-    model = ECAPAGender(C=16, mfa_channels=24, attention_channels=8, embedding_dim=8)
-    with torch.no_grad():
-        model.fc7.weight.zero_()
-        model.fc7.bias.copy_(torch.tensor([0.0, female_logit]))
-    model.eval()
-    model.save_pretrained(folder)
-    return folder
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        key = marker_key(item)
+        if fixtures & DATA_FIXTURES or key in DATA_TESTS:
+            item.add_marker(pytest.mark.data)
+        if item.path.name in BROWSER_FILES:
+            item.add_marker(pytest.mark.browser)
+            item.add_marker(pytest.mark.slow)
+        elif fixtures & SLOW_FIXTURES or key in SLOW_TESTS:
+            item.add_marker(pytest.mark.slow)
 
 
-def make_emotion_model(folder: Path, *, name: str, favourite: str, strength: float = 4.0) -> Path:
-    """An untrained CNN whose output is softmax(bias) with ``favourite`` dominant."""
-    from sklearn.preprocessing import StandardScaler
-
-    from pipeline.audio import DEFAULT_AUDIO_CONFIG
-    from pipeline.emotion import EMOTION_LABELS, EmotionModel, EmotionModelConfig, build_cnn
-    from pipeline.features import DEFAULT_FEATURE_CONFIG, feature_names
-
-    n = len(feature_names(DEFAULT_FEATURE_CONFIG))
-    net = build_cnn(n, seed=1)
-    last = net.get_layer("emotion")
-    kernel, bias = last.get_weights()
-    bias = np.zeros_like(bias)
-    bias[EMOTION_LABELS.index(favourite)] = strength
-    last.set_weights([np.zeros_like(kernel), bias])
-    scaler = StandardScaler().fit(np.random.default_rng(0).standard_normal((32, n)))
-    config = EmotionModelConfig(
-        name=name, labels=EMOTION_LABELS, feature_config=DEFAULT_FEATURE_CONFIG,
-        audio_config=DEFAULT_AUDIO_CONFIG, sample_rate=16000, n_features=n,
-    )
-    EmotionModel(net, scaler, config).save(folder)
-    return folder
+# ----------------------------------------------------------------------------- fixtures
 
 
 @pytest.fixture(scope="session")
@@ -126,11 +136,11 @@ def wav_file(tmp_path):
 
 @pytest.fixture
 def two_corpora_env(tmp_path, monkeypatch) -> Path:
-    """The two-corpus synthetic manifest of ``tests/test_gender_holdout.py`` in a fresh folder, set as the data dir."""
-    from tests.test_gender_holdout import _two_corpora
+    """:func:`training.testing.write_two_corpora` in a fresh folder, set as the data dir."""
+    from training.testing import write_two_corpora
 
     data = tmp_path / "data"
     data.mkdir()
-    _two_corpora(data)
+    write_two_corpora(data)
     monkeypatch.setenv("SER_DATA_DIR", str(data))
     return data

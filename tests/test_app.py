@@ -20,7 +20,7 @@ import pytest
 import soundfile as sf
 
 from pipeline.batch import CSV_COLUMNS
-from tests.conftest import SR, speech_like
+from pipeline.testing import SR, speech_like
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 TIMEOUT = 300  # seconds per script run: the first run loads TensorFlow and torch

@@ -10,7 +10,7 @@ import soundfile as sf
 
 from pipeline import errors
 from pipeline.audio import DEFAULT_AUDIO_CONFIG, PreparedAudio, load_audio, prepare_signal
-from tests.synth import (
+from pipeline.testing import (
     align_and_correlate,
     dominant_frequency,
     silence,

@@ -11,7 +11,7 @@ from pipeline.cascade import Cascade, Prediction
 from pipeline.emotion import EMOTION_LABELS, EmotionModel
 from pipeline.errors import ModelError
 
-from .conftest import SR, speech_like
+from pipeline.testing import SR, speech_like
 
 
 def test_hard_routing_uses_predicted_gender(tiny_models):

@@ -16,7 +16,7 @@ from pipeline.features import (
     feature_groups,
     feature_names,
 )
-from tests.synth import tone, voiced_signal, white_noise
+from pipeline.testing import tone, voiced_signal, white_noise
 
 SR = 16000
 NAMES = feature_names()

@@ -1,4 +1,4 @@
-"""Noise in gender training (training.gender_train.noise_bank) and the noisy comparison of gender models."""
+"""Noise in gender training (training.gender_noise.noise_bank) and the noisy comparison of gender models."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,8 +7,8 @@ import torch
 
 from training.corpus import read_manifest
 from pipeline.ecapa import LogMelFrontEnd
-from tests.conftest import speech_like
-from tests.test_gender import TINY_WIDTHS, _synthetic_corpus
+from pipeline.testing import TINY_GENDER_WIDTHS as TINY_WIDTHS, speech_like
+from training.testing import write_gender_corpus
 
 
 @pytest.fixture
@@ -16,7 +16,7 @@ def librispeech_like(tmp_path, monkeypatch):
     """The synthetic three-split corpus, every row labelled LibriSpeech (so its readers can make babble)."""
     data = tmp_path / "data"
     data.mkdir()
-    _synthetic_corpus(data, corpus="librispeech")
+    write_gender_corpus(data, corpus="librispeech")
     monkeypatch.setenv("SER_DATA_DIR", str(data))
     return read_manifest()
 
@@ -24,7 +24,7 @@ def librispeech_like(tmp_path, monkeypatch):
 def test_noise_mel_levels_and_shapes():
     """Unit-variance noise: the same waveform power whatever the colour; pink has relatively more low-band power."""
     from training.augment import pink_noise
-    from training.gender_train import noise_mel, white_noise_mel
+    from training.gender_noise import noise_mel, white_noise_mel
 
     fe = LogMelFrontEnd()
     white = white_noise_mel(fe)
@@ -40,7 +40,8 @@ def test_noise_mel_levels_and_shapes():
 
 def test_babble_rows_exclude_the_study_talkers_and_balance_genders(librispeech_like):
     from training.augment import study_babble_rows
-    from training.gender_train import babble_rows, gender_rows
+    from training.gender_noise import babble_rows
+    from training.gender_signals import gender_rows
 
     rows = gender_rows(librispeech_like, "train")
     excluded = {u.path for u in study_babble_rows(librispeech_like)}
@@ -55,7 +56,9 @@ def test_babble_rows_exclude_the_study_talkers_and_balance_genders(librispeech_l
 
 
 def test_noise_bank_draws_and_white_only_stream(librispeech_like):
-    from training.gender_train import gender_rows, make_batch, noise_bank, white_noise_mel
+    from training.gender_batches import make_batch
+    from training.gender_noise import noise_bank, white_noise_mel
+    from training.gender_signals import gender_rows
 
     fe = LogMelFrontEnd()
     rows = gender_rows(librispeech_like, "train")

@@ -25,7 +25,7 @@ from hypothesis.extra import numpy as hnp
 from pipeline.audio import DEFAULT_AUDIO_CONFIG, PreparedAudio, load_audio, prepare_signal
 from pipeline.errors import PipelineError, TooLongError
 from pipeline.features import extract_features, feature_names
-from tests.synth import voiced_signal
+from pipeline.testing import voiced_signal
 
 CONFIG = dataclasses.replace(DEFAULT_AUDIO_CONFIG, max_duration_s=10.0)
 N_FEATURES = len(feature_names())

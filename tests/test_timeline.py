@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from pipeline.timeline import TIMELINE_COLUMNS, predict_timeline, window_starts
-from tests.conftest import SR, speech_like
+from pipeline.testing import SR, speech_like
 
 
 def test_window_starts_cover_the_signal_without_redundant_tails():
