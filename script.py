@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="device for the gender model")
     parser.add_argument("--denoise", action="store_true",
                         help="spectral-gating noise reduction (noisereduce) before analysis; off by default, "
-                             "see reports/noise_study.md for when it helps")
+                             "see studies/noise_study/report.md for when it helps")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     mode.add_argument("--resume", action="store_true",

@@ -5,7 +5,7 @@ runs on the mono signal *before* :func:`pipeline.audio.prepare_signal`, so the
 noise estimate can use the leading and trailing room tone that trimming would
 cut. Off by default: ``python -m studies.noise_study`` (notebook 5) measures
 whether it helps the shipped models on clean and noisy speech; the result is in
-``reports/noise_study.md``.
+``studies/noise_study/report.md``.
 """
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ def test_readme_is_short_and_keeps_the_two_commands():
 
 def test_results_doc_is_generated_from_the_committed_metrics(tmp_path):
     """docs/results.md is exactly what `python -m pipeline.evaluate` writes for reports/metrics.json."""
-    from training.evaluate import write_results_doc
+    from training.metrics_report import write_results_doc
 
     out = tmp_path / "results.md"
     write_results_doc(json.loads(METRICS.read_text(encoding="utf-8")), out)
@@ -33,9 +33,13 @@ def test_readme_headline_figures_match_the_metrics():
     text = README.read_text(encoding="utf-8")
     pct = lambda x: f"{100 * x:.1f}%"  # noqa: E731
     g, cascade = metrics["gender"], metrics["emotion"]["cascade"]
-    assert f"**gender: {pct(g['overall']['accuracy'])}** of {g['overall']['n']} clips" in text
-    iv = g["overall_interval"]
-    assert f"over the {iv['n_groups']} speakers: {pct(iv['low'])}-{pct(iv['high'])}" in text
+    seen = g["seen_corpora"]
+    assert f"**gender: {pct(seen['accuracy'])}** of {seen['n']} clips of the five corpora" in text
+    assert len(seen["corpora"]) == 5
+    iv = seen["interval"]
+    assert f"over the\n  {iv['n_groups']} speakers: {pct(iv['low'])}-{pct(iv['high'])}" in text
+    (corpus, never), = g["never_seen"].items()
+    assert corpus == "speechocean" and f"**{pct(never['accuracy'])}** of {never['n']} clips of speechocean" in text
     assert f"**emotion, 8 classes: {pct(cascade['overall']['accuracy'])}**" in text
     assert f"**{pct(cascade['ravdess']['accuracy'])}** on the RAVDESS test actors" in text
 

@@ -101,7 +101,7 @@ def test_holdout_limit_line_in_the_model_cards():
     assert _holdout_limit(None) == [] and _holdout_limit({"results": []}) == []
     fake = {"results": [{"corpus": "x", "routed": {"accuracy": 0.25}, "chance": 0.125}]}
     (line,) = _holdout_limit(fake)
-    assert "x 25.0% (chance 12.5%)" in line and "reports/emotion_holdout.md" in line
+    assert "x 25.0% (chance 12.5%)" in line and "studies/emotion_holdout/report.md" in line
     metrics = json.loads((PROJECT_ROOT / "reports" / "metrics.json").read_text(encoding="utf-8"))
     holdout = json.loads((PROJECT_ROOT / "studies" / "emotion_holdout" / "report.json").read_text(encoding="utf-8"))
     folder = PROJECT_ROOT / "male_models"

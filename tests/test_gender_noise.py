@@ -23,7 +23,7 @@ def librispeech_like(tmp_path, monkeypatch):
 
 def test_noise_mel_levels_and_shapes():
     """Unit-variance noise: the same waveform power whatever the colour; pink has relatively more low-band power."""
-    from training.augment import pink_noise
+    from training.noise import pink_noise
     from training.gender_noise import noise_mel, white_noise_mel
 
     fe = LogMelFrontEnd()
@@ -39,7 +39,7 @@ def test_noise_mel_levels_and_shapes():
 
 
 def test_babble_rows_exclude_the_study_talkers_and_balance_genders(librispeech_like):
-    from training.augment import study_babble_rows
+    from training.noise import study_babble_rows
     from training.gender_noise import babble_rows
     from training.gender_signals import gender_rows
 

@@ -72,7 +72,8 @@ def test_gender_metrics_interval_is_over_speakers():
     """One speaker all wrong, three all right: 75% with an interval that spans what resampling speakers can give."""
     import pandas as pd
 
-    from training.evaluate import gender_metrics, headline
+    from training.evaluate import gender_metrics
+    from training.metrics_report import headline
 
     speakers = np.repeat(["a", "b", "c", "d"], 10)
     truth = np.repeat(["male", "female", "male", "female"], 10)

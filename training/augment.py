@@ -11,10 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.audio import resample
-from training.noise import make_babble, mix_at_snr, pink_noise, study_babble_rows  # noqa: F401
-
-# make_babble, pink_noise and study_babble_rows live in training.noise; the names stay importable
-# from here for the gender trainer until it imports them from there.
+from training.noise import mix_at_snr, pink_noise
 
 
 @dataclass(frozen=True)
@@ -53,11 +50,3 @@ def add_noise(y: np.ndarray, *, snr_db: float, seed: int) -> np.ndarray:
     The ``"clip"`` SNR of :func:`training.noise.mix_at_snr` (the noise studies use ``"speech"``).
     """
     return mix_at_snr(y, pink_noise(y.size, seed=seed), snr_db, reference="clip", seed=seed, noise_power=1.0)
-
-
-#: The augmentation set measured in ``python -m studies.experiments``.
-DEFAULT_AUGMENTATIONS = (
-    Augmentation("speed", factor=0.9),
-    Augmentation("speed", factor=1.1),
-    Augmentation("noise", snr_db=15.0),
-)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.emotion import EMOTION_LABELS, EmotionModel
+from training.reporting import pct as _pct
 
 LICENCES = """\
 | corpus | licence |
@@ -21,12 +22,8 @@ Because the model is trained on RAVDESS it inherits RAVDESS's non-commercial
 share-alike terms: do not use it commercially."""
 
 
-def _pct(x) -> str:
-    return "n/a" if x is None else f"{100 * x:.1f}%"
-
-
 def _holdout_limit(holdout: dict | None) -> list[str]:
-    """The known-limit line on corpora never seen, from ``reports/emotion_holdout.json`` (nothing when absent)."""
+    """The known-limit line on corpora never seen, from ``studies/emotion_holdout/report.json`` (nothing when absent)."""
     if not holdout or not holdout.get("results"):
         return []
     figures = "; ".join(
@@ -35,13 +32,13 @@ def _holdout_limit(holdout: dict | None) -> list[str]:
         "* Recordings unlike all of the training corpora (another language, microphone, room or speaking style) are "
         "judged far less accurately than the `test` split suggests. Trained with this recipe without one corpus and "
         f"routed by true gender, accuracy on every clip of that corpus was: {figures} "
-        "(`reports/emotion_holdout.md` of the project, `make emotion-holdout`)."]
+        "(`studies/emotion_holdout/report.md` of the project, `make emotion-holdout`)."]
 
 
 def emotion_card(model: EmotionModel, metrics: dict, holdout: dict | None = None) -> str:
     """Markdown model card for ``model`` given the evaluation ``metrics``.
 
-    ``holdout`` is the content of ``reports/emotion_holdout.json``
+    ``holdout`` is the content of ``studies/emotion_holdout/report.json``
     (:mod:`studies.emotion_holdout`); when given, its figures join the known limits.
     """
     cfg = model.config
@@ -79,7 +76,7 @@ def emotion_card(model: EmotionModel, metrics: dict, holdout: dict | None = None
          if training.get("early_stopping", True) else
          f"* A fixed {training.get('epochs')} epochs of pre-training and {training.get('finetune_epochs')} of "
          "fine-tuning, chosen by cross-validation over speakers (`python -m studies.recipe_cv`, "
-         "`reports/recipe_cv.md`); ")
+         "`studies/recipe_cv/report.md`); ")
         + "`test` speakers were never seen.",
         "* Pre-training on both genders, then fine-tuning on this gender: "
         + ("yes" if training.get("pretrain") and name != "pooled" else "no") + ".",
@@ -121,7 +118,7 @@ def emotion_card(model: EmotionModel, metrics: dict, holdout: dict | None = None
         "rest on fewer speakers. `calm` and `neutral` are often confused.",
         "* One label per clip: long recordings should be scored with the timeline (windows), not as one clip.",
         "* Features are level-invariant by construction, but noise, reverberation and codecs shift them: accuracy "
-        "falls with added noise, and spectral-gating noise reduction does not recover it (`reports/noise_study.md`).",
+        "falls with added noise, and spectral-gating noise reduction does not recover it (`studies/noise_study/report.md`).",
         *_holdout_limit(holdout),
         "",
     ]
@@ -130,7 +127,7 @@ def emotion_card(model: EmotionModel, metrics: dict, holdout: dict | None = None
 
 def write_emotion_card(folder: Path, metrics: dict, holdout_report: Path | None = None) -> None:
     """(Re)write ``folder/README.md`` from the loaded model, ``metrics`` and, if the file
-    exists, the held-out-corpus report ``holdout_report`` (default ``reports/emotion_holdout.json``)."""
+    exists, the held-out-corpus report ``holdout_report`` (default ``studies/emotion_holdout/report.json``)."""
     import json
 
     from pipeline.paths import PROJECT_ROOT

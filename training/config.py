@@ -91,6 +91,18 @@ def _unknown(key: str, known: Iterable[str], what: str) -> RecipeError:
     return RecipeError(f"unknown key {key!r} in {what}{hint}; known keys: {', '.join(known)}")
 
 
+def _number(value: Any, cast: type, accepted: tuple, key: str, what: str):
+    """``value`` as ``cast`` when it is one of ``accepted`` (never a bool) or text that parses; else RecipeError."""
+    if isinstance(value, accepted) and not isinstance(value, bool):
+        return cast(value)
+    if isinstance(value, str):
+        try:
+            return cast(value.strip())
+        except ValueError:
+            pass
+    raise RecipeError(f"{key}: expected {what}, got {value!r}")
+
+
 def coerce(value: Any, tp: Any, key: str) -> Any:
     """``value`` converted to the annotated type ``tp`` (``key`` names it in errors).
 
@@ -117,23 +129,9 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
             return value.strip().lower() in ("true", "yes", "on", "1")
         raise RecipeError(f"{key}: expected true or false, got {value!r}")
     if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, str):
-            try:
-                return int(value.strip())
-            except ValueError:
-                pass
-        raise RecipeError(f"{key}: expected an integer, got {value!r}")
+        return _number(value, int, (int,), key, "an integer")
     if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value.strip())
-            except ValueError:
-                pass
-        raise RecipeError(f"{key}: expected a number, got {value!r}")
+        return _number(value, float, (int, float), key, "a number")
     if tp is str:
         if isinstance(value, str):
             return value

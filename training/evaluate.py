@@ -2,7 +2,9 @@
 
 ``python -m pipeline.evaluate`` scores every ``test``-split clip of the shared
 corpus (speakers never seen in training) and writes ``reports/metrics.json``,
-``reports/metrics.md`` and ``reports/test_predictions.csv``:
+``reports/metrics.md`` and ``reports/test_predictions.csv``; on the full ``test`` split with the
+shipped models it also rewrites ``docs/results.md`` (:mod:`training.metrics_report`) and the emotion
+model cards (:mod:`training.cards`). It never touches the README:
 
 * gender accuracy overall, per corpus and per language, with the errors listed;
 * emotion accuracy, macro-F1 and per-class recall, per gender and per corpus, for
@@ -24,12 +26,12 @@ from typing import Sequence
 import numpy as np
 
 from pipeline.cascade import FEMALE_MODEL_DIR, MALE_MODEL_DIR, Cascade
-from pipeline.paths import PROJECT_ROOT
-from training.corpus import Utterance, read_manifest, spread
 from pipeline.emotion import EMOTION_LABELS, EmotionModel
 from pipeline.gender import GENDER_LABELS
+from pipeline.paths import PROJECT_ROOT
+from training.corpus import Utterance, read_manifest, spread
+from training.metrics_report import to_markdown, write_results_doc
 from training.reporting import command_line, write_report
-from training.reporting import pct as _pct
 
 REPORT_DIR = PROJECT_ROOT / "reports"
 POOLED_MODEL_DIR = PROJECT_ROOT / "pooled_model"
@@ -118,24 +120,43 @@ def predict_split(cascade: Cascade, utterances: Sequence[Utterance], *, pooled: 
     return pd.DataFrame.from_records(records)
 
 
-def gender_metrics(frame) -> dict:
+def gender_metrics(frame, *, training_corpora: Sequence[str] | None = None) -> dict:
     """Gender accuracy overall (with a 95% bootstrap interval over speakers), per corpus, per language
-    and per emotion, plus the errors."""
+    and per emotion, plus the errors.
+
+    With ``training_corpora`` (the corpora the gender model was fitted on, from its
+    ``metadata.json``), ``seen_corpora`` scores the rows of those corpora (new speakers of known
+    corpora) and ``never_seen`` each other corpus (recordings unlike the training data), each with
+    its own speaker interval; both are None without it (e.g. a hub model).
+    """
     from training.stats import speaker_bootstrap
 
     scored = frame[frame.status == "ok"]
     correct = scored.pred_gender == scored.gender
+    hits = correct.to_numpy(dtype=float)
+    speakers = scored.speaker.to_numpy()
 
     def acc(mask) -> dict:
         return {"n": int(mask.sum()), "accuracy": float(correct[mask].mean()) if mask.sum() else None}
 
+    def with_interval(mask) -> dict:
+        index = np.flatnonzero(mask)
+        interval = speaker_bootstrap(speakers[index], lambda idx: float(hits[index][idx].mean())) if index.size else None
+        return {**acc(mask), "interval": interval.to_dict() if interval else None}
+
     errors = scored[~correct][["path", "corpus", "gender", "emotion", "p_female"]]
-    hits = correct.to_numpy(dtype=float)
-    interval = (speaker_bootstrap(scored.speaker.to_numpy(), lambda idx: float(hits[idx].mean()))
-                if len(scored) else None)
+    interval = speaker_bootstrap(speakers, lambda idx: float(hits[idx].mean())) if len(scored) else None
+    seen = never_seen = None
+    if training_corpora is not None:
+        known = scored.corpus.isin(list(training_corpora)).to_numpy()
+        seen = {"corpora": sorted(set(training_corpora)), **with_interval(known)}
+        never_seen = {c: with_interval((scored.corpus == c).to_numpy())
+                      for c in sorted(scored.corpus[~known].unique())}
     return {
         "overall": acc(np.ones(len(scored), dtype=bool)),
         "overall_interval": interval.to_dict() if interval else None,
+        "seen_corpora": seen,
+        "never_seen": never_seen,
         "per_corpus": {c: acc((scored.corpus == c).to_numpy()) for c in sorted(scored.corpus.unique())},
         "per_language": {c: acc((scored.language == c).to_numpy()) for c in sorted(scored.language.unique())},
         "per_gender": {g: acc((scored.gender == g).to_numpy()) for g in GENDER_LABELS},
@@ -228,7 +249,7 @@ def evaluate(*, cascade: Cascade | None = None, pooled_dir: Path | None = POOLED
         "split": split,
         "n_clips": int(len(frame)),
         "n_speakers": int(frame.speaker.nunique()),
-        "gender": gender_metrics(frame),
+        "gender": gender_metrics(frame, training_corpora=cascade.gender.info.get("training", {}).get("corpora")),
         "emotion": {m: _grouped(emotional, "emotion", f"{m}_pred") for m in methods},
         "routing_comparison": routing_comparison(emotional),
         "calibration": calibration(emotional),
@@ -236,171 +257,6 @@ def evaluate(*, cascade: Cascade | None = None, pooled_dir: Path | None = POOLED
         "gender_model": cascade.gender.source,
     }
     return metrics, frame
-
-
-def to_markdown(metrics: dict) -> str:
-    """Human-readable tables of :func:`evaluate`'s metrics."""
-    g = metrics["gender"]
-    lines = [
-        f"# Evaluation on the `{metrics['split']}` split",
-        "",
-        f"{metrics['n_clips']} clips from {metrics['n_speakers']} speakers never seen in training. "
-        "Generated by `python -m pipeline.evaluate`; do not edit by hand.",
-        "",
-        "## Gender",
-        "",
-        "| subset | clips | accuracy |",
-        "|---|---:|---:|",
-        f"| all | {g['overall']['n']} | {_pct(g['overall']['accuracy'])} |",
-    ]
-    if g.get("overall_interval"):
-        lines[-3:-3] = [_interval_sentence(g["overall_interval"]), ""]
-    for key in ("per_corpus", "per_language", "per_gender"):
-        for name, m in g[key].items():
-            lines.append(f"| {key[4:]}: {name} | {m['n']} | {_pct(m['accuracy'])} |")
-    lines += ["", "## Emotion (8 classes)", "",
-              "Methods: **cascade** = predicted gender, hard routing (what users get); **true_gender** = "
-              "routing by the true gender; **pooled** = one gender-agnostic model trained the same way; "
-              "**soft** = both models weighted by the gender probabilities.", "",
-              "| subset | clips | " + " | ".join(f"{m} acc / macro-F1" for m in metrics["emotion"]) + " |",
-              "|---|---:|" + "---:|" * len(metrics["emotion"])]
-    first = next(iter(metrics["emotion"].values()))
-
-    def row(label: str, getter) -> str:
-        cells = []
-        for m in metrics["emotion"].values():
-            part = getter(m)
-            cells.append("n/a" if not part or not part.get("n") else f"{_pct(part['accuracy'])} / {part['macro_f1']:.3f}")
-        n = getter(first).get("n", 0) if getter(first) else 0
-        return f"| {label} | {n} | " + " | ".join(cells) + " |"
-
-    lines.append(row("all", lambda m: m["overall"]))
-    lines.append(row("RAVDESS test actors", lambda m: m["ravdess"]))
-    for key in ("per_gender", "per_corpus"):
-        for name in first[key]:
-            lines.append(row(f"{key[4:]}: {name}", lambda m, k=key, n=name: m[k].get(n)))
-    for name in first["ravdess_per_intensity"]:
-        lines.append(row(f"RAVDESS intensity: {name}", lambda m, n=name: m["ravdess_per_intensity"].get(n)))
-    lines += ["", "### Per-class recall, cascade", "", "| subset | " + " | ".join(EMOTION_LABELS) + " |",
-              "|---|" + "---:|" * len(EMOTION_LABELS)]
-    cascade = metrics["emotion"]["cascade"]
-    for name, part in [("all", cascade["overall"]), ("RAVDESS", cascade["ravdess"]),
-                       *[(f"gender: {k}", v) for k, v in cascade["per_gender"].items()],
-                       *[(f"corpus: {k}", v) for k, v in cascade["per_corpus"].items()]]:
-        rec = part.get("recall", {})
-        lines.append(f"| {name} | " + " | ".join(_pct(rec[label]) if label in rec else "–" for label in EMOTION_LABELS) + " |")
-    if metrics.get("routing_comparison"):
-        lines += ["", "### Does routing help? Accuracy differences, 95% bootstrap interval over test speakers", "",
-                  "| subset | contrast | difference | 95% interval | speakers |", "|---|---|---:|---:|---:|"]
-        for subset, contrasts in metrics["routing_comparison"].items():
-            for name, iv in contrasts.items():
-                lines.append(f"| {'RAVDESS test actors' if subset == 'ravdess' else 'all emotional clips'} | {name} | "
-                             f"{100 * iv['estimate']:+.1f} pts | [{100 * iv['low']:+.1f}, {100 * iv['high']:+.1f}] | "
-                             f"{iv['n_groups']} |")
-    if metrics.get("calibration"):
-        lines += ["", "### Calibration (expected calibration error, 10 bins; 0 = perfectly calibrated)", "",
-                  "| method | clips | ECE |", "|---|---:|---:|"]
-        for method, c in metrics["calibration"].items():
-            lines.append(f"| {method} | {c['n']} | {c['ece']:.3f} |")
-    if metrics.get("level_robustness"):
-        lines += ["", "## Robustness to recording level", "",
-                  "Share of RAVDESS test clips whose prediction is unchanged after scaling the waveform.", "",
-                  "| condition | clips | gender unchanged | emotion unchanged |", "|---|---:|---:|---:|"]
-        for name, m in metrics["level_robustness"].items():
-            lines.append(f"| {name} | {m['n']} | {_pct(m['gender_unchanged'])} | {_pct(m['emotion_unchanged'])} |")
-    if g["errors"]:
-        lines += ["", "## Gender errors", "", "| file | corpus | true | emotion | p(female) |", "|---|---|---|---|---:|"]
-        for e in g["errors"][:50]:
-            lines.append(f"| {e['path']} | {e['corpus']} | {e['gender']} | {e['emotion'] or '–'} | {e['p_female']:.3f} |")
-        if len(g["errors"]) > 50:
-            lines.append(f"| … {len(g['errors']) - 50} more in metrics.json | | | | |")
-    return "\n".join(lines) + "\n"
-
-
-def _interval_sentence(interval: dict) -> str:
-    """'95% interval over N test speakers: a-b%.' for a gender-accuracy bootstrap interval."""
-    return (f"{100 * interval['level']:.0f}% bootstrap interval over the {interval['n_groups']} test speakers: "
-            f"{_pct(interval['low'])}-{_pct(interval['high'])}.")
-
-
-def headline(metrics: dict) -> str:
-    """Gender accuracy and the emotion table: the top of ``docs/results.md``."""
-    g = metrics["gender"]
-    per_corpus = ", ".join(f"{c} {_pct(m['accuracy'])}" for c, m in g["per_corpus"].items())
-    lines = [
-        f"Gender accuracy: **{_pct(g['overall']['accuracy'])}** on {g['overall']['n']} test clips ({per_corpus})."
-        + (f" {_interval_sentence(g['overall_interval'])}" if g.get("overall_interval") else ""),
-        "",
-        "| emotion, 8 classes | " + " | ".join(metrics["emotion"]) + " |",
-        "|---|" + "---:|" * len(metrics["emotion"]),
-    ]
-    for label, key in (("RAVDESS test actors, accuracy", "ravdess"), ("all emotional test clips, accuracy", "overall")):
-        lines.append(f"| {label} | " + " | ".join(_pct(m[key].get("accuracy")) for m in metrics["emotion"].values()) + " |")
-    lines.append("| all emotional test clips, macro-F1 | "
-                 + " | ".join(f"{m['overall'].get('macro_f1', float('nan')):.3f}" for m in metrics["emotion"].values()) + " |")
-    lines += ["", "*cascade*: predicted gender, hard routing (what you get); *true_gender*: routing by the true "
-              "gender; *pooled*: one gender-agnostic model; *soft*: both models weighted by the gender probabilities."]
-    return "\n".join(lines)
-
-
-RESULTS_DOC = PROJECT_ROOT / "docs" / "results.md"
-
-
-def write_results_doc(metrics: dict, path: Path = RESULTS_DOC) -> None:
-    """Write ``docs/results.md``: the headline and the per-corpus tables of ``metrics``, generated, never hand-edited.
-
-    The README links here instead of carrying the figures; ``reports/metrics.md``
-    keeps the full tables (per-class recall, calibration, level robustness, errors).
-    """
-    g, methods = metrics["gender"], list(metrics["emotion"])
-    lines = [
-        "# Results",
-        "",
-        f"Generated by `python -m pipeline.evaluate` from `reports/metrics.json`; do not edit by hand. "
-        f"The `{metrics['split']}` split: {metrics['n_clips']} clips from {metrics['n_speakers']} speakers "
-        "never seen in training, from corpora that were (other speakers) in training. Full tables "
-        "(per-class recall, calibration, robustness to recording level, every gender error): "
-        "[reports/metrics.md](../reports/metrics.md).",
-        "",
-        "## Headline",
-        "",
-        headline(metrics),
-        "",
-        "## Gender per corpus, language and gender",
-        "",
-        "| subset | clips | accuracy |",
-        "|---|---:|---:|",
-        f"| all | {g['overall']['n']} | {_pct(g['overall']['accuracy'])} |",
-    ]
-    for key in ("per_corpus", "per_language", "per_gender"):
-        lines += [f"| {key[4:]}: {name} | {m['n']} | {_pct(m['accuracy'])} |" for name, m in g[key].items()]
-    lines += ["", "## Emotion per corpus and gender (8 classes, accuracy / macro-F1)", "",
-              "| subset | clips | " + " | ".join(methods) + " |", "|---|---:|" + "---:|" * len(methods)]
-    first = metrics["emotion"][methods[0]] if methods else {}
-    subsets = [("all emotional clips", ("overall",)), ("RAVDESS test actors", ("ravdess",))]
-    subsets += [(f"{key[4:]}: {name}", (key, name)) for key in ("per_gender", "per_corpus") for name in first.get(key, {})]
-    for label, keys in subsets:
-        parts = [m[keys[0]] if len(keys) == 1 else m[keys[0]].get(keys[1]) for m in metrics["emotion"].values()]
-        cells = ["n/a" if not p or not p.get("n") else f"{_pct(p['accuracy'])} / {p['macro_f1']:.3f}" for p in parts]
-        lines.append(f"| {label} | {(parts[0] or {}).get('n', 0)} | " + " | ".join(cells) + " |")
-    if metrics.get("routing_comparison"):
-        lines += ["", "## Does routing by gender help?", "",
-                  "Accuracy differences with a 95% bootstrap interval over test speakers; an interval "
-                  "that includes zero is no evidence either way.", "",
-                  "| subset | contrast | difference | 95% interval | speakers |", "|---|---|---:|---:|---:|"]
-        for subset, contrasts in metrics["routing_comparison"].items():
-            for name, iv in contrasts.items():
-                lines.append(f"| {'RAVDESS test actors' if subset == 'ravdess' else 'all emotional clips'} | {name} | "
-                             f"{100 * iv['estimate']:+.1f} pts | [{100 * iv['low']:+.1f}, {100 * iv['high']:+.1f}] | "
-                             f"{iv['n_groups']} |")
-    lines += ["", "## Beyond the `test` split", "",
-              "The `test` speakers are new, their corpora are not. How the models do on a corpus never seen "
-              "in training (closer to a user's own recordings) is measured by "
-              "[studies/gender_holdout](../studies/gender_holdout/) and "
-              "[studies/emotion_holdout](../studies/emotion_holdout/); what was tried and decided is in "
-              "[decisions.md](decisions.md), how the models are built in [models.md](models.md)."]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:

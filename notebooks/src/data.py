@@ -12,7 +12,7 @@
 # Every number and plot below is computed from `../shared/data/manifest.csv` by this notebook
 # (`make notebooks` re-runs it). The split is **by speaker**: no speaker appears in two of
 # `train`, `val` and `test`, so test accuracy is accuracy on voices the models never heard.
-# Loading code: `pipeline/data.py`.
+# Loading code: `training/corpus.py`.
 
 # %%
 import sys
@@ -96,7 +96,7 @@ fig.tight_layout()
 
 # %% [markdown]
 # Class balance per gender as shares of that gender's training clips: the loss uses class weights
-# (`pipeline/train_emotion.py`, `_class_weights`) so that rare classes (`calm`, `surprised`) count.
+# (`training/emotion_train.py`, `_class_weights`) so that rare classes (`calm`, `surprised`) count.
 
 # %%
 train = emotional[emotional.split == "train"]

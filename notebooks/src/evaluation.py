@@ -9,8 +9,8 @@
 # %% [markdown]
 # # 3. Evaluation of the shipped models on speakers they never heard
 #
-# This notebook calls `pipeline.evaluate.evaluate()`, the same function that writes
-# `reports/metrics.json`, the model cards' tables and the README's results block, so every number
+# This notebook calls `training.evaluate.evaluate()`, the same function that writes
+# `reports/metrics.json`, the model cards' tables and `docs/results.md`, so every number
 # here agrees with them (checked at the end of the first section). Everything is on the `test`
 # split: 44 speakers in three languages that no model saw in training or model selection.
 #
@@ -44,7 +44,8 @@ from sklearn.metrics import ConfusionMatrixDisplay, classification_report, roc_a
 from pipeline.cascade import Cascade
 from training.corpus import data_dir
 from pipeline.emotion import EMOTION_LABELS
-from training.evaluate import evaluate, to_markdown
+from training.evaluate import evaluate
+from training.metrics_report import to_markdown
 from pipeline.features import feature_groups
 from training.stats import group_permutation_importance, reliability
 
@@ -260,7 +261,7 @@ print(f"gender: ECE {gr.ece:.3f} over {len(scored)} clips; "
 # what users get), **true_gender** (routing by the true gender: the ceiling of a perfect gender
 # model), **pooled** (one gender-agnostic network trained the same way), **soft** (both gender
 # models weighted by the gender probabilities). Differences come with a 95% bootstrap interval that
-# resamples *speakers* (`pipeline/stats.py`, `speaker_bootstrap`); an interval that contains 0 means
+# resamples *speakers* (`training/stats.py`, `speaker_bootstrap`); an interval that contains 0 means
 # the test speakers cannot tell the two methods apart. With only four RAVDESS test actors that
 # subset's interval is coarse (a resample can hold the same actor four times); the "all" row
 # resamples 19 emotional test speakers.
@@ -298,7 +299,7 @@ fig.tight_layout()
 # Permutation importance by group: shuffle all columns of one feature group together across the
 # test clips and measure how much accuracy the male and female emotion models (each clip routed by
 # its true gender) lose
-# (`pipeline/stats.py`, `group_permutation_importance`). Then a PCA projection of the standardised
+# (`training/stats.py`, `group_permutation_importance`). Then a PCA projection of the standardised
 # features coloured by emotion, by gender and by corpus.
 
 # %%

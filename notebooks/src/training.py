@@ -15,10 +15,11 @@
 # (`studies/experiments/report.json`); nothing here is typed in.
 #
 # Code that does the work:
-# * `pipeline/train_emotion.py`: `TrainConfig` (the hyper-parameters below), `train_family`
+# * `training/recipes/emotion.yaml`: the hyper-parameters below, read into `TrainConfig`;
+# * `training/emotion_train.py`: `train_family`
 #   (pooled pre-training, then per-gender fine-tuning, an ensemble of seeds);
 # * `pipeline/emotion.py`: `build_cnn` (the Conv1D network), `EmotionModel` (the saved folder);
-# * `pipeline/augment.py`: `DEFAULT_AUGMENTATIONS` (speed x0.9 / x1.1, pink noise at 15 dB);
+# * `training/augment.py`: the augmentations the recipe names (speed x0.9 / x1.1, pink noise at 15 dB);
 # * `pipeline/features.py`: the 483 named statistics the network reads.
 
 # %% tags=["parameters"]
