@@ -20,12 +20,13 @@ The npz holds ``names [k]``, ``embeddings [k, 256]`` float32 and
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 
+from pipeline.paths import PROJECT_ROOT
+
 SR = 16000
-GOLDEN = Path(__file__).resolve().parent.parent / "tests" / "data" / "ge2e_golden.npz"
+GOLDEN = PROJECT_ROOT / "tests" / "data" / "ge2e_golden.npz"
 
 #: name -> (f0 Hz, formant scale, duration s, seed): three "voices" and a short clip.
 CLIPS = {

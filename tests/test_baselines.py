@@ -4,7 +4,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from studies.baselines.study import Baseline, cluster_structure, run_classifiers, to_markdown
 from training.corpus import Utterance

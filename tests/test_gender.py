@@ -10,6 +10,7 @@ import torch
 from pipeline.ecapa import ECAPAGender, LogMelFrontEnd
 from pipeline.errors import ModelError, PredictionError
 from pipeline.gender import GENDER_LABELS, GenderClassifier
+from pipeline.paths import PROJECT_ROOT
 from pipeline.testing import TINY_GENDER_WIDTHS as TINY_WIDTHS, speech_like
 from training.testing import write_gender_corpus
 
@@ -369,7 +370,7 @@ def test_gender_recipe_is_what_the_shipped_model_records():
     from training.recipes import load_recipe
     from training.gender_recipe import augmentation_phrase, noise_phrase, optimiser_phrase, sampling_phrase
 
-    meta = json.loads((Path(__file__).parent.parent / "gender_model" / "metadata.json").read_text())
+    meta = json.loads((PROJECT_ROOT / "gender_model" / "metadata.json").read_text())
     tr = meta["training"]
     r = load_recipe("gender")
     assert r.widths == meta["architecture"]

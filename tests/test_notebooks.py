@@ -8,12 +8,11 @@ searches: about six minutes here) is covered by tests/test_baselines.py and by i
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import nbformat
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from pipeline.paths import PROJECT_ROOT as ROOT  # noqa: E402
 sys.path.insert(0, str(ROOT / "notebooks"))
 
 import run as notebook_runner  # noqa: E402  (notebooks/run.py)

@@ -18,7 +18,7 @@ from pipeline.batch import discover, score
 
 from pipeline.testing import SR, speech_like
 
-ROOT = Path(__file__).resolve().parent.parent
+from pipeline.paths import PROJECT_ROOT as ROOT  # noqa: E402
 
 
 def rows_of(path: Path) -> list[dict[str, str]]:

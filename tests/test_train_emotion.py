@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from pipeline.emotion import EMOTION_LABELS, build_cnn, configure_tensorflow
+from pipeline.paths import PROJECT_ROOT
 from training.emotion_train import TrainConfig, _class_weights, _fit
 
 
@@ -102,7 +103,6 @@ def test_train_family_fits_the_configured_splits(monkeypatch, fit_splits, finetu
 def test_emotion_recipe_is_what_the_shipped_models_record():
     """TrainConfig() is training/recipes/emotion.yaml, and equals the recipe each shipped model's config.json records."""
     import json
-    from pathlib import Path
 
     from training.augment import Augmentation
     from training.recipes import load_recipe
@@ -113,7 +113,7 @@ def test_emotion_recipe_is_what_the_shipped_models_record():
     assert config.augmentations == (Augmentation("speed", factor=0.9), Augmentation("speed", factor=1.1),
                                     Augmentation("noise", snr_db=15.0))
     assert EMOTION_CORPORA == config.corpora == ("ravdess", "savee", "ased", "emovo")
-    root = Path(__file__).parent.parent
+    root = PROJECT_ROOT
     for folder in ("male_models", "female_models", "pooled_model"):
         recorded = json.loads((root / folder / "config.json").read_text())["training"]
         assert {k: recorded[k] for k in config.to_dict()} == json.loads(json.dumps(config.to_dict())), folder

@@ -10,13 +10,16 @@ its level from the SNR. Defaults of the babble size come from
 """
 from __future__ import annotations
 
-from typing import Collection, Sequence
+from typing import TYPE_CHECKING, Collection, Sequence
 
 import numpy as np
 
 from training.corpus import Utterance
 from training.gender_recipe import NOISE_KINDS, GenderRecipe
 from training.gender_signals import load_signals
+
+if TYPE_CHECKING:
+    import torch
 
 _SHIPPED = GenderRecipe()
 
