@@ -1,360 +1,322 @@
-"""Streamlit web app: upload or record speech, see gender and emotion.
+"""Streamlit web app: upload or record speech, see gender and emotion, with how far to trust them.
 
     streamlit run app.py        # or: make app  -> http://localhost:8501
 
-A thin front over :mod:`pipeline`: the models, audio preparation and CSV rows all
-come from there (``Cascade``, ``prediction_row``, ``predict_timeline``), so the
-app, ``script.py`` and the Python API give the same answers. This file only
-reads uploads from memory, caches results per session and draws them.
+A thin front over :mod:`pipeline`: the models and CSV rows come from ``Cascade`` and
+``prediction_row``, what the page computes and draws from :mod:`pipeline.app_views`,
+the "uncertain" marks from :mod:`pipeline.confidence`, the operator's switches from
+:mod:`pipeline.app_settings`. This file lays out the widgets and keeps results in
+the session. Two pages: this one (analyse) and ``pages/how_it_works.py`` (the model
+cards and the measured figures). Operator settings: docs/app.md.
 """
 from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass, field
-from typing import Sequence
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
-from pipeline.batch import CSV_COLUMNS, prediction_row
-from pipeline.cascade import FEMALE_MODEL_DIR, MALE_MODEL_DIR, Cascade, Prediction
-from pipeline.paths import PROJECT_ROOT
-from pipeline.emotion import EMOTION_LABELS
-from pipeline.gender import PUBLIC_HUB_ID
+from pipeline.app_settings import SHIPPED_LABEL, AppSettings, read_settings
+from pipeline.app_views import (
+    EXAMPLES,
+    EXAMPLES_DIR,
+    FORMATS_TEXT,
+    MAX_UPLOAD_BYTES,
+    MAX_UPLOAD_MB,
+    SOFT_STATUSES,
+    TIMELINE_MIN_S,
+    ClipResult,
+    analyse_clip,
+    analyse_clips,
+    bar_chart,
+    plain_status,
+    speakers_note,
+    summary_frame,
+    timeline_chart,
+    waveform_chart,
+)
+from pipeline.batch import CSV_COLUMNS
+from pipeline.cascade import Cascade
+from pipeline.confidence import Judgement, percent, reliability_note
 
-MAX_UPLOAD_MB = 50  # keep in step with .streamlit/config.toml [server] maxUploadSize
-MAX_UPLOAD_BYTES = MAX_UPLOAD_MB * 1024 * 1024
-TIMELINE_MIN_S = 60.0  # clips at least this long also get a timeline
-UPLOAD_TYPES = ["wav", "flac", "ogg", "opus", "mp3"]
-MODEL_CARDS = {
-    "Gender model": PROJECT_ROOT / "gender_model" / "README.md",
-    "Male emotion model": PROJECT_ROOT / "male_models" / "README.md",
-    "Female emotion model": PROJECT_ROOT / "female_models" / "README.md",
-}
-SHIPPED, HUB = "Shipped (offline)", "Public hub / local folder"
-RESULTS_KEY = "ser_results"  # st.session_state[RESULTS_KEY]: {clip_key(...): ClipResult}
+__all__ = ["MAX_UPLOAD_BYTES", "MAX_UPLOAD_MB", "RESULTS_KEY", "analyse_clip", "analyse_clips"]
+
+DETAILS_PAGE = "pages/how_it_works.py"
+RESULTS_KEY = "ser_results"  # st.session_state[RESULTS_KEY]: {clip_id(...): ClipResult}
+EXAMPLES_KEY = "ser_examples"  # example clips added with the "Try an example" buttons
+INPUTS_KEY = "ser_inputs"  # bumped by "Clear" so the upload and record widgets start empty
+AUTO_KEY = "ser_analyse_now"  # set by an example button: analyse without pressing Analyse
+ROUTING_WORDS = {"hard": "Model of the detected gender", "soft": "Both models, weighed by gender"}
 
 
 # -- models ---------------------------------------------------------------------------------------
-@st.cache_resource(show_spinner="Loading the models (once per server process)...")
+@st.cache_resource(show_spinner=False)
 def load_cascade(gender_model: str | None, routing: str, male_dir: str, female_dir: str,
                  denoise: bool = False) -> Cascade:
-    """The cascade for a gender-model choice (``None`` = shipped), routing and noise reduction, loaded once per process."""
+    """The cascade for a gender model (``None`` = shipped), routing and noise reduction, loaded once per process."""
     return Cascade.load(gender_model, male_dir=male_dir, female_dir=female_dir, routing=routing, denoise=denoise)
 
 
-def emotion_model_dirs() -> tuple[str, str]:
-    """Emotion model folders: the shipped ones unless ``SER_MALE_MODEL_DIR`` / ``SER_FEMALE_MODEL_DIR`` are set."""
-    return (os.environ.get("SER_MALE_MODEL_DIR") or str(MALE_MODEL_DIR),
-            os.environ.get("SER_FEMALE_MODEL_DIR") or str(FEMALE_MODEL_DIR))
+def app_settings() -> AppSettings:
+    try:
+        secrets = dict(st.secrets)
+    except Exception:  # no secrets.toml: the environment alone decides
+        secrets = {}
+    return read_settings(secrets=secrets)
 
 
-# -- analysis (no Streamlit calls: testable on its own) ------------------------------------------
-@dataclass
-class ClipResult:
-    """Everything shown for one clip, computed once and kept in the session."""
-
-    name: str
-    size: int
-    prediction: Prediction
-    row: dict[str, str]
-    waveform: pd.DataFrame | None = None
-    spectrogram: np.ndarray | None = None  # uint8 RGB image [n_mels * 2, frames, 3]
-    timeline: pd.DataFrame | None = None
-    notes: list[str] = field(default_factory=list)
+def clip_id(name: str, data: bytes) -> tuple[str, int, str]:
+    """Identity of a clip on the page: ``(name, size, content hash)``."""
+    return (name, len(data), hashlib.sha256(data).hexdigest())
 
 
-def clip_key(name: str, data: bytes, model_id: str) -> tuple[str, str, int, str]:
-    """Cache key of a clip under a model choice: ``(model id, name, size, content hash)``."""
-    return (model_id, name, len(data), hashlib.sha256(data).hexdigest())
-
-
-def too_large(name: str, size: int) -> Prediction:
-    return Prediction(
-        status="too_large", file=name,
-        error=f"file is {size / 1024 / 1024:.1f} MB; the limit is {MAX_UPLOAD_MB} MB. "
-              "Cut or compress the recording (e.g. FLAC or Opus) and try again",
-    )
-
-
-def analyse_clips(cascade: Cascade, clips: Sequence[tuple[str, bytes]],
-                  progress=None) -> list[ClipResult]:
-    """Score ``(name, bytes)`` clips with the cascade (one batch) and add what the page draws.
-
-    Never raises for bad input: each clip gets a :class:`ClipResult` whose
-    prediction carries ``status`` and ``error``.
-    """
-    results: list[ClipResult | None] = [None] * len(clips)
-    todo = []
-    for i, (name, data) in enumerate(clips):
-        if len(data) > MAX_UPLOAD_BYTES:
-            p = too_large(name, len(data))
-            results[i] = ClipResult(name, len(data), p, prediction_row(p, name=name))
-        else:
-            todo.append(i)
-    predictions = cascade.predict_files([clips[i][1] for i in todo], names=[clips[i][0] for i in todo])
-    for n, (i, p) in enumerate(zip(todo, predictions)):
-        name, data = clips[i]
-        result = ClipResult(name, len(data), p, prediction_row(p, name=name))
-        if p.ok:
-            try:
-                _add_views(cascade, result, data)
-            except Exception as exc:  # the prediction stands even if a picture fails
-                result.notes.append(f"Could not draw the waveform/timeline: {type(exc).__name__}: {exc}")
-        results[i] = result
-        if progress is not None:
-            progress(n + 1, len(todo))
-    return [r for r in results if r is not None]
-
-
-def _add_views(cascade: Cascade, result: ClipResult, data: bytes) -> None:
-    from pipeline.audio import decode_audio, resample, to_mono_float
-    from pipeline.timeline import predict_timeline
-
-    decoded = decode_audio(data, name=result.name)
-    mono, _ = to_mono_float(decoded.samples)
-    rate = cascade.audio_config.sample_rate
-    mono16 = resample(mono, decoded.sample_rate, rate)
-    result.waveform = waveform_frame(mono16, rate)
-    result.spectrogram = spectrogram_image(mono16, rate)
-    if mono.size / decoded.sample_rate >= TIMELINE_MIN_S:
-        result.timeline = predict_timeline(cascade, decoded.samples, decoded.sample_rate).to_frame()
-
-
-def waveform_frame(y: np.ndarray, sr: int, points: int = 1500) -> pd.DataFrame:
-    """Min/max envelope of ``y [shape=(n,)]`` in about ``points`` columns (time in s)."""
-    n = y.size
-    step = max(1, int(np.ceil(n / points)))
-    usable = (n // step) * step
-    blocks = y[:usable].reshape(-1, step) if usable else y.reshape(1, -1)
-    return pd.DataFrame({
-        "time_s": np.arange(blocks.shape[0]) * step / sr,
-        "min": blocks.min(axis=1), "max": blocks.max(axis=1),
-    })
-
-
-_VIRIDIS = np.array([[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]], dtype=np.float64)
-
-
-def spectrogram_image(y: np.ndarray, sr: int, *, n_mels: int = 96, max_frames: int = 1000) -> np.ndarray:
-    """Log-mel spectrogram of ``y [shape=(n,)]`` as a uint8 RGB image (low frequencies at the bottom)."""
-    import librosa
-
-    mel = librosa.feature.melspectrogram(y=y, sr=sr, n_fft=512, hop_length=160, n_mels=n_mels, fmax=sr / 2)
-    db = librosa.power_to_db(mel, ref=np.max, top_db=80.0)  # [n_mels, frames], -80..0 dB
-    if db.shape[1] > max_frames:  # average neighbouring frames of long clips
-        step = int(np.ceil(db.shape[1] / max_frames))
-        usable = (db.shape[1] // step) * step
-        db = db[:, :usable].reshape(n_mels, -1, step).mean(axis=2)
-    level = np.clip((db + 80.0) / 80.0, 0.0, 1.0)[::-1]  # 0..1, high mels on top
-    pos = level * (len(_VIRIDIS) - 1)
-    lo = np.floor(pos).astype(int).clip(0, len(_VIRIDIS) - 2)
-    frac = (pos - lo)[..., None]
-    rgb = _VIRIDIS[lo] * (1 - frac) + _VIRIDIS[lo + 1] * frac
-    return np.repeat(rgb.astype(np.uint8), 2, axis=0)
-
-
-# -- page -----------------------------------------------------------------------------------------
-def sidebar() -> tuple[str | None, str, bool, str]:
-    """Model choice widgets; returns ``(gender_model or None, routing, denoise, model id)``."""
+# -- sidebar: the options only --------------------------------------------------------------------
+def sidebar(settings: AppSettings) -> tuple[str | None, str, bool, str]:
+    """Option widgets; returns ``(gender model or None, routing, denoise, settings label)``."""
     with st.sidebar:
-        st.header("Models")
-        choice = st.radio("Gender model", [SHIPPED, HUB], key="gender_choice",
-                          help="The shipped model runs offline. A hub id needs internet the first time; "
-                               "a local folder must hold config.json and model.safetensors "
-                               "(or ensemble.json, for a seed ensemble).")
-        gender_model = None
-        if choice == HUB:
-            gender_model = st.text_input("Hub id or local folder", value=PUBLIC_HUB_ID, key="gender_hub_id").strip()
-            gender_model = gender_model or None
-        routing = st.radio(
-            "Emotion routing", ["hard", "soft"], key="routing", horizontal=True,
-            help="hard: the emotion model of the predicted gender answers. soft: both answer, weighted by "
-                 "the gender probabilities (useful for uncertain voices).",
-        )
-        denoise = st.toggle(
-            "Noise reduction", value=False, key="denoise",
-            help="Spectral gating (noisereduce) before analysis. Off by default: it lowers emotion accuracy on "
-                 "clean speech and in most noisy conditions measured (notebooks/5_noise_reduction.ipynb).",
-        )
-        with st.expander("About the models", expanded=False):
-            for title, path in MODEL_CARDS.items():
-                st.markdown(f"#### {title}")
-                try:
-                    st.markdown(path.read_text(encoding="utf-8"))
-                except OSError:
-                    st.info(f"No model card at {path.relative_to(PROJECT_ROOT)} yet.")
-    male_dir, female_dir = emotion_model_dirs()
-    return gender_model, routing, denoise, f"{gender_model or 'shipped'}:{routing}:{denoise}:{male_dir}:{female_dir}"
+        st.header("Options")
+        gender_model = settings.gender_model
+        options = settings.model_options()
+        if options:
+            choice = st.selectbox("Gender model", options, key="gender_choice",
+                                  help="Which model tells the voice's gender; only the models the operator allows.")
+            gender_model = settings.resolve(choice)
+        routing = st.radio("Which emotion model answers", ["hard", "soft"], key="routing",
+                           format_func=ROUTING_WORDS.get,
+                           help="One model was trained on men's voices, one on women's. 'Both' helps when "
+                                "the gender is unclear.")
+        denoise = st.toggle("Noise reduction", value=False, key="denoise",
+                            help="Cleans background noise first. Off by default: in tests it made the "
+                                 "emotion answers slightly worse.")
+    words = [gender_model or SHIPPED_LABEL, ROUTING_WORDS[routing].lower(), "noise reduction" if denoise else ""]
+    return gender_model, routing, denoise, ", ".join(w for w in words if w)
+
+
+# -- inputs ---------------------------------------------------------------------------------------
+def _add_example(file: str) -> None:
+    chosen = st.session_state.setdefault(EXAMPLES_KEY, [])
+    if file not in chosen:
+        chosen.append(file)
+    st.session_state[AUTO_KEY] = True
+
+
+def _clear() -> None:
+    st.session_state[RESULTS_KEY] = {}
+    st.session_state[EXAMPLES_KEY] = []
+    st.session_state[INPUTS_KEY] = st.session_state.get(INPUTS_KEY, 0) + 1
 
 
 def collect_inputs() -> list[tuple[str, bytes]]:
-    """Current uploads and recording as ``(name, bytes)``, read from memory."""
+    """Uploads, the recording and the chosen examples as ``(name, bytes)``, read from memory."""
+    generation = st.session_state.get(INPUTS_KEY, 0)
+    suffix = f"_{generation}" if generation else ""
     uploads = st.file_uploader(
-        f"Speech recordings (WAV, FLAC, OGG/Opus, MP3; up to {MAX_UPLOAD_MB} MB each)",
-        type=UPLOAD_TYPES, accept_multiple_files=True, key="uploads", max_upload_size=MAX_UPLOAD_MB,
-    ) or []
-    recording = st.audio_input("...or record from the microphone", key="recording")
+        f"Speech recordings: {FORMATS_TEXT}; up to {MAX_UPLOAD_MB} MB each (an hour of WAV)",
+        accept_multiple_files=True, key=f"uploads{suffix}", max_upload_size=MAX_UPLOAD_MB,
+    ) or []  # no type= filter: a file the app cannot read is named on the page with the reason
+    recording = st.audio_input("Or record from the microphone: speak for 3-10 seconds (one voice)",
+                               key=f"recording{suffix}")
+    st.markdown("**No recording at hand? Try an example** (actors from RAVDESS; one click analyses it):")
+    columns = st.columns(len(EXAMPLES))
+    for column, (file, label) in zip(columns, EXAMPLES):
+        column.button(label, key=f"example_{file}", on_click=_add_example, args=(file,), width="stretch")
     clips: list[tuple[str, bytes]] = []
     names: set[str] = set()
-    for item in [*uploads, *([recording] if recording is not None else [])]:
-        name = item.name if item is not recording else "recording.wav"
+    items = [(u.name, u.getvalue()) for u in uploads]
+    if recording is not None:
+        items.append(("recording.wav", recording.getvalue()))
+    for file in st.session_state.get(EXAMPLES_KEY, []):
+        items.append((f"example: {file}", (EXAMPLES_DIR / file).read_bytes()))
+    for name, data in items:
         base, n = name, 1
-        while name in names:  # two uploads with the same name stay apart in the table
+        while name in names:  # two uploads with the same name stay apart
             n += 1
             name = f"{base} ({n})"
         names.add(name)
-        clips.append((name, item.getvalue()))  # over-limit files are refused by analyse_clips
+        clips.append((name, data))
     return clips
+
+
+# -- results --------------------------------------------------------------------------------------
+def show_answer(column, title: str, j: Judgement) -> None:
+    measured = (f"In tests, answers this sure were right {percent(j.measured)} of the time ({j.clips} clips)."
+                if j.measured is not None else "")
+    if not j.uncertain:
+        column.metric(title, j.label.capitalize(), f"{j.probability:.0%} probability",
+                      delta_color="off", delta_arrow="off", help=measured)
+        column.caption(measured)
+        return
+    with column.container(border=True):
+        st.markdown(f"{title}  \n:orange-badge[:material/help: Uncertain] :orange[leans **{j.label}**, "
+                    f"{percent(j.probability)}]")
+        st.caption(f"Uncertain because {j.reason}. {measured}")
 
 
 def render_clip(result: ClipResult, data: bytes, index: int) -> None:
     p = result.prediction
-    st.subheader(result.name)
     if data:
         st.audio(data, format=_mime(result.name))
     for note in result.notes:
         st.info(note)
-    if not p.ok:
-        message = f"**{result.name}** could not be analysed (status `{p.status}`): {p.error}"
-        if p.status in ("silent", "too_short", "empty", "too_large"):
-            st.warning(message)
-        else:
-            st.error(message)
-        return
-    g1, g2, g3 = st.columns(3)
-    g1.metric("Gender", p.gender.capitalize(), f"{p.gender_confidence:.0%} probability",
+    if result.long:
+        st.warning(speakers_note(result), icon=":material/groups:")
+    g, e = result.gender, result.emotion
+    c1, c2, c3 = st.columns(3)
+    show_answer(c1, "Gender" + (" (all voices)" if result.long else ""), g)
+    show_answer(c2, "Emotion" + (" (all voices)" if result.long else ""), e)
+    model = {"blended": "both emotion models"}.get(p.emotion_model, f"the {p.emotion_model}-voice emotion model")
+    c3.metric("Speech heard", f"{p.speech_duration_s:.1f} s", f"answered by {model}",
               delta_color="off", delta_arrow="off")
-    g2.metric("Emotion", p.emotion.capitalize(), f"{p.emotion_confidence:.0%} probability",
-              delta_color="off", delta_arrow="off")
-    g3.metric("Emotion model", p.emotion_model, f"{p.speech_duration_s:.1f} s of speech",
-              delta_color="off", delta_arrow="off",
-              help="male/female: the model of the predicted gender answered (hard routing); "
-                   "blended: both, weighted by the gender probabilities (soft routing).")
-    probs = pd.DataFrame({"emotion": list(p.emotion_probabilities), "probability": list(p.emotion_probabilities.values())})
-    st.altair_chart(_bar_chart(probs), width="stretch")
-    tab_wave, tab_spec = st.tabs(["Waveform", "Spectrogram"])
+    if p.speech_duration_s < 1.5:
+        c3.caption("Very short clips are harder to judge: 3-10 seconds of speech works best.")
+    tab_bars, tab_wave, tab_spec = st.tabs(["Emotions", "Waveform", "Spectrogram"])
+    with tab_bars:
+        st.altair_chart(bar_chart(p.emotion_probabilities), width="stretch")
+        st.caption("Dashed line: below it an emotion answer counts as uncertain.")
     with tab_wave:
         if result.waveform is not None:
-            st.altair_chart(_waveform_chart(result.waveform), width="stretch")
+            st.altair_chart(waveform_chart(result.waveform), width="stretch")
     with tab_spec:
         if result.spectrogram is not None:
-            st.image(result.spectrogram, caption="Log-mel spectrogram (16 kHz, 80 dB range; low pitch at the bottom)",
-                     width="stretch")
+            st.image(result.spectrogram, width="stretch",
+                     caption="Spectrogram: time across, pitch/frequency up; brighter = louder")
     if result.timeline is not None:
-        st.markdown("**Timeline** (4 s windows every 2 s)")
-        st.altair_chart(_timeline_chart(result.timeline), width="stretch")
-        st.dataframe(result.timeline, hide_index=True, key=f"timeline_table_{index}")
+        st.altair_chart(timeline_chart(result.timeline), width="stretch")
+        st.caption("4-second windows every 2 seconds; gaps are pauses. Gender strip: paler = less sure.")
+        with st.expander("Window by window (table)"):
+            st.dataframe(result.timeline, hide_index=True, key=f"timeline_table_{index}")
+        st.download_button("Download the timeline (CSV)", result.timeline.to_csv(index=False).encode("utf-8"),
+                           file_name=f"{result.name.rsplit('.', 1)[0]}_timeline.csv", mime="text/csv",
+                           key=f"timeline_csv_{index}")
+
+
+def render_refused(result: ClipResult) -> None:
+    p = result.prediction
+    what, advice = plain_status(p)
+    text = f"**{result.name}** was not analysed: {what.lower()}. {advice}" + (f"  \nDetails: {p.error}." if p.error else "")
+    (st.warning if p.status in SOFT_STATUSES else st.error)(text)
 
 
 def _mime(name: str) -> str:
     ext = name.rsplit(".", 1)[-1].lower()
-    return {"mp3": "audio/mpeg", "flac": "audio/flac", "ogg": "audio/ogg", "opus": "audio/ogg"}.get(ext, "audio/wav")
+    return {"mp3": "audio/mpeg", "flac": "audio/flac", "ogg": "audio/ogg", "opus": "audio/ogg",
+            "m4a": "audio/mp4", "aac": "audio/aac", "webm": "audio/webm"}.get(ext, "audio/wav")
 
 
-def _bar_chart(probs: pd.DataFrame):
-    import altair as alt
+def run_analysis(settings: AppSettings, gender_model, routing, denoise, label, todo) -> None:
+    """Analyse ``todo`` = ``[(clip id, name, bytes)]`` with a progress bar over clips and windows."""
+    store = st.session_state[RESULTS_KEY]
+    bar = st.progress(0.0, text="Loading the models (the first time takes up to a minute)...")
+    try:
+        cascade = load_cascade(gender_model, routing, settings.male_dir, settings.female_dir, denoise=denoise)
+    except Exception as exc:
+        bar.empty()
+        st.error(f"Could not load the models (gender model: {gender_model or 'shipped'}): {exc}")
+        return
+    try:
+        for k, (key, name, data) in enumerate(todo):
+            def progress(fraction: float, text: str, k=k) -> None:
+                bar.progress(min(1.0, (k + fraction) / len(todo)),
+                             text=f"Recording {k + 1} of {len(todo)}: {text}")
+            result = analyse_clip(cascade, name, data, progress)
+            result.settings = label
+            store[key] = result
+    except Exception as exc:  # never a traceback on the page
+        st.error(f"Analysis failed: {type(exc).__name__}: {exc}")
+    bar.empty()
 
-    base = alt.Chart(probs, title="Emotion probabilities").encode(
-        x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
-        y=alt.Y("emotion:N", sort="-x", title=None, axis=alt.Axis(labelOverlap=False)),
-        tooltip=["emotion", alt.Tooltip("probability:Q", format=".1%")],
+
+def analyse_page() -> None:
+    st.title("Speech emotion recognition")
+    st.markdown(
+        "Upload a recording of one person speaking, record one, or try an example: the app tells the voice's "
+        "**gender** and the speaker's **emotion** (one of eight), and how sure it is. Audio stays in memory and "
+        f"is not stored. Recordings over {TIMELINE_MIN_S:.0f} s also get a timeline. Trained on acted and read speech "
+        "(English, Amharic, Italian): research and non-commercial use only."
     )
-    labels = base.mark_text(align="left", dx=4).encode(text=alt.Text("probability:Q", format=".0%"))
-    return (base.mark_bar() + labels).properties(height=alt.Step(26))
+    settings = app_settings()
+    gender_model, routing, denoise, label = sidebar(settings)
+    clips = collect_inputs()
+    store: dict[tuple, ClipResult] = st.session_state.setdefault(RESULTS_KEY, {})
+    ids = [clip_id(name, data) for name, data in clips]
+    for gone in [k for k in store if k not in ids]:
+        del store[gone]  # clips no longer on the page: free their results
+    pending = [i for i, k in enumerate(ids) if k not in store]
+    stale = [i for i, k in enumerate(ids) if k in store and store[k].settings != label]
+
+    b1, b2, _ = st.columns([1, 1, 4])
+    pressed = b1.button("Analyse", type="primary", key="analyse", disabled=not (pending or stale), width="stretch")
+    b2.button("Clear", key="clear", on_click=_clear, disabled=not clips, width="stretch",
+              help="Remove every recording and result from the page.")
+    notice = st.empty()
+    if stale and not pressed:
+        with notice.container():
+            st.info(f"You changed an option: the results below were made with other options "
+                    f"({store[ids[stale[0]]].settings}).")
+            pressed = st.button("Re-analyse with the new options", key="reanalyse")
+    auto = st.session_state.pop(AUTO_KEY, False)
+    if (pressed or auto) and (pending or stale):
+        notice.empty()
+        run_analysis(settings, gender_model, routing, denoise, label,
+                     [(ids[i], *clips[i]) for i in sorted(pending + stale)])
+        pending = [i for i, k in enumerate(ids) if k not in store]
+        if not [i for i, k in enumerate(ids) if k in store and store[k].settings != label]:
+            stale = []
+    if not clips:
+        st.info("Add a recording above (or record one, or try an example), then press **Analyse**.")
+        return
+    if pending:
+        st.caption(f"{len(pending)} recording(s) waiting: press **Analyse**.")
+    done = [(i, store[k]) for i, k in enumerate(ids) if k in store]
+    if done:
+        show_results(done, clips)
 
 
-def _waveform_chart(wave: pd.DataFrame):
-    import altair as alt
-
-    return alt.Chart(wave).mark_area(opacity=0.8).encode(
-        x=alt.X("time_s:Q", title="time (s)"), y=alt.Y("min:Q", title="amplitude"), y2="max:Q",
-    ).properties(height=160)
-
-
-def _timeline_chart(frame: pd.DataFrame):
-    import altair as alt
-
-    ok = frame[frame["status"] == "ok"].copy()
-    ok["time_s"] = (ok["start_s"] + ok["end_s"]) / 2
-    long = ok.melt(id_vars=["time_s", "gender"], value_vars=[f"prob_{e}" for e in EMOTION_LABELS],
-                   var_name="emotion", value_name="probability")
-    long["emotion"] = long["emotion"].str.removeprefix("prob_")
-    lines = alt.Chart(long, title="Emotion probability over time (window centres)").mark_line(point=True).encode(
-        x=alt.X("time_s:Q", title="time (s)"), y=alt.Y("probability:Q", scale=alt.Scale(domain=[0, 1])),
-        color="emotion:N", tooltip=["time_s", "emotion", alt.Tooltip("probability:Q", format=".1%")],
-    ).properties(height=220)
-    gender = alt.Chart(ok, title="Gender per window").mark_tick(thickness=6, size=20).encode(
-        x=alt.X("time_s:Q", title="time (s)"), y=alt.Y("gender:N", title=None), color="gender:N",
-        tooltip=["time_s", "gender", alt.Tooltip("gender_confidence:Q", format=".1%")],
-    ).properties(height=80)
-    return alt.vconcat(lines, gender)
+def show_results(done: list[tuple[int, ClipResult]], clips: list[tuple[str, bytes]]) -> None:
+    results = [r for _, r in done]
+    n_ok = sum(r.prediction.ok for r in results)
+    failed = len(results) - n_ok
+    summary = f"{len(results)} recording(s): {n_ok} analysed" + (f", {failed} not analysed (see why below)"
+                                                                   if failed else "")
+    st.markdown(f"### Results\n{summary}.")
+    if n_ok:
+        st.markdown(reliability_note())
+        st.page_link(DETAILS_PAGE, label="How the models were tested, and the model cards",
+                     icon=":material/info:")
+    for result in results:
+        if not result.prediction.ok:
+            render_refused(result)
+    if len(results) > 1:
+        st.table(summary_frame(results).set_index("file"))
+    table = pd.DataFrame([r.row for r in results], columns=list(CSV_COLUMNS))
+    st.download_button("Download all results (CSV)", table.to_csv(index=False).encode("utf-8"),
+                       file_name="emotion_results.csv", mime="text/csv", key="download_csv")
+    analysed = [(i, r) for i, r in done if r.prediction.ok]
+    for i, result in analysed:
+        try:
+            if len(analysed) == 1 and len(results) == 1:
+                with st.container(border=True):
+                    st.subheader(result.name)
+                    render_clip(result, clips[i][1], i)
+            else:
+                g, e = result.gender, result.emotion
+                flag = " · uncertain" if (g.uncertain or e.uncertain) else ""
+                with st.expander(f"{result.name}: {g.label}, {e.label}{flag}", expanded=len(analysed) == 1):
+                    render_clip(result, clips[i][1], i)
+        except Exception as exc:  # one broken view never hides the others
+            st.error(f"Could not display the result for {result.name}: {type(exc).__name__}: {exc}")
 
 
 def main() -> None:
-    st.set_page_config(page_title="Speech emotion recognition", layout="wide")
-    st.title("Speech emotion recognition")
-    st.markdown(
-        "Upload speech recordings or record one: the app tells the speaker's **gender** and **emotion** "
-        "(neutral, calm, happy, sad, angry, fearful, disgust, surprised), routing each clip to a male- or "
-        f"female-specific emotion model. Files up to **{MAX_UPLOAD_MB} MB** each; recordings of a minute or "
-        "more also get a timeline. Audio stays in memory and is not stored. Trained on acted and read speech "
-        "in English, Amharic and Italian (RAVDESS, SAVEE, ASED, EMOVO): research and non-commercial use only."
-    )
-    gender_model, routing, denoise, model_id = sidebar()
-    clips = collect_inputs()
-    store: dict[tuple, ClipResult] = st.session_state.setdefault(RESULTS_KEY, {})
-    keys = [clip_key(name, data, model_id) for name, data in clips]
-    current = {k[1:] for k in keys}
-    for stale in [k for k in store if k[1:] not in current]:
-        del store[stale]  # clips no longer on the page: free their results
-    pending = [i for i, k in enumerate(keys) if k not in store]
-
-    if st.button("Analyse", type="primary", key="analyse", disabled=not clips):
-        if pending:
-            try:
-                cascade = load_cascade(gender_model, routing, *emotion_model_dirs(), denoise=denoise)
-            except Exception as exc:
-                st.error(f"Could not load the models (gender model: {gender_model or 'shipped'}): {exc}")
-                st.stop()
-            bar = st.progress(0.0, text="Analysing...")
-            try:
-                results = analyse_clips(
-                    cascade, [clips[i] for i in pending],
-                    progress=lambda done, total: bar.progress(done / total, text=f"Analysed {done} of {total}"),
-                )
-                for i, result in zip(pending, results):
-                    store[keys[i]] = result
-            except Exception as exc:  # never a traceback on the page
-                st.error(f"Analysis failed: {type(exc).__name__}: {exc}")
-            bar.empty()
-        pending = [i for i, k in enumerate(keys) if k not in store]
-    if not clips:
-        st.info("Add one or more recordings above, then press **Analyse**.")
-        return
-    if pending:
-        st.caption(f"{len(pending)} clip(s) not analysed yet with these model settings: press **Analyse**.")
-
-    done = [(i, store[k]) for i, k in enumerate(keys) if k in store]
-    if done:
-        rows = [r.row for _, r in done]
-        table = pd.DataFrame(rows, columns=list(CSV_COLUMNS))
-        n_ok = int((table["status"] == "ok").sum())
-        st.markdown(f"### Results: {n_ok} of {len(rows)} clip(s) analysed")
-        if len(rows) > 1:
-            st.dataframe(table, hide_index=True, key="results_table")
-        st.download_button("Download results (CSV)", table.to_csv(index=False).encode("utf-8"),
-                           file_name="emotion_results.csv", mime="text/csv", key="download_csv")
-    for i, result in done:
-        with st.container(border=True):
-            try:
-                render_clip(result, clips[i][1], i)
-            except Exception as exc:  # one broken view never hides the others
-                st.error(f"Could not display the result for {clips[i][0]}: {type(exc).__name__}: {exc}")
+    st.set_page_config(page_title="Speech emotion recognition", layout="wide", page_icon=":material/graphic_eq:")
+    page = st.navigation([
+        st.Page(analyse_page, title="Analyse speech", icon=":material/graphic_eq:", default=True),
+        st.Page(DETAILS_PAGE, title="How it works", icon=":material/info:"),
+    ])
+    page.run()
 
 
 if __name__ == "__main__":  # streamlit run / AppTest; importing app only defines the helpers

@@ -4,15 +4,18 @@ AppTest in streamlit 1.67 drives ``st.file_uploader`` directly
 (``FileUploader.set_value([(name, bytes, mime), ...])``), so these tests upload
 through the real widget, press *Analyse* and read what the page shows.
 
-Known-answer tests use the tiny models of ``conftest.tiny_models`` (gender from the
-sidebar's "local folder" option, emotion folders from ``SER_MALE_MODEL_DIR`` /
-``SER_FEMALE_MODEL_DIR``): always *female* and *angry*. One test runs the shipped
-models on a real RAVDESS test-split clip.
+Known-answer tests use the tiny models of ``conftest.tiny_models``, set the way an
+operator would (``SER_GENDER_MODEL``, ``SER_MALE_MODEL_DIR``, ``SER_FEMALE_MODEL_DIR``):
+*female* (p=0.982) and *angry* (p=0.886) by default, or the 50/50 gender model for the
+"uncertain" marks. One test runs the shipped models on a real RAVDESS test-split clip.
+The first tests check, without Streamlit, that the figures the page quotes match the reports.
 """
 from __future__ import annotations
 
 import csv
 import io
+import json
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +25,8 @@ import soundfile as sf
 from pipeline.batch import CSV_COLUMNS
 from pipeline.testing import SR, speech_like
 
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
+ROOT = Path(__file__).resolve().parent.parent
+APP = str(ROOT / "app.py")
 TIMEOUT = 300  # seconds per script run: the first run loads TensorFlow and torch
 
 
@@ -36,25 +40,125 @@ def texts(elements) -> str:
     return "\n".join(str(e.value) for e in elements)
 
 
-def new_app():
-    from streamlit.testing.v1 import AppTest
+def page_text(at) -> str:
+    return "\n".join(texts(getattr(at, kind)) for kind in ("markdown", "caption", "warning", "error", "info"))
 
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.run()
-    assert not at.exception, at.exception
-    return at
+
+# ----------------------------------------------------------------------------- without Streamlit
+
+
+def test_uncertain_thresholds_and_quoted_figures_match_the_reports():
+    """pipeline.confidence's bins and figures are recomputed from reports/ and the holdout studies."""
+    import pandas as pd
+
+    from pipeline import confidence as c
+    from pipeline.emotion import EMOTION_LABELS
+
+    frame = pd.read_csv(ROOT / "reports" / "test_predictions.csv")
+    seen = frame[(frame.status == "ok") & (frame.corpus != "speechocean")]
+    p_female = seen.p_female.to_numpy()
+    gender_conf = np.maximum(p_female, 1 - p_female)
+    assert c.reliability_bins(gender_conf, seen.pred_gender == seen.gender, c.GENDER_EDGES) == list(c.GENDER_BINS)
+    emo = seen[seen.emotion.isin(EMOTION_LABELS)]
+    emo_conf = emo[[f"cascade_prob_{e}" for e in EMOTION_LABELS]].to_numpy().max(axis=1)
+    assert c.reliability_bins(emo_conf, emo.cascade_pred == emo.emotion, c.EMOTION_EDGES) == list(c.EMOTION_BINS)
+    # the thresholds: below them accuracy drops clearly (gender ~80%, emotion < 50%)
+    below = gender_conf < c.GENDER_UNCERTAIN_BELOW
+    assert (seen.pred_gender == seen.gender)[below].mean() < 0.85 < 0.98 < (seen.pred_gender == seen.gender)[~below].mean()
+    below = emo_conf < c.EMOTION_UNCERTAIN_BELOW
+    assert (emo.cascade_pred == emo.emotion)[below].mean() < 0.5 < (emo.cascade_pred == emo.emotion)[~below].mean()
+
+    metrics = json.loads((ROOT / "reports" / "metrics.json").read_text())
+    r = c.RELIABILITY
+    assert r["gender_new_speakers"] == round(metrics["gender"]["seen_corpora"]["accuracy"], 3)
+    assert r["gender_new_corpus"] == round(metrics["gender"]["never_seen"]["speechocean"]["accuracy"], 3)
+    assert r["emotion_new_speakers"] == round(metrics["emotion"]["cascade"]["overall"]["accuracy"], 3)
+    assert r["emotion_ravdess"] == round(metrics["emotion"]["cascade"]["per_corpus"]["ravdess"]["accuracy"], 3)
+    gender_holdout = json.dumps(json.loads((ROOT / "studies/gender_holdout/report.json").read_text()))
+    emotion_holdout = (ROOT / "studies/emotion_holdout/report.md").read_text()
+    assert "0.772" in gender_holdout and "0.976" in gender_holdout
+    assert "| 19.8% |" in emotion_holdout and "| 34.0% |" in emotion_holdout
+
+
+def test_judgements():
+    from pipeline.confidence import judge_emotion, judge_gender
+
+    assert judge_gender("male", 0.56).uncertain and "coin toss" in judge_gender("male", 0.56).reason
+    assert "79%" in judge_gender("male", 0.7996).reason  # rounded down: never "80%, below 80%"
+    assert not judge_gender("female", 0.97).uncertain and judge_gender("female", 0.97).measured == 1.0
+    assert judge_emotion("sad", 0.37).uncertain and not judge_emotion("angry", 0.98).uncertain
+    assert judge_emotion("angry", 0.98, gender_uncertain=True).uncertain
+
+
+def test_operator_settings_are_safe_by_default():
+    from pipeline.app_settings import SHIPPED_LABEL, read_settings
+    from pipeline.gender import PUBLIC_HUB_ID
+
+    default = read_settings({}, {})
+    assert not default.allow_model_choice and default.model_options() == [] and default.gender_model is None
+    assert default.resolve("/etc") is None and default.resolve(PUBLIC_HUB_ID) is None
+    allowed = read_settings({"SER_ALLOW_MODEL_CHOICE": "1", "SER_MODEL_ALLOWLIST": "org/a, org/b"}, {})
+    assert allowed.model_options() == [SHIPPED_LABEL, "org/a", "org/b"]
+    assert allowed.resolve("org/b") == "org/b" and allowed.resolve("evil/repo") is None
+    from_secrets = read_settings({}, {"allow_model_choice": True, "gender_model": "/srv/g"})
+    assert from_secrets.model_options() == ["/srv/g", PUBLIC_HUB_ID]  # allow-list defaults to the public id
+    assert read_settings({"SER_ALLOW_MODEL_CHOICE": "0"}, {"allow_model_choice": True}).model_options() == []
+
+
+def test_examples_limits_and_config():
+    from pipeline.app_views import EXAMPLES, EXAMPLES_DIR, HOUR_OF_WAV_MB, MAX_UPLOAD_MB, refusal
+
+    readme = (EXAMPLES_DIR / "README.md").read_text()
+    files = [EXAMPLES_DIR / f for f, _ in EXAMPLES]
+    assert sum(f.stat().st_size for f in files) < 300_000
+    for f in files:
+        info = sf.info(f)
+        assert info.samplerate == 16000 and info.channels == 1 and info.duration <= 3.05
+        assert f.name in readme
+    assert "CC BY-NC-SA 4.0" in readme and "Livingstone" in readme
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["maxUploadSize"] == MAX_UPLOAD_MB > HOUR_OF_WAV_MB
+    assert refusal("memo.docx", 10).status == "unsupported" and refusal("a.wav", 10) is None
+
+
+def test_analyse_clips_without_streamlit(tiny_cascade):
+    """The analysis helper takes (name, bytes) pairs and returns CSV rows of the batch scorer."""
+    from app import analyse_clips
+    from pipeline.batch import prediction_row
+
+    data = wav_bytes(speech_like(2.0))
+    seen = []
+    [good, bad, refused] = analyse_clips(tiny_cascade, [("x.wav", data), ("y.wav", b"nope"), ("z.txt", b"hi")],
+                                         progress=lambda fraction, text: seen.append(fraction))
+    assert good.row == prediction_row(tiny_cascade.predict_file(data, name="x.wav"), name="x.wav")
+    assert good.spectrogram.startswith(b"\x89PNG")
+    assert bad.row["status"] == "unreadable" and bad.waveform is None
+    assert refused.row["status"] == "unsupported"
+    assert seen == sorted(seen) and seen[-1] == 1.0
+
+
+# ----------------------------------------------------------------------------- the page (AppTest)
 
 
 @pytest.fixture
 def tiny_app(tiny_models, monkeypatch):
-    """The app with the tiny models: gender via the sidebar's folder option, emotion via env."""
-    monkeypatch.setenv("SER_MALE_MODEL_DIR", str(tiny_models["male"]))
-    monkeypatch.setenv("SER_FEMALE_MODEL_DIR", str(tiny_models["female"]))
-    at = new_app()
-    at.radio(key="gender_choice").set_value("Public hub / local folder").run()
-    at.text_input(key="gender_hub_id").set_value(str(tiny_models["female_gender"])).run()
-    assert not at.exception, at.exception
-    return at
+    """Factory: the app started with tiny models (``gender`` names a tiny gender model) and extra env."""
+    from streamlit.testing.v1 import AppTest
+
+    def start(gender: str = "female_gender", **env: str):
+        monkeypatch.setenv("SER_GENDER_MODEL", str(tiny_models[gender]))
+        monkeypatch.setenv("SER_MALE_MODEL_DIR", str(tiny_models["male"]))
+        monkeypatch.setenv("SER_FEMALE_MODEL_DIR", str(tiny_models["female"]))
+        for key in ("SER_ALLOW_MODEL_CHOICE", "SER_MODEL_ALLOWLIST"):
+            monkeypatch.delenv(key, raising=False)
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+        at.run()
+        assert not at.exception, at.exception
+        return at
+
+    return start
 
 
 def analyse(at, files: list[tuple[str, bytes, str]]):
@@ -65,153 +169,174 @@ def analyse(at, files: list[tuple[str, bytes, str]]):
     return at
 
 
-def results_table(at):
-    """The results table (the dataframe with the batch CSV's ``file`` column)."""
-    [table] = [d.value for d in at.dataframe if "file" in d.value.columns]
-    return table
-
-
 def metrics(at) -> dict[str, str]:
     return {m.label: m.value for m in at.metric}
 
 
-def test_page_without_input(tiny_models):
-    at = new_app()
+def test_page_without_input(tiny_app, tiny_models):
+    at = tiny_app()
     assert at.title[0].value == "Speech emotion recognition"
     uploader = at.file_uploader(key="uploads")
     assert uploader.accept_multiple_files
-    assert set(uploader.allowed_type) >= {".wav", ".flac", ".ogg", ".opus", ".mp3"}
-    assert "50 MB" in uploader.label
+    assert "400 MB" in uploader.label and "WAV" in uploader.label and "FLAC" in uploader.label
     assert at.button(key="analyse").disabled
-    assert len(at.get("audio_input")) == 1
-    assert [r.key for r in at.sidebar.radio] == ["gender_choice", "routing"]
-    assert at.radio(key="routing").options == ["hard", "soft"]
-    # the model cards are read from disk into the "About the models" expander
-    about = at.sidebar.expander[0]
-    assert about.label == "About the models"
-    card = (Path(APP).parent / "gender_model" / "README.md").read_text(encoding="utf-8")
+    assert len(at.get("audio_input")) == 1 and "3-10 seconds" in at.get("audio_input")[0].label
+    # the sidebar holds the options only, each with a one-line help; no model choice unless the operator allows it
+    assert [r.key for r in at.sidebar.radio] == ["routing"] and not at.sidebar.selectbox
+    assert at.radio(key="routing").options == ["Model of the detected gender", "Both models, weighed by gender"]
+    assert all(w.help for w in [*at.sidebar.radio, *at.sidebar.toggle])
+    assert not at.sidebar.expander and not at.sidebar.markdown
+    assert {b.label for b in at.button} >= {"Woman, angry", "Man, sad"}
+    assert "Add a recording above" in texts(at.info)
+    # "How it works": the model cards and the measured figures
+    at.switch_page("pages/how_it_works.py").run()
+    assert not at.exception, at.exception
+    card = (ROOT / "gender_model" / "README.md").read_text(encoding="utf-8")
     first_line = next(line for line in card.splitlines() if line.strip()).lstrip("# ").strip()
-    assert first_line in texts(about.markdown)
-    # the hub option defaults to the public id
-    at.radio(key="gender_choice").set_value("Public hub / local folder").run()
-    from pipeline.gender import PUBLIC_HUB_ID
-
-    assert at.text_input(key="gender_hub_id").value == PUBLIC_HUB_ID
+    assert first_line in texts(at.markdown)
+    assert "98%" in texts(at.markdown) and "20%-34%" in texts(at.markdown)
+    assert len(at.table) >= 3
 
 
-def test_good_and_broken_upload_known_answer(tiny_app):
-    at = analyse(tiny_app, [
-        ("speech.wav", wav_bytes(speech_like(2.0)), "audio/wav"),
-        ("broken.wav", b"RIFF\x00\x00 this is not audio at all", "audio/wav"),
-        ("hush.flac", wav_bytes(np.zeros(SR, dtype=np.float32), fmt="FLAC"), "audio/flac"),
-    ])
-    shown = metrics(at)
-    assert shown["Gender"] == "Female" and shown["Emotion"] == "Angry"
-    assert shown["Emotion model"] == "female"
-    # the broken file gets a clear message with its status, the silent one a warning
-    errors, warnings = texts(at.error), texts(at.warning)
-    assert "broken.wav" in errors and "unreadable" in errors and "Failed to load audio" in errors
-    assert "hush.flac" in warnings and "silent" in warnings
-    assert "Traceback" not in errors + warnings
-    # bar chart + waveform chart, spectrogram image, playback for every clip
-    assert len(at.get("vega_lite_chart")) >= 2
-    assert len(at.get("image")) == 1
-    assert len(at.get("audio")) == 3
-    # results table: exactly the batch CSV columns, one row per file, in upload order
-    table = results_table(at)
-    assert tuple(table.columns) == CSV_COLUMNS
-    assert list(table["file"]) == ["speech.wav", "broken.wav", "hush.flac"]
-    assert list(table["status"]) == ["ok", "unreadable", "silent"]
-    assert table.loc[0, "emotion"] == "angry"
-    download = at.get("download_button")
-    assert len(download) == 1
-
-
-def test_reruns_and_download_reuse_stored_results(tiny_app):
-    from app import RESULTS_KEY
-
-    at = analyse(tiny_app, [("a.wav", wav_bytes(speech_like(1.5)), "audio/wav"),
-                            ("b.wav", wav_bytes(speech_like(2.5, seed=3)), "audio/wav")])
-    stored = dict(at.session_state[RESULTS_KEY])
-    assert len(stored) == 2
-    at.get("download_button")[0].click().run()  # a download reruns the script
-    assert not at.exception
-    again = at.session_state[RESULTS_KEY]
-    assert set(again) == set(stored) and all(again[k] is stored[k] for k in stored)  # not recomputed
-    assert metrics(at)["Emotion"] == "Angry"
-    # a different routing is a different result: shown as pending until Analyse
-    at.radio(key="routing").set_value("soft").run()
-    assert "not analysed yet" in texts(at.caption)
-    at.button(key="analyse").click().run()
-    assert "blended" in [m.value for m in at.metric]
-
-
-def test_long_clip_gets_a_timeline(tiny_app):
-    y = np.concatenate([speech_like(30.0), np.zeros(6 * SR, dtype=np.float32), speech_like(26.0, seed=2)])
-    at = analyse(tiny_app, [("long.wav", wav_bytes(y), "audio/wav")])
-    assert metrics(at)["Emotion"] == "Angry"
-    [timeline] = [d.value for d in at.dataframe if "start_s" in d.value.columns]
-    assert {"start_s", "end_s", "status", "gender", "emotion", "prob_angry"} <= set(timeline.columns)
-    assert timeline["start_s"].iloc[-1] > 55 and "silent" in set(timeline["status"])
-    assert set(timeline.loc[timeline.status == "ok", "emotion"]) == {"angry"}
-
-
-def test_too_large_file_is_refused_with_a_message(tiny_app):
-    from app import MAX_UPLOAD_BYTES
-
-    big = b"RIFF" + b"\0" * MAX_UPLOAD_BYTES
-    at = analyse(tiny_app, [("huge.wav", big, "audio/wav"), ("ok.wav", wav_bytes(speech_like(1.0)), "audio/wav")])
-    message = texts(at.warning)
-    assert "huge.wav" in message and "too_large" in message and "50 MB" in message
+def test_model_choice_only_from_the_operators_list(tiny_app, tiny_models):
+    at = tiny_app("even_gender", SER_ALLOW_MODEL_CHOICE="1", SER_MODEL_ALLOWLIST=str(tiny_models["female_gender"]))
+    choice = at.selectbox(key="gender_choice")
+    assert choice.options == [str(tiny_models["even_gender"]), str(tiny_models["female_gender"])]
+    choice.set_value(str(tiny_models["female_gender"])).run()
+    at = analyse(at, [("speech.wav", wav_bytes(speech_like(2.0)), "audio/wav")])
     assert metrics(at)["Gender"] == "Female"
 
 
-def test_analyse_clips_without_streamlit(tiny_cascade):
-    """The analysis helper takes (name, bytes) pairs and returns CSV rows of the batch scorer."""
-    from app import analyse_clips
-    from pipeline.batch import prediction_row
+def test_good_and_broken_upload_known_answer(tiny_app):
+    at = analyse(tiny_app(), [
+        ("speech.wav", wav_bytes(speech_like(2.0)), "audio/wav"),
+        ("broken.wav", b"RIFF\x00\x00 this is not audio at all", "audio/wav"),
+        ("hush.flac", wav_bytes(np.zeros(SR, dtype=np.float32), fmt="FLAC"), "audio/flac"),
+        ("notes.docx", b"PK\x03\x04 a document", "application/octet-stream"),
+    ])
+    shown = metrics(at)
+    assert shown["Gender"] == "Female" and shown["Emotion"] == "Angry"
+    assert [m.delta for m in at.metric if m.label == "Speech heard"] == ["answered by the female-voice emotion model"]
+    # each refused file is named in the page text, with the reason in plain words
+    errors, warnings = texts(at.error), texts(at.warning)
+    assert "broken.wav was not analysed: not a readable recording" in errors.replace("*", "")
+    assert "hush.flac was not analysed: silent or almost silent" in warnings.replace("*", "")
+    assert "notes.docx was not analysed: not a format the app reads" in warnings.replace("*", "")
+    assert "Details: the app reads WAV" in warnings
+    assert "Traceback" not in errors + warnings
+    assert "4 recording(s): 1 analysed, 3 not analysed" in texts(at.markdown)
+    assert "How reliable is this?" in texts(at.markdown)
+    # compact summary table first, in upload order, status in words
+    summary = at.table[0].value
+    assert list(summary.index) == ["speech.wav", "broken.wav", "hush.flac", "notes.docx"]
+    assert list(summary.columns) == ["gender", "emotion", "confidence", "status"]
+    assert summary.loc["speech.wav", "status"] == "analysed"
+    assert summary.loc["hush.flac", "status"].startswith("not analysed: silent")
+    assert summary.loc["speech.wav", "confidence"].startswith("fairly sure")
+    # one analysed clip: its details in an expander; bar + waveform charts, labelled spectrogram, playback
+    assert any(e.label.startswith("speech.wav: female, angry") for e in at.expander)
+    assert len(at.get("vega_lite_chart")) >= 2 and len(at.get("imgs")) + len(at.get("image")) >= 1
+    assert len(at.get("audio")) == 1
+    assert len(at.get("download_button")) == 1
 
-    data = wav_bytes(speech_like(2.0))
-    [good, bad] = analyse_clips(tiny_cascade, [("x.wav", data), ("y.wav", b"nope")])
-    assert good.row == prediction_row(tiny_cascade.predict_file(data, name="x.wav"), name="x.wav")
-    assert good.spectrogram.dtype == np.uint8 and good.spectrogram.ndim == 3
-    assert bad.row["status"] == "unreadable" and bad.waveform is None
+
+def test_uncertain_answers_are_marked(tiny_app):
+    at = analyse(tiny_app("even_gender"), [("coin.wav", wav_bytes(speech_like(2.0)), "audio/wav")])
+    shown = metrics(at)
+    assert "Gender" not in shown and "Emotion" not in shown  # not in the large type of a sure answer
+    text = texts(at.markdown)
+    assert text.count(":orange-badge[:material/help: Uncertain]") == 2
+    assert "a coin toss" in texts(at.caption) and "leans" in texts(at.markdown)
+    assert "the gender is uncertain" in texts(at.caption)
+
+
+def test_option_change_keeps_results_and_offers_to_reanalyse(tiny_app):
+    from app import RESULTS_KEY
+
+    at = analyse(tiny_app(), [("a.wav", wav_bytes(speech_like(1.5)), "audio/wav"),
+                              ("b.wav", wav_bytes(speech_like(2.5, seed=3)), "audio/wav")])
+    stored = dict(at.session_state[RESULTS_KEY])
+    assert len(stored) == 2 and len(at.expander) == 2
+    at.get("download_button")[0].click().run()  # a download reruns the script
+    again = at.session_state[RESULTS_KEY]
+    assert set(again) == set(stored) and all(again[k] is stored[k] for k in stored)  # not recomputed
+    at.radio(key="routing").set_value("soft").run()
+    assert "You changed an option" in texts(at.info)
+    assert metrics(at)["Emotion"] == "Angry"  # the old results stay visible
+    at.button(key="reanalyse").click().run()
+    assert not at.exception, at.exception
+    assert "answered by both emotion models" in [m.delta for m in at.metric]
+    assert "You changed an option" not in texts(at.info)
+    # Clear empties the page
+    at.button(key="clear").click().run()
+    assert not at.session_state[RESULTS_KEY] and "Add a recording above" in texts(at.info)
+
+
+def test_example_clip_in_one_click(tiny_app):
+    at = tiny_app()
+    at.button(key="example_woman_angry.flac").click().run()
+    assert not at.exception, at.exception
+    assert "example: woman_angry.flac" in [s.value for s in at.subheader]
+    assert metrics(at)["Emotion"] == "Angry"
+
+
+def test_long_clip_gets_a_timeline_and_the_speakers_warning(tiny_app):
+    y = np.concatenate([speech_like(18.0), np.zeros(6 * SR, dtype=np.float32), speech_like(16.0, seed=2)])
+    at = analyse(tiny_app(), [("long.wav", wav_bytes(y), "audio/wav")])
+    assert "may hold more than one speaker" in texts(at.warning)
+    assert "Gender (all voices)" in metrics(at)
+    [timeline] = [d.value for d in at.dataframe if "start_s" in d.value.columns]
+    assert {"start_s", "end_s", "status", "gender", "emotion", "prob_angry"} <= set(timeline.columns)
+    assert timeline["start_s"].iloc[-1] > 35 and "silent" in set(timeline["status"])
+    assert set(timeline.loc[timeline.status == "ok", "emotion"]) == {"angry"}
+    assert [b.label for b in at.get("download_button")] == ["Download all results (CSV)",
+                                                            "Download the timeline (CSV)"]
+
+
+def test_too_large_file_is_refused_with_a_message(tiny_app, monkeypatch):
+    import pipeline.app_views
+
+    monkeypatch.setattr(pipeline.app_views, "MAX_UPLOAD_BYTES", 1000)
+    at = analyse(tiny_app(), [("huge.wav", wav_bytes(speech_like(1.0)), "audio/wav")])
+    message = texts(at.warning)
+    assert "huge.wav" in message and "file too large" in message and "400 MB" in message
+
+
+def test_microphone_recording_is_analysed(tiny_app):
+    at = tiny_app()
+    at.audio_input(key="recording").set_value(("clip.wav", wav_bytes(speech_like(1.2)), "audio/wav")).run()
+    assert not at.exception, at.exception
+    at.button(key="analyse").click().run()
+    assert not at.exception, at.exception
+    assert "recording.wav" in [s.value for s in at.subheader]
+    assert metrics(at)["Emotion"] == "Angry"
+    assert "3-10 seconds of speech works best" in texts(at.caption)
 
 
 def _shipped_models_ready() -> bool:
-    root = Path(APP).parent
-    return all((root / d / f).is_file() for d in ("male_models", "female_models")
+    return all((ROOT / d / f).is_file() for d in ("male_models", "female_models")
                for f in ("model.keras", "scaler.joblib", "config.json"))
 
 
 def test_shipped_models_on_a_real_clip(shared_data, monkeypatch):
     if not _shipped_models_ready():
         pytest.skip("shipped emotion models not found in male_models/ and female_models/ (run make train)")
-    monkeypatch.delenv("SER_MALE_MODEL_DIR", raising=False)
-    monkeypatch.delenv("SER_FEMALE_MODEL_DIR", raising=False)
+    from streamlit.testing.v1 import AppTest
+
+    for key in ("SER_GENDER_MODEL", "SER_MALE_MODEL_DIR", "SER_FEMALE_MODEL_DIR", "SER_ALLOW_MODEL_CHOICE"):
+        monkeypatch.delenv(key, raising=False)
     with open(shared_data / "manifest.csv", newline="") as handle:
         rows = [r for r in csv.DictReader(handle) if r["corpus"] == "ravdess" and r["split"] == "test"]
     if not rows:
         pytest.skip("no RAVDESS test-split clip in the manifest")
     clip = rows[0]
     path = shared_data / clip["path"]
-    at = new_app()
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
     at = analyse(at, [(path.name, path.read_bytes(), "audio/flac"),
                       ("broken.flac", b"fLaC garbage", "audio/flac")])
-    shown = metrics(at)
-    assert shown["Gender"] == clip["gender"].capitalize()
-    assert shown["Emotion"].lower() in {"neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"}
-    assert shown["Emotion model"] == clip["gender"]
-    assert len(at.get("vega_lite_chart")) >= 2
+    text = texts(at.metric) + texts(at.markdown)
+    assert clip["gender"] in text.lower()
     assert "broken.flac" in texts(at.error)
-    assert list(results_table(at)["status"]) == ["ok", "unreadable"]
-
-
-def test_microphone_recording_is_analysed(tiny_app):
-    at = tiny_app
-    at.audio_input(key="recording").set_value(("clip.wav", wav_bytes(speech_like(1.5)), "audio/wav")).run()
-    assert not at.exception, at.exception
-    at.button(key="analyse").click().run()
-    assert not at.exception, at.exception
-    assert "recording.wav" in [s.value for s in at.subheader]
-    assert metrics(at)["Emotion"] == "Angry"
+    assert list(at.table[0].value["status"].str.split(":").str[0]) == ["analysed", "not analysed"]
+    assert tuple(CSV_COLUMNS)  # the CSV download keeps the batch columns

@@ -1,0 +1,331 @@
+"""What the web app computes and draws for a clip, without Streamlit calls (testable on its own).
+
+``analyse_clip`` scores one uploaded clip with the cascade and adds the pictures
+(waveform, labelled spectrogram, and for recordings of :data:`TIMELINE_MIN_S` or
+more a timeline over 4 s windows); ``summary_frame`` is the compact table of
+several clips; the ``*_chart`` functions build the Altair charts; ``plain_status``
+turns a status code into words. ``app.py`` only lays these out.
+"""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+import pipeline.audio
+from pipeline.audio import AUDIO_EXTENSIONS
+from pipeline.batch import prediction_row
+from pipeline.cascade import Cascade, Prediction
+from pipeline.confidence import EMOTION_UNCERTAIN_BELOW, Judgement, judge_emotion, judge_gender, percent
+from pipeline.emotion import EMOTION_LABELS
+from pipeline.paths import PROJECT_ROOT
+
+HOUR_OF_WAV_MB = 3600 * 44100 * 2 / 1e6
+"""An hour of 16-bit mono WAV at 44.1 kHz: 317.5 MB."""
+MAX_UPLOAD_MB = 400
+"""Largest upload, MB: an hour of 16-bit mono 44.1 kHz WAV fits. Keep equal to .streamlit/config.toml maxUploadSize."""
+MAX_UPLOAD_BYTES = MAX_UPLOAD_MB * 1024 * 1024
+UPLOAD_EXTENSIONS: tuple[str, ...] = tuple(e.lstrip(".").lower() for e in AUDIO_EXTENSIONS)
+"""File name endings the app reads (from :data:`pipeline.audio.AUDIO_EXTENSIONS`)."""
+FORMATS_TEXT: str = getattr(pipeline.audio, "SUPPORTED_FORMATS", ", ".join(e.upper() for e in UPLOAD_EXTENSIONS))
+"""The formats as the page names them (``pipeline.audio.SUPPORTED_FORMATS`` where it exists)."""
+TIMELINE_MIN_S = 30.0
+"""Recordings at least this long also get a timeline and the several-speakers warning."""
+EXAMPLES_DIR = PROJECT_ROOT / "examples"
+EXAMPLES: tuple[tuple[str, str], ...] = (
+    ("woman_angry.flac", "Woman, angry"),
+    ("woman_sad.flac", "Woman, sad"),
+    ("man_calm.flac", "Man, calm"),
+    ("man_happy.flac", "Man, happy"),
+    ("man_sad.flac", "Man, sad"),
+)
+"""Example clips shipped in examples/ (RAVDESS test split, CC BY-NC-SA 4.0; see examples/README.md)."""
+
+STATUS_WORDS = {
+    "ok": "analysed",
+    "unsupported": "not a format the app reads",
+    "too_large": "file too large",
+    "unreadable": "not a readable recording",
+    "not_found": "file could not be read",
+    "empty": "no sound in the file",
+    "non_finite": "damaged audio",
+    "silent": "silent or almost silent",
+    "too_short": "too short",
+    "too_long": "longer than an hour",
+    "feature_error": "analysis failed",
+    "model_failed": "analysis failed",
+    "model_error": "model problem",
+    "internal_error": "analysis failed",
+}
+ADVICE = {
+    "unsupported": "Convert it to one of the formats listed above the upload box.",
+    "too_large": "Cut it, or save it as FLAC, Opus or MP3, which are several times smaller.",
+    "unreadable": "The file is damaged or is not audio. Try exporting it again from the recording app.",
+    "empty": "The file holds no sound. Check the recording.",
+    "non_finite": "The file holds invalid sample values. Try exporting it again.",
+    "silent": "No speech could be heard. Check the microphone and record a little louder.",
+    "too_short": "Record at least a second of speech; 3-10 seconds works best.",
+    "too_long": "Split it into parts shorter than an hour.",
+}
+SOFT_STATUSES = {"silent", "too_short", "empty", "too_large", "unsupported", "too_long"}
+"""Statuses about the recording itself (a warning), not a failure of the app (an error)."""
+
+
+@dataclass
+class ClipResult:
+    """Everything shown for one clip, computed once and kept in the session."""
+
+    name: str
+    size: int
+    prediction: Prediction
+    row: dict[str, str]
+    waveform: pd.DataFrame | None = None
+    spectrogram: bytes | None = None  # PNG with labelled time and frequency axes
+    timeline: pd.DataFrame | None = None
+    notes: list[str] = field(default_factory=list)
+    settings: str = ""  # the options it was analysed with (shown when they have changed since)
+
+    @property
+    def gender(self) -> Judgement | None:
+        p = self.prediction
+        return judge_gender(p.gender, p.gender_confidence) if p.ok else None
+
+    @property
+    def emotion(self) -> Judgement | None:
+        p, g = self.prediction, self.gender
+        return judge_emotion(p.emotion, p.emotion_confidence, gender_uncertain=g.uncertain) if p.ok else None
+
+    @property
+    def long(self) -> bool:
+        return (self.prediction.duration_s or 0.0) >= TIMELINE_MIN_S
+
+
+def refusal(name: str, size: int) -> Prediction | None:
+    """A ``Prediction`` refusing the upload before decoding (format or size), or ``None``."""
+    ext = name.rsplit(".", 1)[-1].lower() if "." in name else ""
+    if ext not in UPLOAD_EXTENSIONS:
+        shown = f"'.{ext}'" if ext else "no file name ending"
+        return Prediction(status="unsupported", file=name,
+                          error=f"the app reads {FORMATS_TEXT}; not {shown}")
+    if size > MAX_UPLOAD_BYTES:
+        return Prediction(status="too_large", file=name,
+                          error=f"the file is {size / 1024 / 1024:.0f} MB; the limit is {MAX_UPLOAD_MB} MB")
+    return None
+
+
+Progress = Callable[[float, str], None]
+
+
+def analyse_clip(cascade: Cascade, name: str, data: bytes, progress: Progress | None = None) -> ClipResult:
+    """Score one ``(name, bytes)`` clip and add what the page draws. Never raises for bad input.
+
+    ``progress(fraction, text)`` is called as the work advances (fraction 0..1 of this clip;
+    over windows for long recordings).
+    """
+    report = progress or (lambda fraction, text: None)
+    refused = refusal(name, len(data))
+    if refused is not None:
+        report(1.0, f"{name}: refused")
+        return ClipResult(name, len(data), refused, prediction_row(refused, name=name))
+    report(0.0, f"{name}: gender and emotion")
+    [p] = cascade.predict_files([data], names=[name])
+    result = ClipResult(name, len(data), p, prediction_row(p, name=name))
+    if p.ok or p.status == "too_long":
+        try:
+            _add_views(cascade, result, data, report)
+        except Exception as exc:  # the prediction stands even if a picture fails
+            result.notes.append(f"Could not draw the pictures: {type(exc).__name__}: {exc}")
+    report(1.0, f"{name}: done")
+    return result
+
+
+def analyse_clips(cascade: Cascade, clips: Sequence[tuple[str, bytes]],
+                  progress: Progress | None = None) -> list[ClipResult]:
+    """:func:`analyse_clip` for each clip; ``progress(fraction, text)`` over all of them."""
+    results = []
+    for k, (name, data) in enumerate(clips):
+        def part(fraction: float, text: str, k=k) -> None:
+            if progress is not None:
+                progress((k + fraction) / len(clips), f"Clip {k + 1} of {len(clips)}: {text}")
+        results.append(analyse_clip(cascade, name, data, part))
+    return results
+
+
+def _add_views(cascade: Cascade, result: ClipResult, data: bytes, report: Progress) -> None:
+    from pipeline.audio import decode_audio, resample, to_mono_float
+    from pipeline.timeline import predict_timeline
+
+    decoded = decode_audio(data, name=result.name)
+    mono, _ = to_mono_float(decoded.samples)
+    rate = cascade.audio_config.sample_rate
+    mono16 = resample(mono, decoded.sample_rate, rate)
+    result.waveform = waveform_frame(mono16, rate)
+    result.spectrogram = spectrogram_png(mono16, rate)
+    if mono.size / decoded.sample_rate >= TIMELINE_MIN_S:
+        report(0.05, f"{result.name}: windows")
+
+        def windows(done: int, total: int) -> None:
+            report(0.05 + 0.95 * done / max(total, 1), f"{result.name}: window {done} of {total}")
+
+        result.timeline = predict_timeline(cascade, decoded.samples, decoded.sample_rate,
+                                           progress=windows).to_frame()
+
+
+def waveform_frame(y: np.ndarray, sr: int, points: int = 1500) -> pd.DataFrame:
+    """Min/max envelope of ``y [shape=(n,)]`` in about ``points`` columns (time in s)."""
+    n = y.size
+    step = max(1, int(np.ceil(n / points)))
+    usable = (n // step) * step
+    blocks = y[:usable].reshape(-1, step) if usable else y.reshape(1, -1)
+    return pd.DataFrame({
+        "time_s": np.arange(blocks.shape[0]) * step / sr,
+        "min": blocks.min(axis=1), "max": blocks.max(axis=1),
+    })
+
+
+def spectrogram_png(y: np.ndarray, sr: int, *, n_mels: int = 96, max_frames: int = 1500) -> bytes:
+    """Log-mel spectrogram of ``y [shape=(n,)]`` as a PNG with time (s) and frequency (Hz) axes and a dB scale."""
+    import librosa
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import librosa.display
+    import matplotlib.pyplot as plt
+
+    hop = max(160, int(np.ceil(y.size / max_frames / 160)) * 160)
+    mel = librosa.feature.melspectrogram(y=y, sr=sr, n_fft=512, hop_length=hop, n_mels=n_mels, fmax=sr / 2)
+    db = librosa.power_to_db(mel, ref=np.max, top_db=80.0)
+    fig, ax = plt.subplots(figsize=(10, 3.0), dpi=110)
+    try:
+        image = librosa.display.specshow(db, sr=sr, hop_length=hop, x_axis="time", y_axis="mel", fmax=sr / 2,
+                                         ax=ax, cmap="viridis")
+        ax.set_xlabel("time (s)")
+        ax.set_ylabel("frequency (Hz)")
+        fig.colorbar(image, ax=ax, format="%+.0f dB", pad=0.01).set_label("level")
+        fig.tight_layout()
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png")
+    finally:
+        plt.close(fig)
+    return buffer.getvalue()
+
+
+def plain_status(p: Prediction) -> tuple[str, str]:
+    """``(what happened, what to do)`` in plain words for a clip that was not analysed."""
+    words = STATUS_WORDS.get(p.status, "could not be analysed")
+    advice = ADVICE.get(p.status, "This is a problem in the app, not in your file; please report it.")
+    return words[0].upper() + words[1:], advice
+
+
+def confidence_words(result: ClipResult) -> str:
+    g, e = result.gender, result.emotion
+    if g is None or e is None:
+        return ""
+    if g.uncertain or e.uncertain:
+        shaky = [f"{what} {percent(j.probability)}" for what, j in (("gender", g), ("emotion", e)) if j.uncertain]
+        return "uncertain: " + ", ".join(shaky)
+    return f"fairly sure (gender {g.probability:.0%}, emotion {e.probability:.0%})"
+
+
+def summary_frame(results: Sequence[ClipResult]) -> pd.DataFrame:
+    """One row per clip: file, gender, emotion, confidence and status in words (reason in full)."""
+    rows = []
+    for r in results:
+        p = r.prediction
+        if p.ok:
+            status = "analysed" + ("; several speakers possible" if r.long else "")
+        else:
+            status = f"not analysed: {STATUS_WORDS.get(p.status, p.status)}"
+        rows.append({"file": r.name, "gender": p.gender or "", "emotion": p.emotion or "",
+                     "confidence": confidence_words(r), "status": status})
+    return pd.DataFrame(rows, columns=["file", "gender", "emotion", "confidence", "status"])
+
+
+def speakers_note(result: ClipResult) -> str:
+    """The several-speakers warning for long recordings (two-voice analysis is not built yet)."""
+    frame = result.timeline
+    note = (f"**This recording is {result.prediction.duration_s:.0f} s long and may hold more than one "
+            "speaker.** The app does not separate speakers yet: the overall answer mixes every voice in it. "
+            "Use the timeline below to see how the answer changes over time.")
+    if frame is not None:
+        ok = frame[frame["status"] == "ok"]
+        sure = ok[ok["gender_confidence"] >= 0.8]
+        if sure["gender"].nunique() > 1:
+            shares = sure["gender"].value_counts(normalize=True)
+            note += (" Both a male and a female voice seem to be present ("
+                     + ", ".join(f"{g} in {s:.0%} of the clear windows" for g, s in shares.items()) + ").")
+    return note
+
+
+# -- charts (Altair, imported lazily) -------------------------------------------------------------
+EMOTION_COLOURS = ["#9e9e9e", "#80cbc4", "#fdd835", "#1e88e5", "#e53935", "#8e24aa", "#6d4c41", "#fb8c00"]
+GENDER_COLOURS = {"female": "#d81b60", "male": "#00897b"}
+
+
+def bar_chart(probabilities: dict[str, float]):
+    """Horizontal bars, one per emotion, with the "uncertain below" level marked."""
+    import altair as alt
+
+    probs = pd.DataFrame({"emotion": list(probabilities), "probability": list(probabilities.values())})
+    base = alt.Chart(probs, title="Probability of each emotion").encode(
+        x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1]), title=None,
+                axis=alt.Axis(format="%", values=[0, 0.25, 0.5, 0.75, 1.0], labelFlush=True)),
+        y=alt.Y("emotion:N", sort="-x", title=None, axis=alt.Axis(labelOverlap=False)),
+        tooltip=["emotion", alt.Tooltip("probability:Q", format=".1%")],
+    )
+    bars = base.mark_bar(color="#4c78a8")
+    labels = base.mark_text(align="left", dx=4).encode(text=alt.Text("probability:Q", format=".0%"))
+    rule = alt.Chart(pd.DataFrame({"x": [EMOTION_UNCERTAIN_BELOW]})).mark_rule(strokeDash=[4, 4], color="#888").encode(
+        x="x:Q", tooltip=[alt.Tooltip("x:Q", format=".0%", title="uncertain below")])
+    return (bars + labels + rule).properties(height=alt.Step(22))
+
+
+def waveform_chart(wave: pd.DataFrame):
+    import altair as alt
+
+    return alt.Chart(wave).mark_area(opacity=0.8).encode(
+        x=alt.X("time_s:Q", title="time (s)", axis=alt.Axis(tickCount=8)),
+        y=alt.Y("min:Q", title="amplitude"), y2="max:Q",
+    ).properties(height=160)
+
+
+def timeline_chart(frame: pd.DataFrame):
+    """Emotion probabilities as stacked areas over time; gender in its own strip below, with its own legend."""
+    import altair as alt
+
+    data = frame.copy()
+    data["time_s"] = (data["start_s"] + data["end_s"]) / 2
+    for label in EMOTION_LABELS:  # windows not judged (pauses) show as gaps
+        data[f"prob_{label}"] = data[f"prob_{label}"].fillna(0.0)
+    long = data.melt(id_vars=["time_s"], value_vars=[f"prob_{e}" for e in EMOTION_LABELS],
+                     var_name="emotion", value_name="probability")
+    long["emotion"] = long["emotion"].str.removeprefix("prob_")
+    long["order"] = long["emotion"].map({e: i for i, e in enumerate(EMOTION_LABELS)})
+    x = alt.X("time_s:Q", title="time (s)", axis=alt.Axis(tickCount=10))
+    legend = {"orient": "bottom", "columns": 4, "symbolType": "square"}
+    areas = alt.Chart(long, title="Emotion over time").mark_area().encode(
+        x=x,
+        y=alt.Y("probability:Q", stack="zero", title="probability", scale=alt.Scale(domain=[0, 1]),
+                axis=alt.Axis(format="%", values=[0, 0.5, 1])),
+        color=alt.Color("emotion:N", title="Emotion", sort=list(EMOTION_LABELS), legend=alt.Legend(**legend),
+                        scale=alt.Scale(domain=list(EMOTION_LABELS), range=EMOTION_COLOURS)),
+        order="order:Q",
+        tooltip=[alt.Tooltip("time_s:Q", title="time (s)"), "emotion", alt.Tooltip("probability:Q", format=".0%")],
+    ).properties(height=200)
+    ok = data[data["status"] == "ok"].copy()
+    ok["from_s"] = ok["time_s"] - 1.0
+    ok["to_s"] = ok["time_s"] + 1.0
+    ok["voice"] = "gender"
+    strip = alt.Chart(ok, title="Voice gender").mark_rect().encode(
+        x=alt.X("from_s:Q", title="time (s)", axis=alt.Axis(tickCount=10)), x2="to_s:Q",
+        y=alt.Y("voice:N", title=None, axis=None),
+        color=alt.Color("gender:N", title="Gender", legend=alt.Legend(**legend),
+                        scale=alt.Scale(domain=list(GENDER_COLOURS), range=list(GENDER_COLOURS.values()))),
+        opacity=alt.Opacity("gender_confidence:Q", scale=alt.Scale(domain=[0.5, 1.0], range=[0.2, 1.0]), legend=None),
+        tooltip=[alt.Tooltip("time_s:Q", title="time (s)"), "gender",
+                 alt.Tooltip("gender_confidence:Q", format=".0%", title="probability")],
+    ).properties(height=40)
+    return alt.vconcat(areas, strip).resolve_scale(color="independent")
