@@ -202,8 +202,9 @@ def render_refused(result: ClipResult) -> None:
 
 def _mime(name: str) -> str:
     ext = name.rsplit(".", 1)[-1].lower()
-    return {"mp3": "audio/mpeg", "flac": "audio/flac", "ogg": "audio/ogg", "opus": "audio/ogg",
-            "m4a": "audio/mp4", "aac": "audio/aac", "webm": "audio/webm"}.get(ext, "audio/wav")
+    return {"mp3": "audio/mpeg", "flac": "audio/flac", "ogg": "audio/ogg", "oga": "audio/ogg", "opus": "audio/ogg",
+            "m4a": "audio/mp4", "mp4": "audio/mp4", "aac": "audio/aac", "webm": "audio/webm", "weba": "audio/webm",
+            "mka": "audio/x-matroska", "amr": "audio/amr", "wma": "audio/x-ms-wma"}.get(ext, "audio/wav")
 
 
 def run_analysis(settings: AppSettings, gender_model, routing, denoise, label, todo) -> None:

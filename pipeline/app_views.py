@@ -158,20 +158,21 @@ def _add_views(cascade: Cascade, result: ClipResult, data: bytes, report: Progre
     from pipeline.audio import decode_audio, resample, to_mono_float
     from pipeline.timeline import predict_timeline
 
-    decoded = decode_audio(data, name=result.name)
+    decoded = decode_audio(data, name=result.name, mono=True)
     mono, _ = to_mono_float(decoded.samples)
     rate = cascade.audio_config.sample_rate
     mono16 = resample(mono, decoded.sample_rate, rate)
+    del mono
     result.waveform = waveform_frame(mono16, rate)
     result.spectrogram = spectrogram_png(mono16, rate)
-    if mono.size / decoded.sample_rate >= TIMELINE_MIN_S:
+    if mono16.size / rate >= TIMELINE_MIN_S:
         report(0.05, f"{result.name}: windows")
 
         def windows(done: int, total: int) -> None:
             report(0.05 + 0.95 * done / max(total, 1), f"{result.name}: window {done} of {total}")
 
-        result.timeline = predict_timeline(cascade, decoded.samples, decoded.sample_rate,
-                                           progress=windows).to_frame()
+        # The 16 kHz mono copy: predict_timeline resamples nothing more.
+        result.timeline = predict_timeline(cascade, mono16, rate, progress=windows).to_frame()
 
 
 def waveform_frame(y: np.ndarray, sr: int, points: int = 1500) -> pd.DataFrame:
