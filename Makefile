@@ -2,10 +2,16 @@
 PY := .venv/bin/python
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: setup app test train evaluate recipe-cv experiments bench demo notebooks gender-holdout emotion-holdout corpus-pitch
+.PHONY: setup setup-ray test-ray app test train evaluate recipe-cv experiments bench demo notebooks gender-holdout emotion-holdout corpus-pitch
 
 setup:
 	@bash scripts/setup.sh
+
+setup-ray: setup  ## add the optional Ray engine (script.py --engine ray, docs/ray.md) to .venv
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements-ray.txt
+
+test-ray: setup-ray  ## the Ray engine's tests alone, on a two-node local Ray cluster (about 2 minutes)
+	$(PY) -m pytest -q tests/test_ray.py
 
 app: setup  ## set up and start the web app
 	.venv/bin/streamlit run app.py

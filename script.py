@@ -1,8 +1,13 @@
 #!/usr/bin/env python
 """Score audio files or folders to a CSV: one row per audio file, whatever happens to it.
 
-    python script.py FOLDER_OR_FILES... -o OUT.csv [--recursive]
+    python script.py FOLDER_FILE_OR_URI... [--list PATHS.txt] -o OUT.csv [--recursive]
         [--gender-model HUB_ID_OR_DIR] [--routing hard|soft] [--device cpu|cuda]
+        [--engine local|ray [--ray-address auto|HOST:PORT] [--ray-actors N] [--ray-cpus-per-actor C]]
+
+``--engine local`` (default) scores on this machine; ``--engine ray`` spreads the same
+work over a Ray cluster (``pip install -r requirements-ray.txt``; see docs/ray.md) and
+writes the same rows.
 
 Exit codes: 0 every file scored ok; 1 some files failed (the CSV still has a row
 for each, with ``status`` and ``error``); 2 usage or set-up error (bad arguments,
@@ -25,8 +30,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Predict speaker gender and emotion for audio files; write one CSV row per file.",
         epilog="Exit codes: 0 all ok, 1 some files failed (CSV still complete), 2 usage/set-up error.",
     )
-    parser.add_argument("inputs", nargs="+", metavar="FOLDER_OR_FILE",
-                        help="audio files and/or folders (.wav .flac .ogg .opus .mp3, any case)")
+    parser.add_argument("inputs", nargs="*", metavar="FOLDER_FILE_OR_URI",
+                        help="audio files and/or folders (.wav .flac .ogg .opus .mp3, any case), or URIs that "
+                             "pyarrow reads (s3://bucket/folder, gs://..., file:///...)")
+    parser.add_argument("--list", dest="lists", action="append", default=[], type=Path, metavar="PATHS_TXT",
+                        help="a text file naming one audio path or URI a line (relative to the list's folder); "
+                             "a missing file gets a not_found row. Repeatable")
     parser.add_argument("-o", "--output", required=True, type=Path, help="CSV file to write")
     parser.add_argument("-r", "--recursive", action="store_true", help="descend into sub-folders")
     parser.add_argument("--gender-model", default=None, metavar="HUB_ID_OR_DIR",
@@ -52,6 +61,18 @@ def build_parser() -> argparse.ArgumentParser:
                         help="worker processes for decoding and features; 1 scores in this process only "
                              "(default: the number of CPUs, at most 8)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    ray = parser.add_argument_group("engine", "where the work runs (see docs/ray.md)")
+    ray.add_argument("--engine", choices=("local", "ray"), default="local",
+                     help="local: this machine (--jobs processes); ray: a Ray cluster, decoding and features in "
+                          "Ray tasks, the models in a pool of actors (default: local)")
+    ray.add_argument("--ray-address", default=None, metavar="auto|HOST:PORT",
+                     help="Ray cluster to join (auto: the one started on this machine by `ray start`); "
+                          "default: start a private Ray on this machine for the run")
+    ray.add_argument("--ray-actors", type=int, default=None, metavar="N",
+                     help="model actors, each loading the models once (default: a quarter of the cluster's CPUs, "
+                          "at least 1)")
+    ray.add_argument("--ray-cpus-per-actor", type=float, default=1.0, metavar="C",
+                     help="CPUs reserved by each model actor; its torch threads (default 1)")
     return parser
 
 
@@ -70,12 +91,17 @@ def main(argv: list[str] | None = None) -> int:
         return _usage("--batch-size must be at least 1")
     if args.jobs < 1:
         return _usage("--jobs must be at least 1")
+    if not args.inputs and not args.lists:
+        return _usage("give audio files, folders or URIs, or --list PATHS_TXT")
+    if args.engine != "ray" and (args.ray_address or args.ray_actors is not None):
+        return _usage("--ray-address and --ray-actors need --engine ray")
+    if (args.ray_actors is not None and args.ray_actors < 1) or args.ray_cpus_per_actor <= 0:
+        return _usage("--ray-actors must be at least 1 and --ray-cpus-per-actor above 0")
 
     from pipeline import batch
-    from pipeline.errors import PipelineError
 
     try:
-        files = batch.discover(args.inputs, recursive=args.recursive)
+        files = batch.discover(args.inputs, recursive=args.recursive, lists=args.lists)
     except FileNotFoundError as exc:
         return _usage(str(exc))
     out_real = os.path.realpath(out)  # realpath, unlike Path.resolve, tolerates symlink loops
@@ -92,33 +118,81 @@ def main(argv: list[str] | None = None) -> int:
             batch.rewrite(out, done.values())  # drop a row cut short by a kill
     todo = [f for f in files if f.name not in done]
 
-    from pipeline.cascade import FEMALE_MODEL_DIR, MALE_MODEL_DIR, Cascade
-
-    try:
-        cascade = Cascade.load(
-            args.gender_model, male_dir=args.male_model or MALE_MODEL_DIR,
-            female_dir=args.female_model or FEMALE_MODEL_DIR, routing=args.routing, device=args.device,
-            denoise=args.denoise,
-        )
-    except PipelineError as exc:
-        return _usage(f"could not load the models: {exc}")
     out.parent.mkdir(parents=True, exist_ok=True)
     rows = dict(done)
     try:
-        _run(cascade, todo, files, out, rows, args)
+        if args.engine == "ray":
+            code = _run_ray(todo, files, out, rows, args)
+        else:
+            code = _run_local(todo, files, out, rows, args)
+        if code is not None:
+            return code
     except KeyboardInterrupt:
         print(f"\nscript.py: interrupted; {len(rows)} of {len(files)} rows are in {out}. "
               "Run the same command with --resume to finish.", file=sys.stderr)
         return EXIT_INTERRUPTED
-    if done:  # restore the stable order of an uninterrupted run
+    if done or args.engine == "ray":  # restore the stable order of an uninterrupted local run
         batch.rewrite(out, (rows[f.name] for f in files))
     failed = sum(1 for f in files if rows[f.name]["status"] != "ok")
     print(f"{len(files) - failed} of {len(files)} files ok; results in {out}", file=sys.stderr)
     return EXIT_SOME_FAILED if failed else EXIT_OK
 
 
-def _run(cascade, todo, files, out: Path, rows: dict, args: argparse.Namespace) -> None:
-    """Score ``todo`` and append a flushed CSV row per file to ``out`` (and to ``rows``)."""
+def _model_dirs(args: argparse.Namespace) -> tuple[Path, Path]:
+    from pipeline.cascade import FEMALE_MODEL_DIR, MALE_MODEL_DIR
+
+    return args.male_model or MALE_MODEL_DIR, args.female_model or FEMALE_MODEL_DIR
+
+
+def _run_local(todo, files, out: Path, rows: dict, args: argparse.Namespace) -> int | None:
+    """Score on this machine; ``None`` when done, else an exit code (models that do not load)."""
+    from pipeline import batch
+    from pipeline.cascade import Cascade
+    from pipeline.errors import PipelineError
+
+    male_dir, female_dir = _model_dirs(args)
+    # Decoding starts in the worker processes now, while this process loads the models.
+    settings = batch.FeatureSettings.from_model_dirs(male_dir, female_dir, denoise=args.denoise)
+    with batch.LocalEngine(todo, settings, batch_size=args.batch_size, jobs=args.jobs) as engine:
+        try:
+            cascade = Cascade.load(args.gender_model, male_dir=male_dir, female_dir=female_dir,
+                                   routing=args.routing, device=args.device, denoise=args.denoise)
+        except PipelineError as exc:
+            return _usage(f"could not load the models: {exc}")
+        results = ((item, batch.prediction_row(prediction, name=item.name))
+                   for item, prediction in engine.results(cascade))
+        _write(results, todo, files, out, rows, args)
+    return None
+
+
+def _run_ray(todo, files, out: Path, rows: dict, args: argparse.Namespace) -> int | None:
+    """Score on a Ray cluster; ``None`` when done, else an exit code (no Ray, no cluster, no models)."""
+    try:
+        from pipeline import ray_engine
+    except ImportError as exc:
+        return _usage(f"--engine ray needs Ray: pip install -r requirements-ray.txt ({exc})")
+    from pipeline.errors import PipelineError
+
+    male_dir, female_dir = _model_dirs(args)
+    try:
+        spec = ray_engine.ModelSpec.from_args(args.gender_model, male_dir=male_dir, female_dir=female_dir,
+                                              routing=args.routing, device=args.device, denoise=args.denoise)
+    except PipelineError as exc:
+        return _usage(f"could not load the models: {exc}")
+    settings = ray_engine.RaySettings(address=args.ray_address, actors=args.ray_actors,
+                                      cpus_per_actor=args.ray_cpus_per_actor, batch_size=args.batch_size,
+                                      progress=not args.quiet)
+    try:
+        with ray_engine.RayEngine(spec, settings) as engine:
+            _write(engine.rows(todo), todo, files, out, rows, args)
+    except ray_engine.EngineError as exc:
+        return _usage(str(exc) + (f"; {len(rows)} of {len(files)} rows are in {out}, --resume finishes the job"
+                                  if rows else ""))
+    return None
+
+
+def _write(results, todo, files, out: Path, rows: dict, args: argparse.Namespace) -> None:
+    """Append each ``(file, row)`` of ``results`` to ``out`` as it comes, flushed (and to ``rows``)."""
     from tqdm import tqdm
 
     from pipeline import batch
@@ -127,8 +201,7 @@ def _run(cascade, todo, files, out: Path, rows: dict, args: argparse.Namespace) 
         total=len(files), initial=len(files) - len(todo), unit="file", file=sys.stderr,
         disable=args.quiet, dynamic_ncols=True,
     ) as progress:
-        for item, prediction in batch.score(cascade, todo, batch_size=args.batch_size, jobs=args.jobs):
-            row = batch.prediction_row(prediction, name=item.name)
+        for item, row in results:
             sink.write(row)
             rows[item.name] = row
             progress.update(1)
@@ -139,5 +212,18 @@ def _usage(message: str) -> int:
     return EXIT_USAGE
 
 
+def _exit_now(code: int) -> None:
+    """Exit without the interpreter's teardown of TensorFlow and torch (1-2 s of a cold start).
+
+    Safe here: the CSV is closed and fsynced, worker pools and Ray are shut down by then.
+    """
+    import logging
+
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    _exit_now(main())

@@ -29,6 +29,7 @@ SLOW_FIXTURES = {
     "shipped_cascade",  # the shipped models end to end
     "many_clips",       # test_reliability: script.py in subprocesses, killed and resumed (20-30 s each)
     "tiny_app",         # test_app: the Streamlit page run headless by AppTest (3-9 s each)
+    "ray_cluster",      # test_ray: a two-node Ray cluster on 127.0.0.1, script.py --engine ray (15-60 s each)
 }
 """Fixtures whose tests take more than a few seconds: their tests get ``slow``."""
 
