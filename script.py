@@ -25,13 +25,15 @@ EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from pipeline.audio import AUDIO_EXTENSIONS  # numpy only: cheap next to the models
+
     parser = argparse.ArgumentParser(
         prog="script.py",
         description="Predict speaker gender and emotion for audio files; write one CSV row per file.",
         epilog="Exit codes: 0 all ok, 1 some files failed (CSV still complete), 2 usage/set-up error.",
     )
     parser.add_argument("inputs", nargs="*", metavar="FOLDER_FILE_OR_URI",
-                        help="audio files and/or folders (.wav .flac .ogg .opus .mp3, any case), or URIs that "
+                        help=f"audio files and/or folders ({' '.join(AUDIO_EXTENSIONS)}, any case), or URIs that "
                              "pyarrow reads (s3://bucket/folder, gs://..., file:///...)")
     parser.add_argument("--list", dest="lists", action="append", default=[], type=Path, metavar="PATHS_TXT",
                         help="a text file naming one audio path or URI a line (relative to the list's folder); "
