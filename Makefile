@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: setup setup-ray test-ray app test train evaluate recipe-cv experiments bench demo notebooks gender-holdout emotion-holdout corpus-pitch
+.PHONY: setup setup-ray test-ray app test test-fast train evaluate recipe-cv experiments bench demo notebooks gender-holdout emotion-holdout corpus-pitch
 
 setup:
 	@bash scripts/setup.sh
@@ -19,8 +19,11 @@ app: setup  ## set up and start the web app
 demo: setup  ## score a few clips of the shared corpus to demo_results.csv
 	$(PY) script.py ../shared/data/ravdess/Actor_19 -o demo_results.csv --overwrite
 
-test: setup  ## set up and run the test suite
+test: setup  ## set up and run the test suite (everything: what CI runs)
 	$(PY) -m pytest -q
+
+test-fast: setup  ## the fast loop while editing: every test not marked slow (about 30 s)
+	$(PY) -m pytest -q -m "not slow"
 
 train: setup  ## rebuild every shipped model from ../shared/data
 	$(PY) -m pipeline.train
