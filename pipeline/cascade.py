@@ -7,8 +7,8 @@ same path, so the batch scorer, the web app and the Python API agree exactly.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
@@ -24,62 +24,17 @@ from pipeline.audio import (
 from pipeline.denoise import DenoiseConfig, reduce_noise
 from pipeline.paths import PROJECT_ROOT
 from pipeline.emotion import EMOTION_LABELS, EmotionModel
-from pipeline.errors import ModelError, PipelineError
+from pipeline.errors import ModelError
 from pipeline.features import extract_features
 from pipeline.gender import GENDER_LABELS, GenderClassifier
+from pipeline.prediction import Prediction  # re-exported: ``from pipeline.cascade import Prediction``
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pipeline.recording import Recording
 
 MALE_MODEL_DIR = PROJECT_ROOT / "male_models"
 FEMALE_MODEL_DIR = PROJECT_ROOT / "female_models"
 ROUTING_MODES = ("hard", "soft")
-
-
-@dataclass
-class Prediction:
-    """The cascade's answer for one input.
-
-    Attributes:
-        status: ``"ok"`` or a short error code (``unreadable``, ``empty``,
-            ``silent``, ``too_short``, ...; see :mod:`pipeline.errors`).
-        error: human-readable message; ``""`` when ``status == "ok"``.
-        file: the path or name the input came from, if any.
-        duration_s: input duration in seconds (``None`` if it could not be decoded).
-        speech_duration_s: seconds left after trimming leading/trailing silence.
-        gender: ``"male"`` / ``"female"`` (``None`` on error).
-        gender_probabilities: ``{"male": p, "female": 1 - p}``.
-        emotion: the most probable of the eight emotions (``None`` on error).
-        emotion_probabilities: probability per emotion label, summing to 1.
-        emotion_model: which model answered: ``"male"``, ``"female"`` or ``"blended"`` (soft routing).
-    """
-
-    status: str = "ok"
-    error: str = ""
-    file: str | None = None
-    duration_s: float | None = None
-    speech_duration_s: float | None = None
-    gender: str | None = None
-    gender_probabilities: dict[str, float] = field(default_factory=dict)
-    emotion: str | None = None
-    emotion_probabilities: dict[str, float] = field(default_factory=dict)
-    emotion_model: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
-    @property
-    def gender_confidence(self) -> float | None:
-        return self.gender_probabilities.get(self.gender) if self.gender else None
-
-    @property
-    def emotion_confidence(self) -> float | None:
-        return self.emotion_probabilities.get(self.emotion) if self.emotion else None
-
-    @classmethod
-    def failure(cls, exc: BaseException, *, file: str | None = None, duration_s: float | None = None) -> "Prediction":
-        """A non-ok prediction from an exception (PipelineError codes, else ``internal_error``)."""
-        if isinstance(exc, PipelineError):
-            return cls(status=exc.code, error=exc.message, file=file, duration_s=duration_s)
-        return cls(status="internal_error", error=f"{type(exc).__name__}: {exc}", file=file, duration_s=duration_s)
 
 
 @dataclass
@@ -249,6 +204,10 @@ class Cascade:
         """Stage 1 for one input: decode, prepare and extract features (no model runs)."""
         return featurise_source(source, name, self.audio_config, self.feature_config, self.denoise)
 
+    def featurise_signal(self, y: np.ndarray, sr: int, *, name: str | None = None) -> "Featurised":
+        """Stage 1 for one in-memory signal ``y [shape=(n,)...]`` at ``sr`` Hz (as :meth:`predict_signal`)."""
+        return _featurise(name, lambda: (y, sr), self.audio_config, self.feature_config, self.denoise)
+
     def score(self, items: Sequence["Featurised"]) -> list[Prediction]:
         """Stage 2: run the gender and emotion models once over the featurised ``items``."""
         results: list[Prediction] = []
@@ -264,6 +223,21 @@ class Cascade:
         if pending:
             self._score(pending, results)
         return results
+
+    # -- whole recordings ---------------------------------------------------------------------
+    def analyse_recording(self, source: AudioSource | np.ndarray, sr: int | None = None, *,
+                          name: str | None = None, progress: Callable[[int, int], None] | None = None,
+                          **options) -> "Recording":
+        """Who speaks when, each voice's gender and each segment's emotion, for a recording of any length.
+
+        ``source`` is a path, bytes or file object (``sr=None``) or a signal with its rate ``sr``;
+        ``progress(done, total)`` is called over the speech segments. Never raises for bad audio.
+        See :func:`pipeline.recording.analyse_recording` (``options``: ``vad``, ``encoder``,
+        ``threshold``, ``batch_size``) and ``docs/speakers.md``.
+        """
+        from pipeline.recording import analyse_recording  # lazy: loads silero-vad and GE2E only when used
+
+        return analyse_recording(self, source, sr, name=name, progress=progress, **options)
 
     # -- internals ----------------------------------------------------------------------------
     def _predict(self, jobs: Sequence[tuple[str | None, Callable[[], tuple[np.ndarray, int]]]]) -> list[Prediction]:

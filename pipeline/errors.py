@@ -82,3 +82,9 @@ class PredictionError(PipelineError):
     """A model failed while scoring a valid feature vector or signal."""
 
     code = "model_failed"
+
+
+class NoSpeechError(AudioError):
+    """The recording holds sound but no speech (silence, noise or music only)."""
+
+    code = "no_speech"

@@ -14,7 +14,7 @@ That checkpoint is a pickled training state: ``{"step", "model_state",
 linear layer; ``optimizer_state`` (Adam moments, about two thirds of the file)
 and the GE2E loss's ``similarity_weight``/``similarity_bias`` are dropped, which
 is why resemblyzer itself loads it with ``strict=False``. Writing just the 14
-tensors to safetensors lets :mod:`training.speaker_encoder` load with
+tensors to safetensors lets :mod:`pipeline.speaker_encoder` load with
 ``strict=True`` (every key present, nothing extra) and without unpickling.
 The tensors are copied bit for bit (checked below).
 """

@@ -9,7 +9,7 @@ never into the project's environment)::
 
 For each clip of :func:`golden_clips` it runs resemblyzer 0.1.4 exactly as
 ``VoiceEncoder("cpu").embed_utterance(preprocess_wav(wav))`` would, minus the
-webrtcvad silence trimming that :mod:`training.speaker_encoder` leaves out too:
+webrtcvad silence trimming that :mod:`pipeline.speaker_encoder` leaves out too:
 ``normalize_volume(wav, -30, increase_only=True)`` then ``embed_utterance`` (its
 partials, its ``wav_to_mel_spectrogram``, its network loaded from the wheel's
 ``pretrained.pt``). ``tests/test_speaker_encoder.py`` regenerates the clips with

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from pipeline.errors import AudioError, ModelError, NonFiniteAudioError, PipelineError, SilentAudioError, TooShortError
-from training.speaker_encoder import (
+from pipeline.speaker_encoder import (
     PARTIAL_FRAMES,
     WEIGHTS_PATH,
     GE2EEncoder,

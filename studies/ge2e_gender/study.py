@@ -7,7 +7,7 @@ Usage::
 
 Steps:
 
-1. Embed every manifest clip once with :class:`training.speaker_encoder.SpeakerEncoder`
+1. Embed every manifest clip once with :class:`pipeline.speaker_encoder.SpeakerEncoder`
    (clips decoded by :func:`pipeline.audio.load_audio`: 16 kHz mono, silence at
    the ends trimmed, RMS -26 dBFS), 1 torch thread, cached in
    ``cache/ge2e/embeddings.npz`` keyed by manifest path; progress on stderr.
@@ -54,7 +54,7 @@ def embed_corpus(rows: Sequence[Utterance], cache: Path, *, chunk: int = 32) -> 
     """Embeddings of ``rows`` (cached by manifest path). Returns ``{path: vector}``, failures and timing."""
     from pipeline.audio import load_audio
     from pipeline.errors import PipelineError
-    from training.speaker_encoder import SpeakerEncoder
+    from pipeline.speaker_encoder import SpeakerEncoder
 
     done: dict[str, np.ndarray] = {}
     failed: dict[str, str] = {}
@@ -134,7 +134,7 @@ def speed(rows: Sequence[Utterance], *, runs: int = 20) -> dict:
     import torch
 
     from pipeline.audio import load_audio
-    from training.speaker_encoder import SpeakerEncoder
+    from pipeline.speaker_encoder import SpeakerEncoder
 
     clip = next(s for s in (load_audio(u.path).samples for u in rows if u.duration_s > 5.0) if s.size >= 64000)[:64000]
     encoder = SpeakerEncoder()
@@ -267,7 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             test_split[name] = score(model.predict(X[mask]), y[mask], speaker[mask], gender[mask])
     weights = PROJECT_ROOT / "speaker_encoder" / "ge2e.safetensors"
     artifact = {
-        "what": "logistic regression on GE2E embeddings (training.speaker_encoder), P(female) = "
+        "what": "logistic regression on GE2E embeddings (pipeline.speaker_encoder), P(female) = "
                 "sigmoid(coef . embedding + intercept); candidate from studies/ge2e_gender, not shipped",
         "classes": ["male", "female"], "coef": model.coef_[0].tolist(), "intercept": float(model.intercept_[0]),
         "C": c_all, "cv_accuracy": {str(k): v for k, v in cv_all.items()}, "class_weight": "balanced",

@@ -1,0 +1,250 @@
+"""A whole recording: who speaks when, and with which emotion (:func:`analyse_recording`).
+
+Steps (all in flat memory: one 16 kHz float32 copy of the recording, 230 MB per hour, and
+per-batch work beyond it; no whole-file spectrogram):
+
+1. decode to mono (:func:`pipeline.audio.decode_audio`, no length limit) and resample to 16 kHz;
+2. speech segments (:class:`pipeline.vad.SileroVad`: streamed silero-vad, turns over 6 s split
+   into 2-6 s pieces);
+3. per batch of segments: GE2E embedding (:mod:`pipeline.voices`), and the cascade's own
+   per-clip preparation and features plus its gender classifier's probabilities (the
+   segment's samples are freed after the batch; only features and probabilities stay);
+4. voices: clustering of the embeddings, each voice's gender from the duration-weighted
+   mean of its segments' gender probabilities;
+5. emotion per segment from the emotion model of its *voice's* gender (``routing="soft"``
+   blends both with the voice's gender probabilities).
+
+Nothing is lost: a segment the cascade cannot judge (too short after trimming, ...) keeps its
+voice and gets a non-ok :class:`~pipeline.cascade.Prediction`; a recording without speech,
+or one that cannot be decoded, gets a :class:`Recording` with that ``status`` and no segments.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+
+from pipeline.audio import AudioSource, decode_audio, resample, to_mono_float, validate_rate
+from pipeline.prediction import Prediction
+from pipeline.emotion import EMOTION_LABELS
+from pipeline.errors import NoSpeechError, SilentAudioError, TooShortError
+from pipeline.gender import GENDER_LABELS
+from pipeline.vad import SAMPLE_RATE, SileroVad, SpeechRegion
+from pipeline.voices import (CLUSTER_THRESHOLD, VoiceSummary, cluster_voices, embed_segments, summarise_voices,
+                             voice_genders, voice_label)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pipeline.cascade import Cascade
+    from pipeline.speaker_encoder import SpeakerEncoder
+
+MIN_RECORDING_S = 0.25  #: shorter inputs are refused as ``too_short``
+SILENCE_PEAK = 10 ** (-80 / 20)  #: below this peak (-80 dBFS) the recording is ``silent``
+
+
+@dataclass
+class SegmentResult:
+    """One speech segment of a recording.
+
+    Attributes:
+        start_s, end_s: seconds from the start of the recording.
+        voice: the voice label (``"A"``, ``"B"``, ...; see :attr:`Recording.voices`).
+        prediction: the cascade's answer for the segment; its ``gender`` and
+            ``gender_probabilities`` are the *voice's* (which chose the emotion model).
+        segment_gender_probabilities: the gender classifier on this segment alone
+            (``{}`` when the segment could not be judged).
+    """
+
+    start_s: float
+    end_s: float
+    voice: str
+    prediction: Prediction
+    segment_gender_probabilities: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def duration_s(self) -> float:
+        return self.end_s - self.start_s
+
+
+@dataclass
+class Recording:
+    """The result of :func:`analyse_recording`.
+
+    Attributes:
+        duration_s: length of the recording in seconds (``None`` if it could not be decoded).
+        status: ``"ok"``, ``"no_speech"`` (silence, noise or music only), or the code of the
+            :class:`~pipeline.errors.PipelineError` that stopped it (``unreadable``, ``empty``,
+            ``silent``, ``too_short``, ``non_finite``, ...).
+        error: human-readable message; ``""`` when ``status == "ok"``.
+        segments: time-ordered :class:`SegmentResult` s (empty unless ``ok``).
+        voices: one :class:`~pipeline.voices.VoiceSummary` per voice, in order of first speech.
+        file: the name the input came from, if any.
+    """
+
+    duration_s: float | None
+    status: str = "ok"
+    error: str = ""
+    segments: list[SegmentResult] = field(default_factory=list)
+    voices: list[VoiceSummary] = field(default_factory=list)
+    file: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def speech_s(self) -> float:
+        return float(sum(s.duration_s for s in self.segments))
+
+    def to_rows(self) -> list[dict]:
+        """One flat dict per segment (for a CSV): times, voice, its gender, status, emotion and probabilities."""
+        rows = []
+        for s in self.segments:
+            p = s.prediction
+            rows.append({"file": self.file, "start_s": round(s.start_s, 3), "end_s": round(s.end_s, 3),
+                         "voice": s.voice, "voice_gender": p.gender, "status": p.status, "emotion": p.emotion,
+                         "emotion_confidence": p.emotion_confidence, "error": p.error,
+                         **{f"prob_{label}": p.emotion_probabilities.get(label) for label in EMOTION_LABELS}})
+        return rows
+
+
+def analyse_recording(cascade: "Cascade", source: AudioSource | np.ndarray, sr: int | None = None, *,
+                      name: str | None = None, progress: Callable[[int, int], None] | None = None,
+                      vad: SileroVad | None = None, encoder: "SpeakerEncoder | None" = None,
+                      threshold: float = CLUSTER_THRESHOLD, batch_size: int = 32) -> Recording:
+    """Segments, voices, gender per voice and emotion per segment of a recording of any length.
+
+    Args:
+        cascade: loaded models (:class:`pipeline.cascade.Cascade`).
+        source: a path, bytes or binary file object (``sr=None``), or a signal
+            ``np.ndarray [shape=(n,), (n, channels) or (channels, n)]`` of any real dtype with ``sr``.
+        sr: sample rate of a signal in Hz; ``None`` when ``source`` is a file.
+        name: carried into :attr:`Recording.file` (default: the path, if any).
+        progress: ``progress(done, total)`` over the segments, after each batch
+            (first called with ``done=0`` once the speech segments are known).
+        vad, encoder: loaded models to reuse (default: loaded here, about 0.2 s).
+        threshold: clustering threshold (cosine distance), default :data:`pipeline.voices.CLUSTER_THRESHOLD`.
+        batch_size: segments per model call (memory vs. speed; results do not depend on it).
+
+    Never raises for bad audio: the :class:`Recording` carries the status.
+    """
+    if name is None and isinstance(source, (str, os.PathLike)):
+        name = str(source)
+    duration_s = None
+    try:
+        y, duration_s = _load(source, sr, name=name)
+        vad = vad or SileroVad()
+        regions = vad.segments(y)
+        if not regions:
+            raise NoSpeechError("no speech found: the recording holds only silence, noise or other sounds")
+        if encoder is None:
+            from pipeline.speaker_encoder import SpeakerEncoder
+
+            encoder = SpeakerEncoder()
+        return _analyse(cascade, y, regions, duration_s, name=name, progress=progress, encoder=encoder,
+                        threshold=threshold, batch_size=batch_size)
+    except Exception as exc:  # one bad recording never stops the caller
+        failure = Prediction.failure(exc)
+        return Recording(duration_s=duration_s, status=failure.status, error=failure.error, file=name)
+
+
+def _load(source, sr: int | None, *, name: str | None) -> tuple[np.ndarray, float]:
+    """Decode/validate -> ``(y [shape=(n,)] float32 at 16 kHz, duration in seconds)``."""
+    if sr is None:
+        decoded = decode_audio(source, name=name, mono=True)
+        mono, rate = decoded.samples, validate_rate(decoded.sample_rate)
+        if mono.ndim != 1:
+            mono, _ = to_mono_float(mono)
+    else:
+        rate = validate_rate(sr)
+        mono, _ = to_mono_float(source)  # empty, non-finite and non-numeric inputs raise here
+    duration_s = mono.size / rate
+    if duration_s < MIN_RECORDING_S:
+        raise TooShortError(f"recording lasts {duration_s * 1000:.0f} ms; at least "
+                            f"{MIN_RECORDING_S * 1000:.0f} ms is needed")
+    if float(np.max(np.abs(mono))) < SILENCE_PEAK:
+        raise SilentAudioError("the recording is silent (peak below -80 dBFS); check the microphone or the file")
+    return resample(mono, rate, SAMPLE_RATE), duration_s
+
+
+def _analyse(cascade: "Cascade", y: np.ndarray, regions: list[SpeechRegion], duration_s: float, *, name, progress,
+             encoder, threshold: float, batch_size: int) -> Recording:
+    n = len(regions)
+    if progress is not None:
+        progress(0, n)
+    embeddings = np.zeros((n, 256), np.float32)
+    female = np.full(n, np.nan)
+    features: dict[int, np.ndarray] = {}
+    failures: dict[int, Prediction] = {}
+    speech: dict[int, float | None] = {}
+    for start in range(0, n, batch_size):
+        batch = list(range(start, min(n, start + batch_size)))
+        embeddings[batch] = embed_segments(encoder, y, [regions[i] for i in batch], batch=batch_size)
+        prepared = {}
+        for i in batch:
+            item = cascade.featurise_signal(y[regions[i].samples()], SAMPLE_RATE)
+            if item.failure is not None:
+                failures[i] = item.failure
+            else:
+                prepared[i] = item.audio.samples
+                features[i] = item.features
+                speech[i] = item.audio.speech_duration_s
+        if prepared:
+            try:
+                probs = cascade.gender.predict_proba_batch(list(prepared.values()))
+                female[list(prepared)] = probs[:, GENDER_LABELS.index("female")]
+            except Exception as exc:
+                for i in prepared:
+                    failures[i] = Prediction.failure(exc)
+                    features.pop(i)
+        del prepared
+        if progress is not None:
+            progress(batch[-1] + 1, n)
+
+    durations = np.array([r.duration_s for r in regions])
+    labels = cluster_voices(embeddings, durations, threshold=threshold)
+    genders = voice_genders(labels, durations, female)
+    voices = summarise_voices(regions, labels, genders)
+    predictions = _emotions(cascade, regions, labels, genders, features, failures, speech)
+    segments = [SegmentResult(r.start_s, r.end_s, voice_label(int(labels[i])), predictions[i],
+                              {} if np.isnan(female[i]) else {"male": 1.0 - float(female[i]), "female": float(female[i])})
+                for i, r in enumerate(regions)]
+    return Recording(duration_s=duration_s, segments=segments, voices=voices, file=name)
+
+
+def _emotions(cascade: "Cascade", regions, labels, genders, features, failures, speech) -> list[Prediction]:
+    """One :class:`Prediction` per segment; emotion from the model(s) of the segment's voice's gender."""
+    out: list[Prediction] = []
+    for i, r in enumerate(regions):
+        if i in failures:
+            bad = failures[i]
+            out.append(Prediction(status=bad.status, error=bad.error, duration_s=r.duration_s))
+        else:
+            probs = genders[int(labels[i])]
+            out.append(Prediction(duration_s=r.duration_s, speech_duration_s=speech[i], gender_probabilities=dict(probs),
+                                  gender=max(GENDER_LABELS, key=lambda g: probs[g])))
+    ok = sorted(features)
+    if not ok:
+        return out
+    X = np.stack([features[i] for i in ok])
+    needed = set(GENDER_LABELS) if cascade.routing == "soft" else {out[i].gender for i in ok}
+    try:
+        emotion = {g: cascade.emotion_models[g].predict_proba(X) for g in needed}
+    except Exception as exc:
+        for i in ok:
+            out[i] = Prediction.failure(exc, duration_s=regions[i].duration_s)
+        return out
+    for row, i in enumerate(ok):
+        p = out[i]
+        if cascade.routing == "soft":
+            mix = p.gender_probabilities["male"] * emotion["male"][row] + p.gender_probabilities["female"] * emotion["female"][row]
+            p.emotion_model = "blended"
+        else:
+            mix = emotion[p.gender][row]
+            p.emotion_model = p.gender
+        mix = mix / mix.sum()
+        p.emotion_probabilities = {label: float(mix[k]) for k, label in enumerate(EMOTION_LABELS)}
+        p.emotion = EMOTION_LABELS[int(np.argmax(mix))]
+    return out
+

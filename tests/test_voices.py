@@ -1,0 +1,161 @@
+"""pipeline.voices (clustering), pipeline.recording (analyse_recording) and the DER scorer of the study."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.testing import silence, white_noise
+from pipeline.voices import cluster_voices, voice_genders, voice_label
+from training.diarization_metrics import diarization_error
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def example(name: str) -> np.ndarray:
+    import soundfile as sf
+
+    return sf.read(EXAMPLES / f"{name}.flac", dtype="float32")[0]
+
+
+def groups(centres: list[int], per: int, *, spread: float = 0.05, seed: int = 0) -> np.ndarray:
+    """Unit vectors near basis directions ``centres`` (one row per segment, in that order, ``per`` each)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for c in centres:
+        for _ in range(per):
+            v = np.zeros(16)
+            v[c] = 1.0
+            v = np.abs(v + spread * rng.standard_normal(16))
+            rows.append(v / np.linalg.norm(v))
+    return np.array(rows)
+
+
+def test_two_tight_groups_make_two_voices_in_order_of_first_speech():
+    X = groups([3, 7], 5)
+    order = np.array([5, 0, 6, 1, 7, 2, 8, 3, 9, 4])  # alternating turns, the "7" group speaks first
+    labels = cluster_voices(X[order], np.full(10, 3.0))
+    assert list(labels) == [0, 1] * 5
+
+
+def test_one_group_is_one_voice_and_short_segments_join_the_nearest():
+    assert set(cluster_voices(groups([2], 6), np.full(6, 2.0))) == {0}
+    X = groups([1, 5], 4)
+    durations = np.array([3.0, 3.0, 0.4, 3.0, 3.0, 0.5, 3.0, 3.0])  # short ones do not shape the clusters
+    labels = cluster_voices(X, durations)
+    assert list(labels) == [0, 0, 0, 0, 1, 1, 1, 1]
+
+
+def test_small_voices_fold_into_the_nearest():
+    X = np.vstack([groups([1], 6), groups([9], 1, seed=1)])
+    assert len(set(cluster_voices(X, np.full(7, 2.0), min_voice_s=0.0))) == 2
+    assert len(set(cluster_voices(X, np.full(7, 2.0), min_voice_s=3.0))) == 1
+
+
+def test_gender_per_voice_is_duration_weighted_and_skips_unjudged_segments():
+    probs = voice_genders(np.array([0, 0, 1, 1]), np.array([3.0, 1.0, 2.0, 2.0]), np.array([0.9, 0.1, np.nan, np.nan]))
+    assert probs[0]["female"] == pytest.approx(0.7) and probs[1] == {}
+    assert [voice_label(i) for i in (0, 25, 26, 27)] == ["A", "Z", "AA", "AB"]
+
+
+# ---------------------------------------------------------------- DER scorer (training.diarization_metrics)
+
+
+def test_der_is_zero_for_a_relabelled_perfect_answer_and_counts_each_error():
+    ref = [(0.0, 2.0, "ann"), (3.0, 5.0, "bob")]
+    assert diarization_error(ref, [(0.0, 2.0, "B"), (3.0, 5.0, "A")]).der == pytest.approx(0.0)
+    d = diarization_error(ref, [(0.0, 1.0, "A"), (3.0, 5.0, "A"), (5.0, 6.0, "B")])
+    assert d.total_s == pytest.approx(4.0, abs=0.02)
+    assert d.mapping == {"bob": "A"}                        # A overlaps bob for 2 s, ann for 1 s
+    assert d.missed_s == pytest.approx(1.0, abs=0.02)       # ann's second second
+    assert d.confusion_s == pytest.approx(1.0, abs=0.02)    # ann's first second labelled as bob's voice
+    assert d.false_alarm_s == pytest.approx(1.0, abs=0.02)  # speech where nobody speaks
+    assert d.der == pytest.approx(0.75, abs=0.01)
+
+
+def test_der_collar_ignores_boundaries():
+    ref = [(0.0, 2.0, "ann")]
+    late = [(0.2, 2.2, "A")]
+    assert diarization_error(ref, late).der == pytest.approx(0.2, abs=0.01)
+    assert diarization_error(ref, late, collar_s=0.25).der == pytest.approx(0.0, abs=0.01)
+
+
+# ---------------------------------------------------------------- analyse_recording
+
+
+def two_voices() -> tuple[np.ndarray, list[tuple[float, float, str]]]:
+    """Alternating real speech of a man and a woman (examples/), 0.8 s pauses; reference turns."""
+    parts, turns, t = [], [], 0.0
+    for name in ("man_calm", "woman_angry", "man_sad", "woman_sad", "man_happy", "woman_angry"):
+        clip = example(name)
+        parts += [clip, silence(0.8)]
+        turns.append((t, t + clip.size / 16000, name.split("_")[0]))
+        t += clip.size / 16000 + 0.8
+    return np.concatenate(parts), turns
+
+
+def test_analyse_recording_returns_time_ordered_segments_with_voices(tiny_cascade):
+    y, turns = two_voices()
+    seen = []
+    rec = tiny_cascade.analyse_recording(y, 16000, progress=lambda done, total: seen.append((done, total)))
+    assert rec.ok and rec.error == "" and rec.duration_s == pytest.approx(y.size / 16000)
+    starts = [s.start_s for s in rec.segments]
+    assert starts == sorted(starts) and all(s.end_s > s.start_s for s in rec.segments)
+    assert seen[0][0] == 0 and seen[-1][0] == seen[-1][1] == len(rec.segments)
+    speech = sum(b - a for a, b, _ in turns)
+    assert rec.speech_s >= 0.6 * speech  # the clips hold some silence of their own
+    assert {s.voice for s in rec.segments} == {v.label for v in rec.voices}
+    assert rec.voices[0].label == "A" and rec.segments[0].voice == "A"
+    for s in rec.segments:  # tiny models: the gender model always says female, whose emotion model says angry
+        assert s.prediction.ok and s.prediction.gender == "female" and s.prediction.emotion == "angry"
+    rows = rec.to_rows()
+    assert len(rows) == len(rec.segments) and rows[0]["voice"] == "A"
+
+
+@pytest.mark.parametrize("signal, status", [(silence(3.0), "silent"), (white_noise(3.0, peak=0.3), "no_speech"),
+                                            (np.zeros(100, np.float32), "too_short"),
+                                            (np.zeros(0, np.float32), "empty"),
+                                            (np.full(16000, np.nan, np.float32), "non_finite")])
+def test_bad_recordings_get_a_status_not_an_exception(tiny_cascade, signal, status):
+    rec = tiny_cascade.analyse_recording(signal, 16000)
+    assert rec.status == status and rec.error and rec.segments == [] and rec.voices == []
+
+
+def test_unreadable_file_gets_a_status(tiny_cascade, tmp_path):
+    bad = tmp_path / "not_audio.wav"
+    bad.write_bytes(b"this is not audio")
+    rec = tiny_cascade.analyse_recording(bad)
+    assert rec.status == "unreadable" and rec.file == str(bad)
+
+
+def ravdess_pair(shared_data) -> np.ndarray:
+    """Two RAVDESS test actors (a man first, then a woman) taking 4 turns each, 0.5 s pauses."""
+    import soundfile as sf
+
+    from training.corpus import read_manifest
+
+    rows = [u for u in read_manifest(shared_data) if u.corpus == "ravdess" and u.split == "test"]
+    man = sorted({u.speaker for u in rows if u.gender == "male"})[0]
+    woman = sorted({u.speaker for u in rows if u.gender == "female"})[0]
+    parts = []
+    for k in range(4):
+        for who in (man, woman):
+            clip = [u for u in rows if u.speaker == who][k * 7]
+            parts += [sf.read(clip.path, dtype="float32")[0], silence(0.5)]
+    return np.concatenate(parts)
+
+
+def test_real_conversation_voices_have_their_speakers_genders(shipped_cascade, shared_data):
+    rec = shipped_cascade.analyse_recording(ravdess_pair(shared_data), 16000)
+    assert rec.ok and rec.voices[0].gender == "male"
+    assert {v.gender for v in rec.voices} == {"male", "female"}
+    for s in rec.segments:  # the man speaks in the even turns: each segment's voice has the turn's gender
+        assert s.prediction.gender == s.prediction.emotion_model
+
+
+@pytest.mark.xfail(strict=True, reason="known shortfall (studies/diarization): emotional RAVDESS clips of one actor "
+                                       "split into two voices at the adopted threshold 0.35")
+def test_real_conversation_finds_exactly_two_voices(shipped_cascade, shared_data):
+    rec = shipped_cascade.analyse_recording(ravdess_pair(shared_data), 16000)
+    assert len(rec.voices) == 2
