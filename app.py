@@ -33,11 +33,12 @@ from pipeline.app_views import (
     analyse_clips,
     bar_chart,
     plain_status,
-    speakers_note,
+    recording_words,
     summary_frame,
-    timeline_chart,
+    voices_words,
     waveform_chart,
 )
+from pipeline.app_voices import segment_csv, segments_frame, voice_timeline_chart, voices_frame
 from pipeline.batch import CSV_COLUMNS
 from pipeline.cascade import Cascade
 from pipeline.confidence import Judgement, percent, reliability_note
@@ -155,18 +156,52 @@ def show_answer(column, title: str, j: Judgement) -> None:
         st.caption(f"Uncertain because {j.reason}. {measured}")
 
 
+def _selected_start(result: ClipResult, index: int) -> float | None:
+    """Start (s) of the segment selected in the segment table of clip ``index``, if any."""
+    try:
+        rows = st.session_state[f"segments_table_{index}"]["selection"]["rows"]
+        return float(result.recording.segments[rows[0]].start_s) if rows else None
+    except (KeyError, IndexError, TypeError, AttributeError):
+        return None
+
+
+def render_voices(result: ClipResult, index: int) -> None:
+    """Who speaks when: a row per voice, the timeline by voice, the segment table and its CSV."""
+    rec = result.recording
+    st.markdown(f"#### Who speaks when\nThe recording lasts {result.prediction.duration_s:.0f} s, so it is split "
+                "into speech segments grouped by voice; each voice's gender is decided over all its speech, "
+                "each segment's emotion by the model of that gender.")
+    if rec is None or not rec.ok:
+        what, advice = recording_words(rec) if rec is not None else ("Voices not analysed", "")
+        st.warning(f"Voices: {what.lower()}. {advice}" + (f"  \nDetails: {rec.error}." if rec and rec.error else ""),
+                   icon=":material/groups:")
+        return
+    st.markdown(f"**{voices_words(result).capitalize()}** in {rec.speech_s:.0f} s of speech "
+                "(one speaker may show as two voices, or two similar voices as one).")
+    st.table(voices_frame(rec).set_index("voice"))
+    st.altair_chart(voice_timeline_chart(rec), width="stretch")
+    st.caption("Select a segment in the table to play the recording from its start (player at the top).")
+    st.dataframe(segments_frame(rec), hide_index=True, key=f"segments_table_{index}", on_select="rerun",
+                 selection_mode="single-row")
+    st.download_button("Download the segments (CSV)", segment_csv(rec, result.name),
+                       file_name=f"{result.name.rsplit('.', 1)[0]}_segments.csv", mime="text/csv",
+                       key=f"segments_csv_{index}")
+
+
 def render_clip(result: ClipResult, data: bytes, index: int) -> None:
     p = result.prediction
     if data:
-        st.audio(data, format=_mime(result.name))
+        start = _selected_start(result, index) if result.long else None
+        st.audio(data, format=_mime(result.name), start_time=start or 0, autoplay=start is not None)
     for note in result.notes:
         st.info(note)
     if result.long:
-        st.warning(speakers_note(result), icon=":material/groups:")
+        render_voices(result, index)
+        st.markdown("#### Whole recording, all voices together")
     g, e = result.gender, result.emotion
     c1, c2, c3 = st.columns(3)
-    show_answer(c1, "Gender" + (" (all voices)" if result.long else ""), g)
-    show_answer(c2, "Emotion" + (" (all voices)" if result.long else ""), e)
+    show_answer(c1, "Gender" + (" (whole recording, all voices)" if result.long else ""), g)
+    show_answer(c2, "Emotion" + (" (whole recording, all voices)" if result.long else ""), e)
     model = {"blended": "both emotion models"}.get(p.emotion_model, f"the {p.emotion_model}-voice emotion model")
     c3.metric("Speech heard", f"{p.speech_duration_s:.1f} s", f"answered by {model}",
               delta_color="off", delta_arrow="off")
@@ -183,14 +218,6 @@ def render_clip(result: ClipResult, data: bytes, index: int) -> None:
         if result.spectrogram is not None:
             st.image(result.spectrogram, width="stretch",
                      caption="Spectrogram: time across, pitch/frequency up; brighter = louder")
-    if result.timeline is not None:
-        st.altair_chart(timeline_chart(result.timeline), width="stretch")
-        st.caption("4-second windows every 2 seconds; gaps are pauses. Gender strip: paler = less sure.")
-        with st.expander("Window by window (table)"):
-            st.dataframe(result.timeline, hide_index=True, key=f"timeline_table_{index}")
-        st.download_button("Download the timeline (CSV)", result.timeline.to_csv(index=False).encode("utf-8"),
-                           file_name=f"{result.name.rsplit('.', 1)[0]}_timeline.csv", mime="text/csv",
-                           key=f"timeline_csv_{index}")
 
 
 def render_refused(result: ClipResult) -> None:
@@ -208,7 +235,7 @@ def _mime(name: str) -> str:
 
 
 def run_analysis(settings: AppSettings, gender_model, routing, denoise, label, todo) -> None:
-    """Analyse ``todo`` = ``[(clip id, name, bytes)]`` with a progress bar over clips and windows."""
+    """Analyse ``todo`` = ``[(clip id, name, bytes)]`` with a progress bar over clips (and speech segments)."""
     store = st.session_state[RESULTS_KEY]
     bar = st.progress(0.0, text="Loading the models (the first time takes up to a minute)...")
     try:
@@ -235,7 +262,8 @@ def analyse_page() -> None:
     st.markdown(
         "Upload a recording of one person speaking, record one, or try an example: the app tells the voice's "
         "**gender** and the speaker's **emotion** (one of eight), and how sure it is. Audio stays in memory and "
-        f"is not stored. Recordings over {TIMELINE_MIN_S:.0f} s also get a timeline. Trained on acted and read speech "
+        f"is not stored. Recordings over {TIMELINE_MIN_S:.0f} s are split by voice: who speaks when, with each "
+        "turn's emotion. Trained on acted and read speech "
         "(English, Amharic, Italian): research and non-commercial use only."
     )
     settings = app_settings()
@@ -305,7 +333,9 @@ def show_results(done: list[tuple[int, ClipResult]], clips: list[tuple[str, byte
             else:
                 g, e = result.gender, result.emotion
                 flag = " · uncertain" if (g.uncertain or e.uncertain) else ""
-                with st.expander(f"{result.name}: {g.label}, {e.label}{flag}", expanded=len(analysed) == 1):
+                title = (f"{result.name}: {voices_words(result)}" if result.long
+                         else f"{result.name}: {g.label}, {e.label}{flag}")
+                with st.expander(title, expanded=len(analysed) == 1):
                     render_clip(result, clips[i][1], i)
         except Exception as exc:  # one broken view never hides the others
             st.error(f"Could not display the result for {result.name}: {type(exc).__name__}: {exc}")

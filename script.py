@@ -4,6 +4,11 @@
     python script.py FOLDER_FILE_OR_URI... [--list PATHS.txt] -o OUT.csv [--recursive]
         [--gender-model HUB_ID_OR_DIR] [--routing hard|soft] [--device cpu|cuda]
         [--engine local|ray [--ray-address auto|HOST:PORT] [--ray-actors N] [--ray-cpus-per-actor C]]
+        [--segments]
+
+``--segments`` writes one row per speech segment instead (who speaks when, with which emotion:
+:func:`pipeline.recording.analyse_recording`, columns :data:`pipeline.segments_csv.SEGMENT_COLUMNS`);
+a file that cannot be analysed still gets exactly one row with its status. Local engine only.
 
 ``--engine local`` (default) scores on this machine; ``--engine ray`` spreads the same
 work over a Ray cluster (``pip install -r requirements-ray.txt``; see docs/ray.md) and
@@ -63,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="worker processes for decoding and features; 1 scores in this process only "
                              "(default: the number of CPUs, at most 8)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--segments", action="store_true",
+                        help="one row per speech segment (voice, its gender, the segment's emotion) instead of "
+                             "per file; for recordings of several speakers. Local engine, one process")
     ray = parser.add_argument_group("engine", "where the work runs (see docs/ray.md)")
     ray.add_argument("--engine", choices=("local", "ray"), default="local",
                      help="local: this machine (--jobs processes); ray: a Ray cluster, decoding and features in "
@@ -99,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         return _usage("--ray-address and --ray-actors need --engine ray")
     if (args.ray_actors is not None and args.ray_actors < 1) or args.ray_cpus_per_actor <= 0:
         return _usage("--ray-actors must be at least 1 and --ray-cpus-per-actor above 0")
+    if args.segments and args.engine == "ray":
+        return _usage("--segments works with --engine local only (for now)")
 
     from pipeline import batch
 
@@ -110,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     files = [f for f in files if os.path.realpath(f.path) != out_real]
     if not files:
         return _usage("no audio files found" + ("" if args.recursive else " (use --recursive for sub-folders)"))
+    if args.segments:
+        return _run_segments(files, out, args)
     done: dict[str, dict[str, str]] = {}
     if args.resume:
         try:
@@ -206,6 +218,80 @@ def _write(results, todo, files, out: Path, rows: dict, args: argparse.Namespace
         for item, row in results:
             sink.write(row)
             rows[item.name] = row
+            progress.update(1)
+
+
+def _run_segments(files, out: Path, args: argparse.Namespace) -> int:
+    """``--segments``: analyse each file as a recording; all its rows written together, in time order."""
+    from pipeline import segments_csv
+
+    done: dict[str, list[dict[str, str]]] = {}
+    if args.resume:
+        try:
+            done = segments_csv.read_segments_done(out)
+        except ValueError as exc:
+            return _usage(str(exc))
+        segments_csv.rewrite_segments(out, (row for rows in done.values() for row in rows))  # drop the last file
+    todo = [f for f in files if f.name not in done]
+    try:
+        models = _segment_models(args)
+    except Exception as exc:  # noqa: BLE001 - any model that does not load is a set-up error
+        return _usage(f"could not load the models: {exc}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    results = dict(done)
+    try:
+        _write_segments(todo, files, out, results, models, args)
+    except KeyboardInterrupt:
+        print(f"\nscript.py: interrupted; {len(results)} of {len(files)} files are in {out}. "
+              "Run the same command with --resume to finish.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if done:  # restore the order of an uninterrupted run
+        segments_csv.rewrite_segments(out, (row for f in files for row in results[f.name]))
+    failed = sum(1 for f in files if results[f.name][0]["voice"] == "")  # a file-level status: its one row
+    n_rows = sum(len(results[f.name]) for f in files)
+    print(f"{len(files) - failed} of {len(files)} files analysed, {n_rows} rows; results in {out}", file=sys.stderr)
+    return EXIT_SOME_FAILED if failed else EXIT_OK
+
+
+def _segment_models(args: argparse.Namespace):
+    """``(cascade, vad, speaker encoder)``, loaded once for the run."""
+    from pipeline.cascade import Cascade
+    from pipeline.speaker_encoder import SpeakerEncoder
+    from pipeline.vad import SileroVad
+
+    male_dir, female_dir = _model_dirs(args)
+    cascade = Cascade.load(args.gender_model, male_dir=male_dir, female_dir=female_dir, routing=args.routing,
+                           device=args.device, denoise=args.denoise)
+    return cascade, SileroVad(), SpeakerEncoder()
+
+
+def _write_segments(todo, files, out: Path, results: dict, models, args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    from pipeline import segments_csv
+    from pipeline.prediction import Prediction
+    from pipeline.recording import Recording
+
+    cascade, vad, encoder = models
+    with segments_csv.SegmentSink(out, append=args.resume) as sink, tqdm(
+        total=len(files), initial=len(files) - len(todo), unit="file", file=sys.stderr,
+        disable=args.quiet, dynamic_ncols=True,
+    ) as progress:
+        for item in todo:
+            def segment_progress(done: int, total: int) -> None:
+                progress.set_postfix_str(f"{item.name}: segment {done}/{total}", refresh=True)
+
+            try:
+                source = item.source()
+            except Exception as exc:  # an unreadable URI: its own row, like a missing path
+                failure = Prediction.failure(exc)
+                rec = Recording(duration_s=None, status=failure.status, error=failure.error, file=item.name)
+            else:
+                rec = cascade.analyse_recording(source, name=item.name, progress=segment_progress, vad=vad,
+                                                encoder=encoder, batch_size=max(args.batch_size, 1))
+            rows = segments_csv.segment_rows(rec, item.name)
+            sink.write_file(rows)
+            results[item.name] = rows
             progress.update(1)
 
 

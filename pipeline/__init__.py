@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pipeline.errors import PipelineError
 
-__all__ = ["Cascade", "Prediction", "PipelineError"]
+__all__ = ["Cascade", "Prediction", "PipelineError", "predict_timeline"]
 
 
 def __getattr__(name: str):
@@ -21,4 +21,8 @@ def __getattr__(name: str):
         from pipeline import cascade
 
         return getattr(cascade, name)
+    if name == "predict_timeline":  # emotion over fixed windows, all voices mixed (the app shows voices instead)
+        from pipeline import timeline
+
+        return timeline.predict_timeline
     raise AttributeError(f"module 'pipeline' has no attribute {name!r}")

@@ -2,7 +2,8 @@
 
 ``analyse_clip`` scores one uploaded clip with the cascade and adds the pictures
 (waveform, labelled spectrogram, and for recordings of :data:`TIMELINE_MIN_S` or
-more a timeline over 4 s windows); ``summary_frame`` is the compact table of
+more who speaks when: voices, their gender and each segment's emotion, drawn by
+:mod:`pipeline.app_voices`); ``summary_frame`` is the compact table of
 several clips; the ``*_chart`` functions build the Altair charts; ``plain_status``
 turns a status code into words. ``app.py`` only lays these out.
 """
@@ -20,8 +21,8 @@ from pipeline.audio import AUDIO_EXTENSIONS
 from pipeline.batch import prediction_row
 from pipeline.cascade import Cascade, Prediction
 from pipeline.confidence import EMOTION_UNCERTAIN_BELOW, Judgement, judge_emotion, judge_gender, percent
-from pipeline.emotion import EMOTION_LABELS
 from pipeline.paths import PROJECT_ROOT
+from pipeline.recording import Recording
 
 HOUR_OF_WAV_MB = 3600 * 44100 * 2 / 1e6
 """An hour of 16-bit mono WAV at 44.1 kHz: 317.5 MB."""
@@ -33,7 +34,7 @@ UPLOAD_EXTENSIONS: tuple[str, ...] = tuple(e.lstrip(".").lower() for e in AUDIO_
 FORMATS_TEXT: str = getattr(pipeline.audio, "SUPPORTED_FORMATS", ", ".join(e.upper() for e in UPLOAD_EXTENSIONS))
 """The formats as the page names them (``pipeline.audio.SUPPORTED_FORMATS`` where it exists)."""
 TIMELINE_MIN_S = 30.0
-"""Recordings at least this long also get a timeline and the several-speakers warning."""
+"""Recordings at least this long also get the speaker-aware view (voices, segments)."""
 EXAMPLES_DIR = PROJECT_ROOT / "examples"
 EXAMPLES: tuple[tuple[str, str], ...] = (
     ("woman_angry.flac", "Woman, angry"),
@@ -55,6 +56,7 @@ STATUS_WORDS = {
     "silent": "silent or almost silent",
     "too_short": "too short",
     "too_long": "longer than an hour",
+    "no_speech": "no speech found",
     "feature_error": "analysis failed",
     "model_failed": "analysis failed",
     "model_error": "model problem",
@@ -69,8 +71,9 @@ ADVICE = {
     "silent": "No speech could be heard. Check the microphone and record a little louder.",
     "too_short": "Record at least a second of speech; 3-10 seconds works best.",
     "too_long": "Split it into parts shorter than an hour.",
+    "no_speech": "The recording seems to hold only silence, noise or music.",
 }
-SOFT_STATUSES = {"silent", "too_short", "empty", "too_large", "unsupported", "too_long"}
+SOFT_STATUSES = {"silent", "too_short", "empty", "too_large", "unsupported", "too_long", "no_speech"}
 """Statuses about the recording itself (a warning), not a failure of the app (an error)."""
 
 
@@ -84,7 +87,7 @@ class ClipResult:
     row: dict[str, str]
     waveform: pd.DataFrame | None = None
     spectrogram: bytes | None = None  # PNG with labelled time and frequency axes
-    timeline: pd.DataFrame | None = None
+    recording: Recording | None = None  # who speaks when (recordings of TIMELINE_MIN_S or more)
     notes: list[str] = field(default_factory=list)
     settings: str = ""  # the options it was analysed with (shown when they have changed since)
 
@@ -123,7 +126,7 @@ def analyse_clip(cascade: Cascade, name: str, data: bytes, progress: Progress | 
     """Score one ``(name, bytes)`` clip and add what the page draws. Never raises for bad input.
 
     ``progress(fraction, text)`` is called as the work advances (fraction 0..1 of this clip;
-    over windows for long recordings).
+    over speech segments for long recordings).
     """
     report = progress or (lambda fraction, text: None)
     refused = refusal(name, len(data))
@@ -155,8 +158,8 @@ def analyse_clips(cascade: Cascade, clips: Sequence[tuple[str, bytes]],
 
 
 def _add_views(cascade: Cascade, result: ClipResult, data: bytes, report: Progress) -> None:
+    from pipeline.app_voices import analyse_voices
     from pipeline.audio import decode_audio, resample, to_mono_float
-    from pipeline.timeline import predict_timeline
 
     decoded = decode_audio(data, name=result.name, mono=True)
     mono, _ = to_mono_float(decoded.samples)
@@ -166,13 +169,12 @@ def _add_views(cascade: Cascade, result: ClipResult, data: bytes, report: Progre
     result.waveform = waveform_frame(mono16, rate)
     result.spectrogram = spectrogram_png(mono16, rate)
     if mono16.size / rate >= TIMELINE_MIN_S:
-        report(0.05, f"{result.name}: windows")
+        report(0.05, f"{result.name}: finding the speech and the voices")
 
-        def windows(done: int, total: int) -> None:
-            report(0.05 + 0.95 * done / max(total, 1), f"{result.name}: window {done} of {total}")
+        def segments(done: int, total: int) -> None:
+            report(0.05 + 0.95 * done / max(total, 1), f"{result.name}: segment {done} of {total}")
 
-        # The 16 kHz mono copy: predict_timeline resamples nothing more.
-        result.timeline = predict_timeline(cascade, mono16, rate, progress=windows).to_frame()
+        result.recording = analyse_voices(cascade, mono16, rate, result.name, progress=segments)
 
 
 def waveform_frame(y: np.ndarray, sr: int, points: int = 1500) -> pd.DataFrame:
@@ -237,7 +239,7 @@ def summary_frame(results: Sequence[ClipResult]) -> pd.DataFrame:
     for r in results:
         p = r.prediction
         if p.ok:
-            status = "analysed" + ("; several speakers possible" if r.long else "")
+            status = "analysed" + (f"; {voices_words(r)}" if r.long else "")
         else:
             status = f"not analysed: {STATUS_WORDS.get(p.status, p.status)}"
         rows.append({"file": r.name, "gender": p.gender or "", "emotion": p.emotion or "",
@@ -245,20 +247,20 @@ def summary_frame(results: Sequence[ClipResult]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["file", "gender", "emotion", "confidence", "status"])
 
 
-def speakers_note(result: ClipResult) -> str:
-    """The several-speakers warning for long recordings (two-voice analysis is not built yet)."""
-    frame = result.timeline
-    note = (f"**This recording is {result.prediction.duration_s:.0f} s long and may hold more than one "
-            "speaker.** The app does not separate speakers yet: the overall answer mixes every voice in it. "
-            "Use the timeline below to see how the answer changes over time.")
-    if frame is not None:
-        ok = frame[frame["status"] == "ok"]
-        sure = ok[ok["gender_confidence"] >= 0.8]
-        if sure["gender"].nunique() > 1:
-            shares = sure["gender"].value_counts(normalize=True)
-            note += (" Both a male and a female voice seem to be present ("
-                     + ", ".join(f"{g} in {s:.0%} of the clear windows" for g, s in shares.items()) + ").")
-    return note
+def voices_words(result: ClipResult) -> str:
+    """``"2 voices"``, or why no voices were found (plain words), for a long recording."""
+    rec = result.recording
+    if rec is None:
+        return "voices not analysed"
+    if not rec.ok:
+        return STATUS_WORDS.get(rec.status, "voices could not be analysed")
+    return f"{len(rec.voices)} voice" + ("" if len(rec.voices) == 1 else "s")
+
+
+def recording_words(rec: Recording) -> tuple[str, str]:
+    """``(what happened, what to do)`` in plain words for a recording whose voices were not found."""
+    words = STATUS_WORDS.get(rec.status, "could not be analysed")
+    return words[0].upper() + words[1:], ADVICE.get(rec.status, "")
 
 
 # -- charts (Altair, imported lazily) -------------------------------------------------------------
@@ -291,42 +293,3 @@ def waveform_chart(wave: pd.DataFrame):
         x=alt.X("time_s:Q", title="time (s)", axis=alt.Axis(tickCount=8)),
         y=alt.Y("min:Q", title="amplitude"), y2="max:Q",
     ).properties(height=160)
-
-
-def timeline_chart(frame: pd.DataFrame):
-    """Emotion probabilities as stacked areas over time; gender in its own strip below, with its own legend."""
-    import altair as alt
-
-    data = frame.copy()
-    data["time_s"] = (data["start_s"] + data["end_s"]) / 2
-    for label in EMOTION_LABELS:  # windows not judged (pauses) show as gaps
-        data[f"prob_{label}"] = data[f"prob_{label}"].fillna(0.0)
-    long = data.melt(id_vars=["time_s"], value_vars=[f"prob_{e}" for e in EMOTION_LABELS],
-                     var_name="emotion", value_name="probability")
-    long["emotion"] = long["emotion"].str.removeprefix("prob_")
-    long["order"] = long["emotion"].map({e: i for i, e in enumerate(EMOTION_LABELS)})
-    x = alt.X("time_s:Q", title="time (s)", axis=alt.Axis(tickCount=10))
-    legend = {"orient": "bottom", "columns": 4, "symbolType": "square"}
-    areas = alt.Chart(long, title="Emotion over time").mark_area().encode(
-        x=x,
-        y=alt.Y("probability:Q", stack="zero", title="probability", scale=alt.Scale(domain=[0, 1]),
-                axis=alt.Axis(format="%", values=[0, 0.5, 1])),
-        color=alt.Color("emotion:N", title="Emotion", sort=list(EMOTION_LABELS), legend=alt.Legend(**legend),
-                        scale=alt.Scale(domain=list(EMOTION_LABELS), range=EMOTION_COLOURS)),
-        order="order:Q",
-        tooltip=[alt.Tooltip("time_s:Q", title="time (s)"), "emotion", alt.Tooltip("probability:Q", format=".0%")],
-    ).properties(height=200)
-    ok = data[data["status"] == "ok"].copy()
-    ok["from_s"] = ok["time_s"] - 1.0
-    ok["to_s"] = ok["time_s"] + 1.0
-    ok["voice"] = "gender"
-    strip = alt.Chart(ok, title="Voice gender").mark_rect().encode(
-        x=alt.X("from_s:Q", title="time (s)", axis=alt.Axis(tickCount=10)), x2="to_s:Q",
-        y=alt.Y("voice:N", title=None, axis=None),
-        color=alt.Color("gender:N", title="Gender", legend=alt.Legend(**legend),
-                        scale=alt.Scale(domain=list(GENDER_COLOURS), range=list(GENDER_COLOURS.values()))),
-        opacity=alt.Opacity("gender_confidence:Q", scale=alt.Scale(domain=[0.5, 1.0], range=[0.2, 1.0]), legend=None),
-        tooltip=[alt.Tooltip("time_s:Q", title="time (s)"), "gender",
-                 alt.Tooltip("gender_confidence:Q", format=".0%", title="probability")],
-    ).properties(height=40)
-    return alt.vconcat(areas, strip).resolve_scale(color="independent")

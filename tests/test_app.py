@@ -23,7 +23,7 @@ import pytest
 import soundfile as sf
 
 from pipeline.batch import CSV_COLUMNS
-from pipeline.testing import SR, speech_like
+from pipeline.testing import SR, speech_like, white_noise
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
@@ -280,17 +280,47 @@ def test_example_clip_in_one_click(tiny_app):
     assert metrics(at)["Emotion"] == "Angry"
 
 
-def test_long_clip_gets_a_timeline_and_the_speakers_warning(tiny_app):
-    y = np.concatenate([speech_like(18.0), np.zeros(6 * SR, dtype=np.float32), speech_like(16.0, seed=2)])
-    at = analyse(tiny_app(), [("long.wav", wav_bytes(y), "audio/wav")])
-    assert "may hold more than one speaker" in texts(at.warning)
-    assert "Gender (all voices)" in metrics(at)
-    [timeline] = [d.value for d in at.dataframe if "start_s" in d.value.columns]
-    assert {"start_s", "end_s", "status", "gender", "emotion", "prob_angry"} <= set(timeline.columns)
-    assert timeline["start_s"].iloc[-1] > 35 and "silent" in set(timeline["status"])
-    assert set(timeline.loc[timeline.status == "ok", "emotion"]) == {"angry"}
+def conversation_wav() -> bytes:
+    """About 39 s of a man and a woman (examples/) taking turns, 0.8 s pauses: two voices."""
+    man, _ = sf.read(ROOT / "examples" / "man_calm.flac", dtype="float32")
+    woman, _ = sf.read(ROOT / "examples" / "woman_angry.flac", dtype="float32")
+    gap = np.zeros(int(0.8 * SR), dtype=np.float32)
+    return wav_bytes(np.concatenate([man, gap, woman, gap] * 6))
+
+
+def test_long_recordings_get_voices_segments_and_the_segment_csv(tiny_app):
+    from app import RESULTS_KEY
+    from pipeline.app_voices import segment_csv
+    from pipeline.segments_csv import SEGMENT_COLUMNS
+
+    hum = white_noise(35.0, peak=0.3)  # sound, but no speech
+    at = analyse(tiny_app(), [("talk.wav", conversation_wav(), "audio/wav"), ("hum.wav", wav_bytes(hum), "audio/wav")])
+    summary = at.table[0].value
+    assert summary.loc["talk.wav", "status"] == "analysed; 2 voices"
+    assert summary.loc["hum.wav", "status"] == "analysed; no speech found"
+    assert "Voices: no speech found" in texts(at.warning)
+    assert "may hold more than one speaker" not in texts(at.warning)
+    assert [e.label for e in at.expander] == ["talk.wav: 2 voices", "hum.wav: no speech found"]
+    # a row per voice: gender (tiny model: always female), share of speech, dominant emotions
+    voices = at.table[1].value
+    assert list(voices.index) == ["A", "B"]
+    assert list(voices.columns) == ["gender", "share of speech", "speech", "dominant emotions", "turns", "first heard"]
+    assert all(g.startswith("female") for g in voices["gender"]) and set(voices["dominant emotions"]) == {"angry 100%"}
+    assert sum(int(x.rstrip("%")) for x in voices["share of speech"]) == pytest.approx(100, abs=1)
+    # the segment table, time-ordered, selectable (a selected row plays from its start)
+    [segments] = [d.value for d in at.dataframe if "voice" in d.value.columns]
+    assert len(segments) >= 10 and list(segments["start_s"]) == sorted(segments["start_s"])
+    assert set(segments["voice"]) == {"A", "B"} and set(segments["emotion"]) == {"angry"}
+    assert set(segments["status"]) == {"analysed"}
+    # the overall answer is labelled as such, not the headline
+    assert metrics(at)["Gender (whole recording, all voices)"] == "Female"
+    assert "Whole recording, all voices together" in texts(at.markdown)
     assert [b.label for b in at.get("download_button")] == ["Download all results (CSV)",
-                                                            "Download the timeline (CSV)"]
+                                                            "Download the segments (CSV)"]
+    result = next(r for r in at.session_state[RESULTS_KEY].values() if r.name == "talk.wav")
+    rows = list(csv.DictReader(io.StringIO(segment_csv(result.recording, "talk.wav").decode("utf-8"))))
+    assert tuple(rows[0]) == SEGMENT_COLUMNS and len(rows) == len(segments)
+    assert [float(r["start_s"]) for r in rows] == pytest.approx(list(segments["start_s"]), abs=0.01)
 
 
 def test_too_large_file_is_refused_with_a_message(tiny_app, monkeypatch):
@@ -340,3 +370,19 @@ def test_shipped_models_on_a_real_clip(shared_data, monkeypatch):
     assert "broken.flac" in texts(at.error)
     assert list(at.table[0].value["status"].str.split(":").str[0]) == ["analysed", "not analysed"]
     assert tuple(CSV_COLUMNS)  # the CSV download keeps the batch columns
+
+
+def test_selecting_a_segment_plays_from_its_start(tiny_cascade, monkeypatch):
+    import streamlit
+
+    import app
+    from pipeline.app_views import ClipResult
+    from pipeline.cascade import Prediction
+
+    rec = tiny_cascade.analyse_recording(conversation_wav(), name="talk.wav")
+    result = ClipResult("talk.wav", 0, Prediction(duration_s=rec.duration_s), {}, recording=rec)
+    monkeypatch.setattr(streamlit, "session_state", {"segments_table_0": {"selection": {"rows": [3]}}})
+    assert app._selected_start(result, 0) == pytest.approx(rec.segments[3].start_s)
+    assert app._selected_start(result, 1) is None  # another clip's table
+    monkeypatch.setattr(streamlit, "session_state", {"segments_table_0": {"selection": {"rows": []}}})
+    assert app._selected_start(result, 0) is None

@@ -13,6 +13,7 @@ when ``SER_SCREENSHOT_DIR`` is set, copies them there (palette PNGs, for docs/sc
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -301,7 +302,7 @@ def test_several_files_with_a_voice_memo_and_a_refused_file(servers, driver, tmp
     assert "voice memo.m4a: male" in text and "2 analysed, 1 not analysed" in text
 
 
-def test_two_voices_show_the_several_speakers_warning(servers, driver, tmp_path):
+def test_two_voices_get_the_who_speaks_when_view(servers, driver, tmp_path):
     man, sr = sf.read(ROOT / "examples" / "man_calm.flac", dtype="float32")
     woman, _ = sf.read(ROOT / "examples" / "woman_angry.flac", dtype="float32")
     gap = np.zeros(sr // 2, dtype=np.float32)
@@ -313,12 +314,13 @@ def test_two_voices_show_the_several_speakers_warning(servers, driver, tmp_path)
     open_page(driver, servers("main"))
     upload(driver, path)
     click_button(driver, "Analyse")
-    wait_text(driver, "may hold more than one speaker")
+    wait_text(driver, "Who speaks when")
     wait_idle(driver)
     text = body_text(driver)
-    assert "Download the timeline (CSV)" in text and "Gender (all voices)" in text
-    if _shipped_models_ready():
-        assert "Both a male and a female voice seem to be present" in text
+    assert "2 voices" in text and "Download the segments (CSV)" in text
+    assert "Gender (whole recording, all voices)" in text and "may hold more than one speaker" not in text
+    if _shipped_models_ready():  # a row per voice with its gender: the man speaks first
+        assert re.search(r"\bA\s+male \(\d+%\)", text) and re.search(r"\bB\s+female \(\d+%\)", text), text
     assert_clean(driver)
     screenshots(driver, tmp_path, "conversation")
 

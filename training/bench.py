@@ -77,7 +77,7 @@ def bench_latency(cascade, path: Path, repeats: int = 20) -> dict:
 
 def bench_app(cascade, path: Path, repeats: int = 10) -> dict:
     """Warm upload-to-result time of the web app's analysis path (:func:`pipeline.app_views.analyse_clips`:
-    prediction, confidence, waveform, spectrogram; the timeline for 30 s and more)."""
+    prediction, confidence, waveform, spectrogram; voices and segments for 30 s and more)."""
     from pipeline.app_views import analyse_clips
 
     data = Path(path).read_bytes()
@@ -122,8 +122,8 @@ def bench_app_recording(cascade, rows, seconds: float = 180.0) -> dict:
     start = time.perf_counter()
     result = analyse_clips(cascade, [("conversation.wav", data)])[0]
     elapsed = time.perf_counter() - start
-    windows = 0 if result.timeline is None else len(result.timeline)
-    return {"recording_s": seconds, "seconds": elapsed, "windows": windows}
+    rec = getattr(result, "recording", None)
+    return {"recording_s": seconds, "seconds": elapsed, "segments": 0 if rec is None else len(rec.segments)}
 
 
 def _cold(command: list[str]) -> dict:
@@ -240,7 +240,7 @@ def to_table(r: dict) -> str:
         f"latency 4 s clip: median {lat['median_ms']:.0f} ms, p90 {lat['p90_ms']:.0f} ms (warm)",
         f"app 4 s clip:   median {r['app_4s'].get('median_ms', float('nan')):.0f} ms upload to result (warm)",
         f"app 3 min two-voice recording: {r['app_3min']['seconds']:.1f} s upload to result "
-        f"({r['app_3min']['windows']} timeline windows, warm)",
+        f"({r['app_3min'].get('segments', r['app_3min'].get('windows'))} speech segments, warm)",
         f"cold start:     process start to first result: Python API {cold.get('first_result_s', float('nan')):.1f} s, "
         f"app analysis path {cold['app'].get('first_result_s', float('nan')):.1f} s, "
         f"script.py one file {cold['script_py'].get('process_wall_s', float('nan')):.1f} s (to its exit, CSV written)",

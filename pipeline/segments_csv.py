@@ -1,0 +1,138 @@
+"""The segment CSV: one row per speech segment of a recording (``script.py --segments``, the app's download).
+
+A row is :func:`segment_rows` of a :class:`~pipeline.recording.Recording`: its segments in time
+order, each with its voice, the voice's gender (decided over all the voice's speech) and the
+segment's emotion; a recording that could not be analysed (unreadable, no speech, ...) gets
+exactly one row with its ``status`` and ``error`` and empty times.
+
+Crash safety: :class:`SegmentSink` writes all rows of a recording at once and flushes; a kill can
+only cut the rows of the file being written, which is the last file in the CSV. So
+:func:`read_segments_done` keeps every file but the last one (and drops a cut line); ``--resume``
+redoes that last file.
+"""
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable, TextIO
+
+from pipeline.emotion import EMOTION_LABELS
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pipeline.recording import Recording
+
+SEGMENT_COLUMNS: tuple[str, ...] = (
+    "file", "start_s", "end_s", "voice", "status", "error", "gender", "gender_confidence", "emotion",
+    "emotion_confidence", "emotion_model", *(f"prob_{label}" for label in EMOTION_LABELS),
+)
+
+
+def _fmt(value: float | None, digits: int = 4) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
+
+
+def segment_rows(rec: "Recording", name: str | None = None) -> list[dict[str, str]]:
+    """The CSV rows (column -> text) of a recording: one per segment, time-ordered; one row if none."""
+    file = name if name is not None else (rec.file or "")
+    if not rec.segments:
+        status, error = rec.status, rec.error
+        if rec.ok:  # cannot happen today: an ok recording has segments; keep the one-row promise anyway
+            status, error = "no_speech", "no speech segments found"
+        return [{**{c: "" for c in SEGMENT_COLUMNS}, "file": file, "status": status, "error": error}]
+    voices = {v.label: v for v in rec.voices}
+    rows = []
+    for s in sorted(rec.segments, key=lambda s: (s.start_s, s.end_s)):
+        p, voice = s.prediction, voices.get(s.voice)
+        gender = voice.gender if voice is not None else p.gender
+        confidence = voice.gender_confidence if voice is not None else p.gender_confidence
+        row = {
+            "file": file, "start_s": _fmt(s.start_s, 3), "end_s": _fmt(s.end_s, 3), "voice": s.voice,
+            "status": p.status, "error": p.error, "gender": gender or "", "gender_confidence": _fmt(confidence),
+            "emotion": p.emotion or "", "emotion_confidence": _fmt(p.emotion_confidence),
+            "emotion_model": p.emotion_model or "",
+        }
+        for label in EMOTION_LABELS:
+            row[f"prob_{label}"] = _fmt(p.emotion_probabilities.get(label))
+        rows.append(row)
+    return rows
+
+
+def segments_csv_bytes(rows: Iterable[dict[str, str]]) -> bytes:
+    """The rows as a UTF-8 CSV under the standard header (for a download)."""
+    import io
+
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=list(SEGMENT_COLUMNS), extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue().encode("utf-8")
+
+
+class SegmentSink:
+    """Append the rows of one recording at a time to a CSV, flushed and fsynced after each recording."""
+
+    def __init__(self, path: Path, *, append: bool = False) -> None:
+        new = not (append and path.exists() and path.stat().st_size > 0)
+        self._handle: TextIO = open(path, "w" if new else "a", newline="", encoding="utf-8")
+        self._writer = csv.DictWriter(self._handle, fieldnames=list(SEGMENT_COLUMNS), extrasaction="ignore")
+        if new:
+            self._writer.writeheader()
+            self._flush()
+
+    def write_file(self, rows: list[dict[str, str]]) -> None:
+        self._writer.writerows(rows)
+        self._flush()
+
+    def _flush(self) -> None:
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+
+    def close(self) -> None:
+        self._handle.close()
+
+    def __enter__(self) -> "SegmentSink":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_segments_done(path: Path) -> dict[str, list[dict[str, str]]]:
+    """Rows of the files an interrupted ``--segments`` run finished, keyed by ``file``, in CSV order.
+
+    A file's rows are known complete once a later file's line (whole or cut) follows them: the
+    last complete file is left out unless a cut line of another file follows it (its rows may have
+    been cut short by a kill; it is redone); a line cut short is dropped.
+
+    Raises:
+        ValueError: the CSV was not written by ``script.py --segments`` (columns differ).
+    """
+    if not path.exists():
+        return {}
+    done: dict[str, list[dict[str, str]]] = {}
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        if tuple(reader.fieldnames or ()) != SEGMENT_COLUMNS:
+            raise ValueError(f"{path} was not written by script.py --segments (columns differ)")
+        cut = None  # the file name at the start of a line cut short (possibly cut itself)
+        for row in reader:
+            if None in row.values() or None in row:
+                cut = row.get("file") or ""
+                continue
+            done.setdefault(row["file"], []).append(row)
+    if done:
+        last = list(done)[-1]
+        if cut is None or last.startswith(cut):  # no later file had begun: the last one may be incomplete
+            done.pop(last)
+    return done
+
+
+def rewrite_segments(path: Path, rows: Iterable[dict[str, str]]) -> None:
+    """Atomically replace ``path`` with ``rows`` under the segment header."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(SEGMENT_COLUMNS), extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
