@@ -1,0 +1,1 @@
+"""The voice-baseline study (see README.md beside this file)."""
