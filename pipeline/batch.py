@@ -344,13 +344,17 @@ def score(cascade: Cascade, files: Sequence[InputFile], *, batch_size: int = 16,
 
 
 class CsvSink:
-    """Append rows to a CSV file, flushing after each one (crash-safe)."""
+    """Append rows to a CSV file, flushing and fsyncing after each write (crash-safe).
 
-    def __init__(self, path: Path, *, append: bool = False) -> None:
+    ``columns`` defaults to :data:`CSV_COLUMNS` (one row per file); ``script.py --segments``
+    passes :data:`pipeline.segments_csv.SEGMENT_COLUMNS`.
+    """
+
+    def __init__(self, path: Path, *, append: bool = False, columns: Sequence[str] = CSV_COLUMNS) -> None:
         self.path = path
         new = not (append and path.exists() and path.stat().st_size > 0)
         self._handle: TextIO = open(path, "a" if not new else "w", newline="", encoding="utf-8")
-        self._writer = csv.DictWriter(self._handle, fieldnames=list(CSV_COLUMNS), extrasaction="ignore")
+        self._writer = csv.DictWriter(self._handle, fieldnames=list(columns), extrasaction="ignore")
         if new:
             self._writer.writeheader()
             self._flush()
@@ -392,11 +396,11 @@ def read_done(path: Path) -> dict[str, dict[str, str]]:
         return {row["file"]: row for row in reader if None not in row.values() and None not in row}
 
 
-def rewrite(path: Path, rows: Iterable[dict[str, str]]) -> None:
-    """Atomically replace ``path`` with ``rows`` under the standard header."""
+def rewrite(path: Path, rows: Iterable[dict[str, str]], *, columns: Sequence[str] = CSV_COLUMNS) -> None:
+    """Atomically replace ``path`` with ``rows`` under the header ``columns`` (default: one row per file)."""
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(CSV_COLUMNS), extrasaction="ignore")
+        writer = csv.DictWriter(handle, fieldnames=list(columns), extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
     os.replace(tmp, path)

@@ -260,15 +260,8 @@ class Cascade:
             g = gender_probs[row]
             result.gender_probabilities = {label: float(g[i]) for i, label in enumerate(GENDER_LABELS)}
             result.gender = GENDER_LABELS[int(np.argmax(g))]
-            if self.routing == "soft":
-                probs = g[0] * emotion_probs["male"][row] + g[1] * emotion_probs["female"][row]
-                result.emotion_model = "blended"
-            else:
-                probs = emotion_probs[result.gender][row]
-                result.emotion_model = result.gender
-            probs = probs / probs.sum()
-            result.emotion_probabilities = {label: float(probs[i]) for i, label in enumerate(EMOTION_LABELS)}
-            result.emotion = EMOTION_LABELS[int(np.argmax(probs))]
+            result.set_emotion({name: probs[row] for name, probs in emotion_probs.items()}, routing=self.routing,
+                               labels=EMOTION_LABELS)
 
     def _needed_models(self, gender_probs: np.ndarray) -> dict[str, EmotionModel]:
         if self.routing == "soft":

@@ -7,6 +7,9 @@ build predictions without importing :mod:`pipeline.cascade` (no import cycle);
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import numpy as np
 
 from pipeline.errors import PipelineError
 
@@ -51,6 +54,23 @@ class Prediction:
     @property
     def emotion_confidence(self) -> float | None:
         return self.emotion_probabilities.get(self.emotion) if self.emotion else None
+
+    def set_emotion(self, probs_by_gender: Mapping[str, np.ndarray], *, routing: str, labels: Sequence[str]) -> None:
+        """Fill the emotion fields from each gender model's probabilities ``[len(labels)]`` for this input.
+
+        ``routing="hard"``: the model of :attr:`gender` answers; ``"soft"``: both models weighted by
+        :attr:`gender_probabilities` (``emotion_model`` ``"blended"``). Set the gender fields first.
+        """
+        if routing == "soft":
+            probs = (self.gender_probabilities["male"] * probs_by_gender["male"]
+                     + self.gender_probabilities["female"] * probs_by_gender["female"])
+            self.emotion_model = "blended"
+        else:
+            probs = probs_by_gender[self.gender]
+            self.emotion_model = self.gender
+        probs = probs / probs.sum()
+        self.emotion_probabilities = {label: float(probs[i]) for i, label in enumerate(labels)}
+        self.emotion = labels[int(np.argmax(probs))]
 
     @classmethod
     def failure(cls, exc: BaseException, *, file: str | None = None, duration_s: float | None = None) -> "Prediction":

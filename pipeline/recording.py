@@ -236,15 +236,7 @@ def _emotions(cascade: "Cascade", regions, labels, genders, features, failures, 
             out[i] = Prediction.failure(exc, duration_s=regions[i].duration_s)
         return out
     for row, i in enumerate(ok):
-        p = out[i]
-        if cascade.routing == "soft":
-            mix = p.gender_probabilities["male"] * emotion["male"][row] + p.gender_probabilities["female"] * emotion["female"][row]
-            p.emotion_model = "blended"
-        else:
-            mix = emotion[p.gender][row]
-            p.emotion_model = p.gender
-        mix = mix / mix.sum()
-        p.emotion_probabilities = {label: float(mix[k]) for k, label in enumerate(EMOTION_LABELS)}
-        p.emotion = EMOTION_LABELS[int(np.argmax(mix))]
+        out[i].set_emotion({name: probs[row] for name, probs in emotion.items()}, routing=cascade.routing,
+                           labels=EMOTION_LABELS)
     return out
 

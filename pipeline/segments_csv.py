@@ -13,10 +13,10 @@ redoes that last file.
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, TextIO
+from typing import TYPE_CHECKING, Iterable
 
+from pipeline.batch import CsvSink, rewrite
 from pipeline.emotion import EMOTION_LABELS
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -69,33 +69,15 @@ def segments_csv_bytes(rows: Iterable[dict[str, str]]) -> bytes:
     return buffer.getvalue().encode("utf-8")
 
 
-class SegmentSink:
-    """Append the rows of one recording at a time to a CSV, flushed and fsynced after each recording."""
+class SegmentSink(CsvSink):
+    """:class:`pipeline.batch.CsvSink` over :data:`SEGMENT_COLUMNS`: all rows of a recording are
+    written together, then flushed and fsynced."""
 
     def __init__(self, path: Path, *, append: bool = False) -> None:
-        new = not (append and path.exists() and path.stat().st_size > 0)
-        self._handle: TextIO = open(path, "w" if new else "a", newline="", encoding="utf-8")
-        self._writer = csv.DictWriter(self._handle, fieldnames=list(SEGMENT_COLUMNS), extrasaction="ignore")
-        if new:
-            self._writer.writeheader()
-            self._flush()
+        super().__init__(path, append=append, columns=SEGMENT_COLUMNS)
 
     def write_file(self, rows: list[dict[str, str]]) -> None:
-        self._writer.writerows(rows)
-        self._flush()
-
-    def _flush(self) -> None:
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
-
-    def close(self) -> None:
-        self._handle.close()
-
-    def __enter__(self) -> "SegmentSink":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        self.write_many(rows)
 
 
 def read_segments_done(path: Path) -> dict[str, list[dict[str, str]]]:
@@ -130,9 +112,4 @@ def read_segments_done(path: Path) -> dict[str, list[dict[str, str]]]:
 
 def rewrite_segments(path: Path, rows: Iterable[dict[str, str]]) -> None:
     """Atomically replace ``path`` with ``rows`` under the segment header."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(SEGMENT_COLUMNS), extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
+    rewrite(path, rows, columns=SEGMENT_COLUMNS)
