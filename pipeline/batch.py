@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import csv
 import os
+import signal
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence, TextIO
@@ -253,11 +255,24 @@ def featurise_input(item: InputFile, settings: FeatureSettings) -> Featurised:
     return featurise_source(source, item.name, settings.audio_config, settings.feature_config, settings.denoise)
 
 
-def _init_worker() -> None:
-    """Feature workers use one BLAS/OpenMP thread each: the pool already fills the cores."""
+def _init_worker(parent_pid: int | None = None) -> None:
+    """Feature workers use one BLAS/OpenMP thread each (the pool already fills the cores), and
+    end with their parent: a scorer killed outright (SIGKILL, out of memory) must not leave idle
+    workers holding memory. On Linux the kernel sends them SIGTERM when the parent dies
+    (``PR_SET_PDEATHSIG``); a parent already gone by then ends the worker at once."""
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1)
+    if parent_pid is None or not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent_pid:
+        os._exit(0)
 
 
 class LocalEngine:
@@ -284,7 +299,8 @@ class LocalEngine:
     def _start(self) -> None:
         from concurrent.futures import ProcessPoolExecutor
 
-        self._pool = ProcessPoolExecutor(max_workers=self.workers, initializer=_init_worker)
+        self._pool = ProcessPoolExecutor(max_workers=self.workers, initializer=_init_worker,
+                                         initargs=(os.getpid(),))
         self._ahead = [self._submit(c) for c in self.chunks[:2]]
 
     def _submit(self, chunk: list[InputFile]) -> list:

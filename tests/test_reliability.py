@@ -132,6 +132,24 @@ def many_clips(tmp_path_factory, tiny_models):
     return folder, full
 
 
+def _processes_writing(out: Path, *, within_s: float) -> list[int]:
+    """Pids whose command line names ``out`` (a killed run's forked workers share it), once they had
+    ``within_s`` seconds to end."""
+    deadline = time.time() + within_s
+    while True:
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    if str(out).encode() in (entry / "cmdline").read_bytes():
+                        pids.append(int(entry.name))
+                except OSError:
+                    continue
+        if not pids or time.time() > deadline:
+            return pids
+        time.sleep(0.1)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT], ids=["SIGKILL", "SIGTERM", "Ctrl-C"])
 def test_interrupted_run_resumes_to_the_same_csv(many_clips, tmp_path, tiny_models, sig):
     folder, full = many_clips
@@ -147,6 +165,7 @@ def test_interrupted_run_resumes_to_the_same_csv(many_clips, tmp_path, tiny_mode
     code = proc.wait(timeout=120)
     if sig == signal.SIGINT:
         assert code == 130  # script.py's documented exit for Ctrl-C
+    assert _processes_writing(partial, within_s=10) == [], "feature workers outlived the killed run"
     done = len(rows_of(partial))
     assert 0 < done < 40, "the interruption should land mid-run"
     code = subprocess.run(_script_cmd(folder, partial, tiny_models, "--resume"), env=env).returncode
