@@ -22,22 +22,33 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
 
 import numpy as np
 
 from pipeline.audio import AudioSource, decode_audio, resample, to_mono_float, validate_rate
 from pipeline.prediction import Prediction
-from pipeline.emotion import EMOTION_LABELS
+from pipeline.emotion import EMOTION_LABELS, EmotionModel
 from pipeline.errors import NoSpeechError, SilentAudioError, TooShortError
-from pipeline.gender import GENDER_LABELS
+from pipeline.gender import GENDER_LABELS, GenderClassifier
 from pipeline.vad import SAMPLE_RATE, SileroVad, SpeechRegion
 from pipeline.voices import (CLUSTER_THRESHOLD, VoiceSummary, cluster_voices, embed_segments, summarise_voices,
                              voice_genders, voice_label)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from pipeline.cascade import Cascade
     from pipeline.speaker_encoder import SpeakerEncoder
+
+class Models(Protocol):
+    """What :func:`analyse_recording` needs of the loaded models: a :class:`pipeline.cascade.Cascade`
+    in practice. A protocol rather than an import, so that the cascade (whose
+    ``analyse_recording`` method calls this module) is the only side that imports the other."""
+
+    routing: str
+    gender: GenderClassifier
+    emotion_models: Mapping[str, EmotionModel]
+
+    def featurise_signal(self, y: np.ndarray, sr: int, *, name: str | None = None) -> Any: ...
+
 
 MIN_RECORDING_S = 0.25  #: shorter inputs are refused as ``too_short``
 SILENCE_PEAK = 10 ** (-80 / 20)  #: below this peak (-80 dBFS) the recording is ``silent``
@@ -109,7 +120,7 @@ class Recording:
         return rows
 
 
-def analyse_recording(cascade: "Cascade", source: AudioSource | np.ndarray, sr: int | None = None, *,
+def analyse_recording(cascade: Models, source: AudioSource | np.ndarray, sr: int | None = None, *,
                       name: str | None = None, progress: Callable[[int, int], None] | None = None,
                       vad: SileroVad | None = None, encoder: "SpeakerEncoder | None" = None,
                       threshold: float = CLUSTER_THRESHOLD, batch_size: int = 32) -> Recording:
@@ -168,7 +179,7 @@ def _load(source, sr: int | None, *, name: str | None) -> tuple[np.ndarray, floa
     return resample(mono, rate, SAMPLE_RATE), duration_s
 
 
-def _analyse(cascade: "Cascade", y: np.ndarray, regions: list[SpeechRegion], duration_s: float, *, name, progress,
+def _analyse(cascade: Models, y: np.ndarray, regions: list[SpeechRegion], duration_s: float, *, name, progress,
              encoder, threshold: float, batch_size: int) -> Recording:
     n = len(regions)
     if progress is not None:
@@ -213,7 +224,7 @@ def _analyse(cascade: "Cascade", y: np.ndarray, regions: list[SpeechRegion], dur
     return Recording(duration_s=duration_s, segments=segments, voices=voices, file=name)
 
 
-def _emotions(cascade: "Cascade", regions, labels, genders, features, failures, speech) -> list[Prediction]:
+def _emotions(cascade: Models, regions, labels, genders, features, failures, speech) -> list[Prediction]:
     """One :class:`Prediction` per segment; emotion from the model(s) of the segment's voice's gender."""
     out: list[Prediction] = []
     for i, r in enumerate(regions):

@@ -1,8 +1,10 @@
 """The layout holds: pipeline/ is the runtime, imports form no cycle, no module is over 500 lines.
 
 Everything here reads the source with :mod:`ast` (nothing is imported), so these checks take
-well under a second. Imports anywhere in a module count, inside functions too; only those
-under ``if TYPE_CHECKING:`` are left out, since they never run. A module that imports by name
+well under a second. Imports anywhere in a module count, inside functions too. Those under
+``if TYPE_CHECKING:`` never run, so the runtime-boundary checks leave them out, but the cycle
+check counts them: two modules that name each other, even for types only, are one idea split in
+two. A module that imports by name
 (``importlib.import_module``, ``__import__``) is taken to import every project module that one
 of its string constants names.
 """
@@ -57,15 +59,15 @@ def _is_type_checking(test: ast.expr) -> bool:
         isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
-def _import_nodes(tree: ast.AST):
-    """Import statements anywhere in ``tree``, except under ``if TYPE_CHECKING:``."""
+def _import_nodes(tree: ast.AST, *, typing: bool = False):
+    """Import statements anywhere in ``tree``; under ``if TYPE_CHECKING:`` only with ``typing``."""
     stack = [tree]
     while stack:
         node = stack.pop()
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             yield node
         for child in ast.iter_child_nodes(node):
-            if isinstance(node, ast.If) and _is_type_checking(node.test) and child in node.body:
+            if not typing and isinstance(node, ast.If) and _is_type_checking(node.test) and child in node.body:
                 continue
             stack.append(child)
 
@@ -88,15 +90,16 @@ def _project_target(name: str, modules: dict[str, Path]) -> str | None:
 
 
 @lru_cache(maxsize=None)
-def _imports() -> dict[str, tuple[tuple[str, int], ...]]:
-    """``{module: ((imported project module, line), ...)}`` over the whole project."""
+def _imports(typing: bool = False) -> dict[str, tuple[tuple[str, int], ...]]:
+    """``{module: ((imported project module, line), ...)}`` over the whole project (``typing``: with
+    the imports under ``if TYPE_CHECKING:``)."""
     modules = _modules()
     graph = {}
     for name, path in modules.items():
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
         edges = []
-        for node in _import_nodes(tree):
+        for node in _import_nodes(tree, typing=typing):
             if isinstance(node, ast.Import):
                 targets = [_project_target(a.name, modules) for a in node.names]
             else:
@@ -271,7 +274,7 @@ def _cycles(graph: dict[str, tuple[tuple[str, int], ...]]) -> list[list[str]]:
 
 
 def test_no_import_cycles():
-    graph = _imports()
+    graph = _imports(typing=True)
     lines = {(m, t): line for m, edges in graph.items() for t, line in edges}
     found = _cycles(graph)
 
