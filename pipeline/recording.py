@@ -108,17 +108,6 @@ class Recording:
     def speech_s(self) -> float:
         return float(sum(s.duration_s for s in self.segments))
 
-    def to_rows(self) -> list[dict]:
-        """One flat dict per segment (for a CSV): times, voice, its gender, status, emotion and probabilities."""
-        rows = []
-        for s in self.segments:
-            p = s.prediction
-            rows.append({"file": self.file, "start_s": round(s.start_s, 3), "end_s": round(s.end_s, 3),
-                         "voice": s.voice, "voice_gender": p.gender, "status": p.status, "emotion": p.emotion,
-                         "emotion_confidence": p.emotion_confidence, "error": p.error,
-                         **{f"prob_{label}": p.emotion_probabilities.get(label) for label in EMOTION_LABELS}})
-        return rows
-
 
 def analyse_recording(cascade: Models, source: AudioSource | np.ndarray, sr: int | None = None, *,
                       name: str | None = None, progress: Callable[[int, int], None] | None = None,
