@@ -6,6 +6,9 @@
 always with ``strict=True``. A folder holding ``ensemble.json`` is a seed
 ensemble (:mod:`training.gender_ensemble`): each member is such a folder, loaded
 the same way, and the classifier returns the mean of the members' probabilities.
+A folder holding ``fusion.json`` (:mod:`pipeline.gender_fusion`) adds a second
+opinion, a logistic regression on the pretrained GE2E speaker embedding, fused with
+the ECAPA's calibrated log-odds; the GE2E encoder is loaded on first use.
 Input signals are 16 kHz mono float32 as returned by
 :func:`pipeline.audio.load_audio` / :func:`pipeline.audio.prepare_signal`.
 """
@@ -19,6 +22,7 @@ from typing import Sequence
 import numpy as np
 
 from pipeline.errors import ModelError, PredictionError
+from pipeline.gender_fusion import GenderFusion
 from pipeline.paths import PROJECT_ROOT
 
 GENDER_LABELS: tuple[str, str] = ("male", "female")
@@ -49,11 +53,13 @@ class GenderClassifier:
         source: where it was loaded from (folder path or hub id).
         info: contents of the folder's optional ``metadata.json``, else ``{}``.
         device: torch device string.
+        fusion: the folder's :class:`~pipeline.gender_fusion.GenderFusion`, or ``None`` (the ECAPA alone).
     """
 
     labels = GENDER_LABELS
 
-    def __init__(self, model, *, source: str, info: dict | None = None, device: str = "cpu") -> None:
+    def __init__(self, model, *, source: str, info: dict | None = None, device: str = "cpu",
+                 fusion: GenderFusion | None = None, encoder=None) -> None:
         models = list(model) if isinstance(model, (list, tuple)) else [model]
         if not models:
             raise ModelError("a gender classifier needs at least one network", path=source)
@@ -61,6 +67,17 @@ class GenderClassifier:
         self.source = source
         self.info = dict(info or {})
         self.device = device
+        self.fusion = fusion
+        self._encoder = encoder
+
+    @property
+    def encoder(self):
+        """The GE2E :class:`~pipeline.speaker_encoder.SpeakerEncoder` of the fusion (loaded on first use)."""
+        if self._encoder is None:
+            from pipeline.speaker_encoder import SpeakerEncoder
+
+            self._encoder = SpeakerEncoder(device=self.device)
+        return self._encoder
 
     @property
     def model(self):
@@ -87,12 +104,13 @@ class GenderClassifier:
                 "model.safetensors (or ensemble.json), or None for the shipped model",
                 path=str(path),
             )
+        fusion = GenderFusion.load(path) if is_local else None
         if is_local and (path / ENSEMBLE_FILE).is_file():
             models = [_load_network(member, is_local=True, device=device) for member in ensemble_members(path)]
-            return cls(models, source=str(path), info=_read_metadata(path), device=device)
+            return cls(models, source=str(path), info=_read_metadata(path), device=device, fusion=fusion)
         label = str(path) if is_local else os.fspath(source)
         model = _load_network(path if is_local else label, is_local=is_local, device=device)
-        return cls(model, source=label, info=_read_metadata(path) if is_local else {}, device=device)
+        return cls(model, source=label, info=_read_metadata(path) if is_local else {}, device=device, fusion=fusion)
 
     def _probabilities(self, batch: np.ndarray) -> np.ndarray:
         """Mean over the networks of their softmax, ``(n, 2)``, for a batch ``(n, samples)`` of equal-length clips."""
@@ -123,11 +141,16 @@ class GenderClassifier:
         """``[p_male, p_female]`` (shape ``(2,)``) for one prepared 16 kHz mono signal."""
         return self.predict_proba_batch([samples])[0]
 
-    def predict_proba_batch(self, signals: Sequence[np.ndarray]) -> np.ndarray:
+    def predict_proba_batch(self, signals: Sequence[np.ndarray], *, embeddings: np.ndarray | None = None) -> np.ndarray:
         """Probabilities ``(n, 2)`` for ``n`` signals; equal to per-clip :meth:`predict_proba`.
 
         Clips of identical length share one forward pass (no padding, so the
         per-utterance mean normalisation and pooling see exactly the clip).
+
+        Args:
+            signals: ``n`` prepared 16 kHz mono float32 signals ``[shape=(samples,)]``.
+            embeddings: with a fusion only: the signals' GE2E embeddings ``[shape=(n, 256)]``
+                when the caller has them already (e.g. the voices of a recording); computed here otherwise.
         """
         checked = [self._check(s) for s in signals]
         out = np.zeros((len(checked), 2), dtype=np.float32)
@@ -136,7 +159,14 @@ class GenderClassifier:
             by_length.setdefault(y.size, []).append(i)
         for indices in by_length.values():
             out[indices] = self._probabilities(np.stack([checked[i] for i in indices]))
-        return out
+        if self.fusion is None or not checked:
+            return out
+        try:
+            if self.fusion.needs_embeddings and embeddings is None:
+                embeddings = self.encoder.embed_many(checked)
+            return self.fusion.probabilities(out, embeddings)
+        except Exception as exc:
+            raise PredictionError(f"gender fusion failed: {type(exc).__name__}: {exc}") from exc
 
     def predict(self, samples: np.ndarray) -> str:
         """``"male"`` or ``"female"`` for one prepared signal."""

@@ -192,7 +192,8 @@ def _analyse(cascade: Models, y: np.ndarray, regions: list[SpeechRegion], durati
                 speech[i] = item.audio.speech_duration_s
         if prepared:
             try:
-                probs = cascade.gender.predict_proba_batch(list(prepared.values()))
+                # a fused gender stage reuses the segments' GE2E embeddings instead of computing them again
+                probs = cascade.gender.predict_proba_batch(list(prepared.values()), embeddings=embeddings[list(prepared)])
                 female[list(prepared)] = probs[:, GENDER_LABELS.index("female")]
             except Exception as exc:
                 for i in prepared:
