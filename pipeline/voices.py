@@ -107,10 +107,7 @@ def cluster_voices(embeddings: np.ndarray, durations_s: np.ndarray, *, threshold
     if n == 0:
         return np.zeros(0, int)
     X = np.asarray(embeddings, np.float64)
-    w = np.asarray(durations_s, np.float64)
-    anchors = np.flatnonzero(w >= min_anchor_s)
-    if anchors.size == 0:
-        anchors = np.arange(n)
+    anchors = anchor_segments(durations_s, min_anchor_s)
     if anchors.size == 1:
         groups = np.zeros(1, int)
     else:
@@ -118,6 +115,31 @@ def cluster_voices(embeddings: np.ndarray, durations_s: np.ndarray, *, threshold
 
         tree = linkage(X[anchors], method="average", metric="cosine")
         groups = fcluster(tree, t=threshold, criterion="distance") - 1
+    return assign_voices(X, durations_s, anchors, groups, min_voice_s=min_voice_s)
+
+
+def anchor_segments(durations_s: np.ndarray, min_anchor_s: float = MIN_ANCHOR_S) -> np.ndarray:
+    """Indices of the segments that shape the clusters: those of at least ``min_anchor_s`` (all if none is)."""
+    w = np.asarray(durations_s, np.float64)
+    anchors = np.flatnonzero(w >= min_anchor_s)
+    return anchors if anchors.size else np.arange(w.size)
+
+
+def assign_voices(embeddings: np.ndarray, durations_s: np.ndarray, anchors: np.ndarray, groups: np.ndarray, *,
+                  min_voice_s: float = MIN_VOICE_S) -> np.ndarray:
+    """From a grouping of the anchor segments to a voice index for every segment (``[shape=(n,)]`` int).
+
+    Groups with less than ``min_voice_s`` seconds of speech are folded into the most similar
+    other group; every non-anchor segment joins the voice with the nearest duration-weighted
+    centroid; voices are numbered ``0..k-1`` in order of first appearance.
+
+    Args:
+        embeddings: ``[shape=(n, d)]`` unit vectors; durations_s: ``[shape=(n,)]`` seconds.
+        anchors: ``[shape=(m,)]`` indices into the segments; groups: ``[shape=(m,)]`` group of each anchor.
+    """
+    X = np.asarray(embeddings, np.float64)
+    w = np.asarray(durations_s, np.float64)
+    groups = np.unique(np.asarray(groups, int), return_inverse=True)[1]
     centroids = _centroids(X[anchors], w[anchors], groups)
     speech = np.bincount(groups, weights=w[anchors], minlength=len(centroids))
     while len(centroids) > 1 and speech.min() < min_voice_s:

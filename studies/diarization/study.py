@@ -72,14 +72,16 @@ def segment_evidence(cascade, vad, encoder, y: np.ndarray) -> dict:
     return {"regions": regions, "embeddings": emb, "female": female}
 
 
-def score(conv: dict, ev: dict, threshold: float, min_voice_s: float) -> dict:
+def score(conv: dict, ev: dict, threshold: float, min_voice_s: float, *, labels: np.ndarray | None = None) -> dict:
+    """DER, voice count and gender per voice of one conversation; ``labels`` (voice per segment) overrides the clustering."""
     from pipeline.voices import cluster_voices, voice_genders, voice_label
     from training.diarization_metrics import diarization_error
 
     regions = ev["regions"]
     durations = np.array([r.duration_s for r in regions])
     if regions:
-        labels = cluster_voices(ev["embeddings"], durations, threshold=threshold, min_voice_s=min_voice_s)
+        if labels is None:
+            labels = cluster_voices(ev["embeddings"], durations, threshold=threshold, min_voice_s=min_voice_s)
         genders = voice_genders(labels, durations, ev["female"])
     else:
         labels, genders = np.zeros(0, int), []

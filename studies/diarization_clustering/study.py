@@ -1,0 +1,177 @@
+"""Grouping segments into voices: AHC vs AHC with gender evidence vs auto-tuned spectral clustering.
+
+Protocol and decision rule: ``plan.md`` (written before the run). Usage::
+
+    python -m studies.diarization_clustering            # evidence cached in cache/diarization/, then the grid
+
+The conversations and the runtime evidence per segment (VAD regions, GE2E embeddings, ECAPA
+P(female)) are those of :mod:`studies.diarization` (same seeds); only the grouping differs.
+Scoring (DER with collars, voice count, gender per voice) is ``studies.diarization.study.score``'s.
+"""
+from __future__ import annotations
+
+import argparse
+import pickle
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from pipeline.paths import PROJECT_ROOT
+
+HERE = Path(__file__).resolve().parent
+THRESHOLDS = [round(0.20 + 0.025 * i, 3) for i in range(17)]  # 0.20 .. 0.60
+LAMBDAS = (0.25, 0.5, 1.0)
+ONE_VOICE = (0.60, 0.65, 0.70, 0.75, 0.80, 0.85, 0.90)
+MAX_VOICES = 8
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- groupings of the anchors
+
+def ahc_groups(X: np.ndarray, female: np.ndarray, *, threshold: float, lam: float = 0.0) -> np.ndarray:
+    """Average-linkage groups of unit vectors ``X [shape=(m, d)]``; distance ``cosine + lam * |dP(female)|``."""
+    from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.spatial.distance import squareform
+
+    if len(X) == 1:
+        return np.zeros(1, int)
+    d = np.clip(1.0 - X @ X.T, 0.0, 2.0)
+    if lam:
+        f = np.nan_to_num(female, nan=0.5)
+        d = d + lam * np.abs(f[:, None] - f[None, :])
+    np.fill_diagonal(d, 0.0)
+    tree = linkage(squareform(d, checks=False), method="average")
+    return fcluster(tree, t=threshold, criterion="distance") - 1
+
+
+def spectral_groups(X: np.ndarray, female: np.ndarray, *, one_voice: float, lam: float = 0.0,
+                    max_voices: int = MAX_VOICES, seed: int = 0) -> np.ndarray:
+    """NME-SC (Park et al. 2019): p-pruned cosine affinity, k by the normalised maximum eigengap, k-means.
+
+    Returns the group of each of the ``m`` rows of ``X [shape=(m, d)]`` (all 0 for one voice).
+    """
+    from sklearn.cluster import KMeans
+
+    m = len(X)
+    sim = X @ X.T
+    if m < 3 or sim[np.triu_indices(m, 1)].mean() >= one_voice:
+        return np.zeros(m, int)
+    if lam:
+        f = np.nan_to_num(female, nan=0.5)
+        sim = sim * (1.0 - lam * np.abs(f[:, None] - f[None, :]))
+    k_max = min(max_voices, m - 1)
+    best = None
+    for p in range(1, max(2, m // 2) + 1):  # p neighbours kept per row
+        a = np.zeros_like(sim)
+        idx = np.argsort(-sim, axis=1)[:, :p + 1]  # itself included
+        np.put_along_axis(a, idx, 1.0, axis=1)
+        a = (a + a.T) / 2
+        lap = np.diag(a.sum(1)) - a
+        vals, vecs = np.linalg.eigh(lap)
+        gaps = np.diff(vals[:k_max + 1])
+        k = int(np.argmax(gaps[1:])) + 2 if len(gaps) > 1 else 2  # k >= 2: the "one voice" test came first
+        ratio = (p / m) / max(gaps[k - 1], 1e-9)
+        if best is None or ratio < best[0]:
+            best = (ratio, k, vecs[:, :k])
+        if p >= 20:  # enough neighbours for recordings of up to a few hundred anchors
+            break
+    _, k, emb = best
+    return KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(emb)
+
+
+# --------------------------------------------------------------------------- evidence and scoring
+
+def evidence(split: str, n: int, seed: int, cache_dir: Path) -> list:
+    """``[(conversation, evidence)]`` of :func:`studies.diarization.study.build`, cached as a pickle."""
+    path = cache_dir / f"{split}_{n}_seed{seed}.pkl"
+    if path.is_file():
+        return pickle.loads(path.read_bytes())
+    import torch
+
+    from pipeline.cascade import Cascade
+    from pipeline.speaker_encoder import SpeakerEncoder
+    from pipeline.vad import SileroVad
+    from studies.diarization.study import build
+    from training.corpus import read_manifest
+
+    torch.set_num_threads(1)
+    splits = {"train", "val"} if split == "dev" else {"test"}
+    out = build(read_manifest(), splits, n, seed, Cascade.load(), SileroVad(), SpeakerEncoder(), _log)
+    out = [(conv, {"regions": ev["regions"], "embeddings": ev["embeddings"], "female": ev["female"]}) for conv, ev in out]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(pickle.dumps(out))
+    return out
+
+
+def score_all(convs: list, grouping: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> dict:
+    """Summary (``studies.diarization.study.summarise``) of every conversation grouped by ``grouping``."""
+    from pipeline.voices import anchor_segments, assign_voices
+    from studies.diarization.study import score, summarise
+
+    rows = []
+    for conv, ev in convs:
+        durations = np.array([r.duration_s for r in ev["regions"]])
+        labels = None
+        if len(durations):
+            anchors = anchor_segments(durations)
+            groups = grouping(np.asarray(ev["embeddings"], np.float64)[anchors], np.asarray(ev["female"])[anchors])
+            labels = assign_voices(ev["embeddings"], durations, anchors, groups)
+        rows.append(score(conv, ev, threshold=0.0, min_voice_s=3.0, labels=labels))
+    return summarise(rows)
+
+
+def variants() -> dict[str, dict[str, Callable]]:
+    """Every setting of every variant of the plan: ``{variant: {setting: grouping}}``."""
+    out: dict[str, dict[str, Callable]] = {"A shipped": {"threshold 0.35": lambda X, f: ahc_groups(X, f, threshold=0.35)}}
+    out["B AHC + gender"] = {f"lam {lam}, threshold {t}": (lambda X, f, t=t, lam=lam: ahc_groups(X, f, threshold=t, lam=lam))
+                             for lam in LAMBDAS for t in THRESHOLDS}
+    out["C spectral"] = {f"one voice >= {s}": (lambda X, f, s=s: spectral_groups(X, f, one_voice=s)) for s in ONE_VOICE}
+    out["D spectral + gender"] = {f"lam {lam}, one voice >= {s}": (lambda X, f, s=s, lam=lam: spectral_groups(X, f, one_voice=s, lam=lam))
+                                  for lam in LAMBDAS for s in ONE_VOICE}
+    return out
+
+
+def choose(results: dict[str, dict]) -> str:
+    """The setting with the best voice count, ties within one conversation (1/80) by the lower DER."""
+    best = max(r["all"]["count_right"] for r in results.values())
+    tied = {k: r for k, r in results.items() if r["all"]["count_right"] >= best - 1 / 80 + 1e-9}
+    return min(tied, key=lambda k: tied[k]["all"]["collar_0.25_der"])
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m studies.diarization_clustering", description=__doc__.splitlines()[0])
+    parser.add_argument("--dev", type=int, default=80)
+    parser.add_argument("--test", type=int, default=100)
+    parser.add_argument("--cache", type=Path, default=PROJECT_ROOT / "cache" / "diarization")
+    parser.add_argument("--out", type=Path, default=HERE / "report")
+    args = parser.parse_args(argv)
+    from studies.diarization_clustering.report import render
+    from training.reporting import write_report
+
+    t0 = time.time()
+    dev = evidence("dev", args.dev, 1, args.cache)
+    test = evidence("test", args.test, 2, args.cache)
+    _log(f"evidence ready in {time.time() - t0:.0f} s")
+    payload: dict = {"variants": {}}
+    for name, settings in variants().items():
+        dev_results = {k: score_all(dev, g) for k, g in settings.items()}
+        chosen = choose(dev_results)
+        payload["variants"][name] = {"chosen": chosen, "dev": dev_results[chosen]["all"],
+                                     "test": score_all(test, settings[chosen]),
+                                     "dev_grid": {k: r["all"] for k, r in dev_results.items()}}
+        _log(f"{name}: {chosen}: dev count {dev_results[chosen]['all']['count_right']:.3f}")
+    shipped = payload["variants"]["A shipped"]["dev"]
+    contenders = {k: v for k, v in payload["variants"].items() if k != "A shipped"}
+    best = max(contenders, key=lambda k: (contenders[k]["dev"]["count_right"], -contenders[k]["dev"]["collar_0.25_der"]))
+    wins = (contenders[best]["dev"]["count_right"] - shipped["count_right"] >= 0.05
+            and contenders[best]["dev"]["collar_0.25_der"] <= shipped["collar_0.25_der"])
+    payload["decision"] = {"best_contender": best, "ships": best if wins else "A shipped"}
+    write_report(args.out, payload, render(payload), config={k: str(v) for k, v in vars(args).items()})
+    _log(f"wrote {args.out}.md in {time.time() - t0:.0f} s")
+    return 0
