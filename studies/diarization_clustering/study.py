@@ -101,7 +101,7 @@ def evidence(split: str, n: int, seed: int, cache_dir: Path) -> list:
     from training.corpus import read_manifest
 
     torch.set_num_threads(1)
-    splits = {"train", "val"} if split == "dev" else {"test"}
+    splits = {"dev": {"train", "val"}, "val": {"val"}, "test": {"test"}}[split]
     out = build(read_manifest(), splits, n, seed, Cascade.load(), SileroVad(), SpeakerEncoder(), _log)
     out = [(conv, {"regions": ev["regions"], "embeddings": ev["embeddings"], "female": ev["female"]}) for conv, ev in out]
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -109,8 +109,13 @@ def evidence(split: str, n: int, seed: int, cache_dir: Path) -> list:
     return out
 
 
-def score_all(convs: list, grouping: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> dict:
-    """Summary (``studies.diarization.study.summarise``) of every conversation grouped by ``grouping``."""
+def score_all(convs: list, grouping: Callable[[np.ndarray, np.ndarray], np.ndarray],
+              transform: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None) -> dict:
+    """Summary (``studies.diarization.study.summarise``) of every conversation grouped by ``grouping``.
+
+    ``transform(embeddings (n, 256), durations_s (n,)) -> (n, d)`` unit vectors replaces a
+    recording's segment embeddings before grouping (round 2).
+    """
     from pipeline.voices import anchor_segments, assign_voices
     from studies.diarization.study import score, summarise
 
@@ -119,9 +124,12 @@ def score_all(convs: list, grouping: Callable[[np.ndarray, np.ndarray], np.ndarr
         durations = np.array([r.duration_s for r in ev["regions"]])
         labels = None
         if len(durations):
+            emb = np.asarray(ev["embeddings"], np.float64)
+            if transform is not None:
+                emb = transform(emb, durations)
             anchors = anchor_segments(durations)
-            groups = grouping(np.asarray(ev["embeddings"], np.float64)[anchors], np.asarray(ev["female"])[anchors])
-            labels = assign_voices(ev["embeddings"], durations, anchors, groups)
+            groups = grouping(emb[anchors], np.asarray(ev["female"])[anchors])
+            labels = assign_voices(emb, durations, anchors, groups)
         rows.append(score(conv, ev, threshold=0.0, min_voice_s=3.0, labels=labels))
     return summarise(rows)
 
@@ -137,11 +145,94 @@ def variants() -> dict[str, dict[str, Callable]]:
     return out
 
 
-def choose(results: dict[str, dict]) -> str:
-    """The setting with the best voice count, ties within one conversation (1/80) by the lower DER."""
+def choose(results: dict[str, dict], n: int = 80) -> str:
+    """The setting with the best voice count, ties within one conversation (1/n) by the lower DER."""
     best = max(r["all"]["count_right"] for r in results.values())
-    tied = {k: r for k, r in results.items() if r["all"]["count_right"] >= best - 1 / 80 + 1e-9}
+    tied = {k: r for k, r in results.items() if r["all"]["count_right"] >= best - 1 / n + 1e-9}
     return min(tied, key=lambda k: tied[k]["all"]["collar_0.25_der"])
+
+
+# --------------------------------------------------------------------------- round 2: other embeddings
+
+WIDE_THRESHOLDS = [round(0.05 + 0.025 * i, 3) for i in range(37)]  # 0.05 .. 0.95
+LDA_DIMS = (32, 64, 128)
+
+
+def _unit(X: np.ndarray) -> np.ndarray:
+    return X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
+
+
+def mean_removed(emb: np.ndarray, durations_s: np.ndarray) -> np.ndarray:
+    """Segment embeddings ``(n, d)`` minus their duration-weighted mean, renormalised (variant E)."""
+    mean = np.average(emb, axis=0, weights=np.maximum(durations_s, 1e-3))
+    return _unit(emb - mean)
+
+
+def fit_lda(cache: Path, *, min_clips: int = 5):
+    """LDA on the GE2E embeddings of every ``train`` clip, speakers with >= ``min_clips`` clips (variant F)."""
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+
+    from training.corpus import read_manifest
+
+    stored = np.load(cache, allow_pickle=False)
+    vectors = dict(zip(stored["paths"].tolist(), stored["embeddings"]))
+    rows = [u for u in read_manifest() if u.split == "train" and u.relpath in vectors]
+    counts: dict[str, int] = {}
+    for u in rows:
+        counts[u.speaker] = counts.get(u.speaker, 0) + 1
+    rows = [u for u in rows if counts[u.speaker] >= min_clips]
+    X = np.stack([vectors[u.relpath] for u in rows]).astype(np.float64)
+    y = np.array([u.speaker for u in rows])
+    lda = LinearDiscriminantAnalysis(solver="eigen", shrinkage="auto").fit(X, y)
+    return lda, {"clips": len(rows), "speakers": int(np.unique(y).size)}
+
+
+def round2_variants(lda) -> dict[str, tuple[Callable | None, dict[str, Callable]]]:
+    """``{variant: (transform, {setting: grouping})}`` of round 2 (all AHC)."""
+    def ahc(t: float) -> Callable:
+        return lambda X, f: ahc_groups(_unit(X), f, threshold=t)
+
+    def projected(dims: int, centre: bool) -> Callable:
+        def transform(emb: np.ndarray, durations_s: np.ndarray) -> np.ndarray:
+            z = _unit(lda.transform(emb)[:, :dims])
+            return mean_removed(z, durations_s) if centre else z
+        return transform
+
+    grid = {f"threshold {t}": ahc(t) for t in WIDE_THRESHOLDS}
+    out: dict = {"A shipped": (None, {"threshold 0.35": ahc(0.35)}), "E mean removed": (mean_removed, grid)}
+    for dims in LDA_DIMS:
+        out[f"F LDA {dims}"] = (projected(dims, False), grid)
+        out[f"G LDA {dims} + mean removed"] = (projected(dims, True), grid)
+    return out
+
+
+def run_round2(args) -> int:
+    from studies.diarization_clustering.report import render_round2
+    from training.reporting import write_report
+
+    t0 = time.time()
+    dev = evidence("val", 60, 4, args.cache)
+    test = evidence("test", args.test, 2, args.cache)
+    lda, lda_info = fit_lda(args.ge2e_cache)
+    _log(f"evidence and LDA ready in {time.time() - t0:.0f} s ({lda_info})")
+    payload: dict = {"lda": lda_info, "dev_conversations": len(dev), "variants": {}}
+    for name, (transform, settings) in round2_variants(lda).items():
+        dev_results = {k: score_all(dev, g, transform) for k, g in settings.items()}
+        chosen = choose(dev_results, n=len(dev))
+        payload["variants"][name] = {"chosen": chosen, "dev": dev_results[chosen]["all"],
+                                     "test": score_all(test, settings[chosen], transform),
+                                     "dev_grid": {k: r["all"] for k, r in dev_results.items()}}
+        _log(f"{name}: {chosen}: dev count {dev_results[chosen]['all']['count_right']:.3f}")
+    shipped = payload["variants"]["A shipped"]["dev"]
+    contenders = {k: v for k, v in payload["variants"].items() if k != "A shipped"}
+    best = max(contenders, key=lambda k: (contenders[k]["dev"]["count_right"], -contenders[k]["dev"]["collar_0.25_der"]))
+    wins = (contenders[best]["dev"]["count_right"] - shipped["count_right"] >= 0.05
+            and contenders[best]["dev"]["collar_0.25_der"] <= shipped["collar_0.25_der"])
+    payload["decision"] = {"best_contender": best, "ships": best if wins else "A shipped"}
+    out = args.out.with_name(args.out.name + "_round2")
+    write_report(out, payload, render_round2(payload), config={k: str(v) for k, v in vars(args).items()})
+    _log(f"wrote {out}.md in {time.time() - t0:.0f} s")
+    return 0
 
 
 def main(argv=None) -> int:
@@ -150,7 +241,12 @@ def main(argv=None) -> int:
     parser.add_argument("--test", type=int, default=100)
     parser.add_argument("--cache", type=Path, default=PROJECT_ROOT / "cache" / "diarization")
     parser.add_argument("--out", type=Path, default=HERE / "report")
+    parser.add_argument("--round", type=int, choices=(1, 2), default=1, help="1: clusterings; 2: embeddings (plan.md)")
+    parser.add_argument("--ge2e-cache", type=Path, default=PROJECT_ROOT / "cache" / "ge2e" / "embeddings.npz",
+                        help="GE2E embeddings of every manifest clip (studies.ge2e_gender), for round 2's LDA")
     args = parser.parse_args(argv)
+    if args.round == 2:
+        return run_round2(args)
     from studies.diarization_clustering.report import render
     from training.reporting import write_report
 
