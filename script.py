@@ -4,7 +4,14 @@
     python script.py FOLDER_FILE_OR_URI... [--list PATHS.txt] -o OUT.csv [--recursive]
         [--gender-model HUB_ID_OR_DIR] [--routing hard|soft] [--device cpu|cuda]
         [--engine local|ray [--ray-address auto|HOST:PORT] [--ray-actors N] [--ray-cpus-per-actor C]]
-        [--segments]
+        [--segments | --group none|folder|voice]
+
+``--group folder`` takes the files of each folder as one speaker, ``--group voice`` clusters all
+files by voice (GE2E embeddings, :mod:`pipeline.grouping`); each speaker's gender is then decided
+over all its speech and routes the emotion of every file of it (column ``voice``; ``gender`` and
+``gender_confidence`` are the voice's). The emotion stays each clip's own: emotion relative to the
+voice's baseline was measured and rejected (``studies/voice_baseline``). The grouping runs after
+the scoring, on this machine, then rewrites the CSV at once (``--resume`` redoes it).
 
 ``--segments`` writes one row per speech segment instead (who speaks when, with which emotion:
 :func:`pipeline.recording.analyse_recording`, columns :data:`pipeline.segments_csv.SEGMENT_COLUMNS`);
@@ -68,6 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="worker processes for decoding and features; 1 scores in this process only "
                              "(default: the number of CPUs, at most 8)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--group", choices=("none", "folder", "voice"), default="none",
+                        help="none: every file alone (default); folder: the files of a folder are one speaker; "
+                             "voice: files clustered by voice (GE2E). A speaker's gender is decided over all its "
+                             "files and routes each file's emotion (column voice). Emotion stays per clip: "
+                             "voice-relative emotion was measured and rejected (studies/voice_baseline)")
     parser.add_argument("--segments", action="store_true",
                         help="one row per speech segment (voice, its gender, the segment's emotion) instead of "
                              "per file; for recordings of several speakers. Local engine, one process")
@@ -109,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
         return _usage("--ray-actors must be at least 1 and --ray-cpus-per-actor above 0")
     if args.segments and args.engine == "ray":
         return _usage("--segments works with --engine local only (for now)")
+    if args.segments and args.group != "none":
+        return _usage("--group is for one row per file; --segments already gives each segment its voice")
 
     from pipeline import batch
 
@@ -145,8 +159,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nscript.py: interrupted; {len(rows)} of {len(files)} rows are in {out}. "
               "Run the same command with --resume to finish.", file=sys.stderr)
         return EXIT_INTERRUPTED
-    if done or args.engine == "ray":  # restore the stable order of an uninterrupted local run
-        batch.rewrite(out, (rows[f.name] for f in files))
+    ordered = [rows[f.name] for f in files]
+    final = ordered
+    if args.group != "none" or any(row["voice"] for row in ordered):  # grouped, or grouped by an earlier run
+        try:
+            final = _group(files, rows, args)
+        except KeyboardInterrupt:
+            print(f"\nscript.py: interrupted while grouping; all {len(files)} rows are in {out}, not grouped yet. "
+                  "Run the same command with --resume to finish.", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        if isinstance(final, int):
+            return final
+    if done or args.engine == "ray" or final != ordered:  # the stable order of an uninterrupted local run
+        batch.rewrite(out, final)
     failed = sum(1 for f in files if rows[f.name]["status"] != "ok")
     print(f"{len(files) - failed} of {len(files)} files ok; results in {out}", file=sys.stderr)
     return EXIT_SOME_FAILED if failed else EXIT_OK
@@ -173,6 +198,7 @@ def _run_local(todo, files, out: Path, rows: dict, args: argparse.Namespace) -> 
                                    routing=args.routing, device=args.device, denoise=args.denoise)
         except PipelineError as exc:
             return _usage(f"could not load the models: {exc}")
+        args.loaded_cascade = cascade  # the grouping pass reuses its emotion models
         results = ((item, batch.prediction_row(prediction, name=item.name))
                    for item, prediction in engine.results(cascade))
         _write(results, todo, files, out, rows, args)
@@ -203,6 +229,52 @@ def _run_ray(todo, files, out: Path, rows: dict, args: argparse.Namespace) -> in
         return _usage(str(exc) + (f"; {len(rows)} of {len(files)} rows are in {out}, --resume finishes the job"
                                   if rows else ""))
     return None
+
+
+def _group(files, rows: dict, args: argparse.Namespace) -> list[dict[str, str]] | int:
+    """``--group``: the rows in input order, grouped and routed by voice; an exit code if models fail to load."""
+    from tqdm import tqdm
+
+    from pipeline import batch, grouping
+    from pipeline.emotion import EmotionModel
+    from pipeline.errors import PipelineError
+
+    cascade = getattr(args, "loaded_cascade", None)
+    male_dir, female_dir = _model_dirs(args)
+    settings = (batch.FeatureSettings.of(cascade) if cascade is not None
+                else batch.FeatureSettings.from_model_dirs(male_dir, female_dir, denoise=args.denoise))
+    if settings is None:
+        return _usage(f"could not read the emotion models' config.json in {male_dir} and {female_dir}")
+
+    def emotion_models():
+        if cascade is not None:
+            return cascade.emotion_models
+        return {"male": EmotionModel.load(male_dir), "female": EmotionModel.load(female_dir)}
+
+    bars: dict[str, tqdm] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if stage not in bars:
+            bars[stage] = tqdm(total=total, desc=stage, unit="file", file=sys.stderr, disable=args.quiet,
+                               dynamic_ncols=True)
+        bars[stage].update(done - bars[stage].n)
+
+    try:
+        result = grouping.group_rows(files, rows, args.group, routing=args.routing, settings=settings,
+                                     emotion_models=emotion_models, jobs=args.jobs, batch_size=args.batch_size,
+                                     progress=progress)
+    except PipelineError as exc:
+        return _usage(f"could not load the models for --group: {exc}")
+    finally:
+        for bar in bars.values():
+            bar.close()
+    for name, reason in result.problems.items():
+        print(f"script.py: warning: {name} could not be read again for grouping ({reason}); its row is left as "
+              "it was", file=sys.stderr)
+    if args.group != "none":
+        print(f"{len(result.voices)} voice(s) by {args.group}; {len(result.rerouted)} file(s) re-routed to their "
+              f"voice's gender; grouping took {result.seconds:.1f} s", file=sys.stderr)
+    return result.rows
 
 
 def _write(results, todo, files, out: Path, rows: dict, args: argparse.Namespace) -> None:

@@ -25,7 +25,7 @@ from pipeline.emotion import EMOTION_LABELS
 from pipeline.gender import GENDER_LABELS
 
 CSV_COLUMNS: tuple[str, ...] = (
-    "file", "status", "error", "duration_s", "gender", "gender_confidence", "emotion",
+    "file", "voice", "status", "error", "duration_s", "gender", "gender_confidence", "emotion",
     "emotion_confidence", "emotion_model",
     *(f"prob_{label}" for label in EMOTION_LABELS),
     *(f"gender_prob_{label}" for label in GENDER_LABELS),
@@ -195,6 +195,7 @@ def prediction_row(prediction: Prediction, *, name: str | None = None) -> dict[s
     """The CSV row (column -> text) for one prediction."""
     row = {
         "file": name if name is not None else (prediction.file or ""),
+        "voice": "",  # set by script.py --group (pipeline.grouping); one file alone has no voice label
         "status": prediction.status,
         "error": prediction.error,
         "duration_s": _fmt(prediction.duration_s, 3),
@@ -275,6 +276,20 @@ def _init_worker(parent_pid: int | None = None) -> None:
         os._exit(0)
 
 
+def worker_pool(jobs: int, *, start_method: str | None = None):
+    """A ``ProcessPoolExecutor`` of ``jobs`` workers set up as :func:`_init_worker` says.
+
+    ``start_method`` (``"spawn"``, ...) for a pool started after torch or TensorFlow ran here
+    (forking then is unsafe); ``None`` is the platform's default (fork on Linux).
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    context = multiprocessing.get_context(start_method) if start_method else None
+    return ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker, initargs=(os.getpid(),),
+                               mp_context=context)
+
+
 class LocalEngine:
     """This machine: stage 1 in ``jobs`` worker processes, the models in this process.
 
@@ -297,10 +312,7 @@ class LocalEngine:
             self._start()
 
     def _start(self) -> None:
-        from concurrent.futures import ProcessPoolExecutor
-
-        self._pool = ProcessPoolExecutor(max_workers=self.workers, initializer=_init_worker,
-                                         initargs=(os.getpid(),))
+        self._pool = worker_pool(self.workers)
         self._ahead = [self._submit(c) for c in self.chunks[:2]]
 
     def _submit(self, chunk: list[InputFile]) -> list:

@@ -46,6 +46,8 @@ SLOW_TESTS = {
     "test_app.py::test_shipped_models_on_a_real_clip": "the shipped models end to end",
     "test_gender.py::test_shipped_model_on_real_test_clips": "the shipped gender model on real clips",
     "test_voices.py::test_analyse_recording_returns_time_ordered_segments_with_voices": "VAD + GE2E + tiny cascade (3 s)",
+    "test_grouping.py::test_worker_processes_give_the_same_rows": "spawns two GE2E worker processes (15-25 s)",
+    "test_grouping.py::test_real_actors_are_two_voices_with_their_genders": "the shipped models on real clips, twice",
     "test_notebooks.py::test_evaluation_notebook_on_a_subset": "executes a notebook",
     "test_notebooks.py::test_data_and_training_notebooks": "executes two notebooks",
     "test_notebooks.py::test_noise_notebook_on_a_few_clips": "executes a notebook",

@@ -41,7 +41,7 @@ def test_folder_to_csv(folder, tmp_path, models_args):
     code = script.main([str(folder), "-o", str(out), *models_args])
     header, rows = read_rows(out)
     assert code == 1  # broken.wav failed; the CSV is still complete
-    assert header[:17] == ["file", "status", "error", "duration_s", "gender", "gender_confidence", "emotion",
+    assert header[:18] == ["file", "voice", "status", "error", "duration_s", "gender", "gender_confidence", "emotion",
                            "emotion_confidence", "emotion_model", *[f"prob_{e}" for e in EMOTION_LABELS]]
     assert tuple(header) == CSV_COLUMNS
     assert [r["file"] for r in rows] == ["A.WAV", "b clip.wav", "broken.wav", "c.flac"]
