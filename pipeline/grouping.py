@@ -175,7 +175,7 @@ def cluster_files(names: Sequence[str], embeddings: np.ndarray, speech_s: np.nda
         embeddings: ``[shape=(len(names), 256)]`` GE2E unit vectors.
         speech_s: ``[shape=(len(names),)]`` speech per file, seconds (short files join the nearest voice).
     """
-    labels = cluster_voices(embeddings, speech_s, min_voice_s=FILE_MIN_VOICE_S)
+    labels = cluster_voices(embeddings, speech_s, min_voice_s=FILE_MIN_VOICE_S, centred_threshold=None)
     return {name: voice_label(int(k)) for name, k in zip(names, labels)}
 
 

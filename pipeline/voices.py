@@ -7,13 +7,18 @@
    agglomerative clustering (average linkage on cosine distance, cut at
    :data:`CLUSTER_THRESHOLD`); clusters with less than :data:`MIN_VOICE_S` seconds of speech
    are folded into the nearest other one; then every segment, shorter ones included, goes to
-   the voice whose duration-weighted centroid is nearest. Voices are labelled ``"A"``,
-   ``"B"``, ... in order of first speech.
+   the voice whose duration-weighted centroid is nearest. If that finds one voice, it is the
+   answer; otherwise the grouping is redone on the embeddings with the recording's mean removed
+   (:func:`centre_embeddings`, cut at :data:`CENTRED_THRESHOLD`): what all voices of a recording
+   share (room, channel, language) is taken out, so voices separate better, while a recording
+   of one voice, where only noise around that voice would remain, keeps its single voice.
+   Voices are labelled ``"A"``, ``"B"``, ... in order of first speech.
 3. :func:`voice_genders`: a voice's gender is decided over all its speech: the gender
    classifier's probabilities averaged over the voice's segments, weighted by duration.
 
-The constants come from ``studies/diarization`` (a grid on synthetic conversations built
-from train/val speakers; see its ``report.md``).
+The constants come from ``studies/diarization`` (the first cut, a grid on synthetic
+conversations of train/val speakers) and ``studies/diarization_clustering`` (the second, rounds
+2-4, chosen on conversations of val speakers).
 """
 from __future__ import annotations
 
@@ -30,6 +35,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 CLUSTER_THRESHOLD = 0.35
 """Cosine distance at which the average-linkage tree is cut (studies/diarization)."""
+
+CENTRED_THRESHOLD = 0.925
+"""Cosine distance of the second cut, on embeddings with the recording's mean removed (studies/diarization_clustering)."""
 
 MIN_ANCHOR_S = 1.0
 """Segments shorter than this do not shape the clusters; they join the nearest voice afterwards."""
@@ -93,7 +101,8 @@ def embed_segments(encoder: "SpeakerEncoder", y: np.ndarray, regions: Sequence[S
 
 
 def cluster_voices(embeddings: np.ndarray, durations_s: np.ndarray, *, threshold: float = CLUSTER_THRESHOLD,
-                   min_anchor_s: float = MIN_ANCHOR_S, min_voice_s: float = MIN_VOICE_S) -> np.ndarray:
+                   min_anchor_s: float = MIN_ANCHOR_S, min_voice_s: float = MIN_VOICE_S,
+                   centred_threshold: float | None = CENTRED_THRESHOLD) -> np.ndarray:
     """Voice index per segment, ``[shape=(n,)]`` int, ``0..k-1`` in order of first appearance.
 
     Args:
@@ -102,20 +111,36 @@ def cluster_voices(embeddings: np.ndarray, durations_s: np.ndarray, *, threshold
         threshold: cosine distance at which the average-linkage tree is cut.
         min_anchor_s: segments at least this long form the clusters (all of them if none is).
         min_voice_s: clusters with less speech are folded into the nearest other cluster.
+        centred_threshold: the second cut, on the embeddings with the recording's mean removed,
+            used when the first finds more than one voice; ``None``: the first cut only.
     """
     n = len(embeddings)
     if n == 0:
         return np.zeros(0, int)
     X = np.asarray(embeddings, np.float64)
     anchors = anchor_segments(durations_s, min_anchor_s)
-    if anchors.size == 1:
-        groups = np.zeros(1, int)
-    else:
-        from scipy.cluster.hierarchy import fcluster, linkage
+    labels = assign_voices(X, durations_s, anchors, _average_linkage(X[anchors], threshold), min_voice_s=min_voice_s)
+    if centred_threshold is None or labels.max() == 0:
+        return labels
+    centred = centre_embeddings(X, durations_s)
+    return assign_voices(centred, durations_s, anchors, _average_linkage(centred[anchors], centred_threshold),
+                         min_voice_s=min_voice_s)
 
-        tree = linkage(X[anchors], method="average", metric="cosine")
-        groups = fcluster(tree, t=threshold, criterion="distance") - 1
-    return assign_voices(X, durations_s, anchors, groups, min_voice_s=min_voice_s)
+
+def _average_linkage(X: np.ndarray, threshold: float) -> np.ndarray:
+    """Group of each row of ``X [shape=(m, d)]``: average-linkage tree on cosine distance cut at ``threshold``."""
+    if len(X) == 1:
+        return np.zeros(1, int)
+    from scipy.cluster.hierarchy import fcluster, linkage
+
+    return fcluster(linkage(X, method="average", metric="cosine"), t=threshold, criterion="distance") - 1
+
+
+def centre_embeddings(embeddings: np.ndarray, durations_s: np.ndarray) -> np.ndarray:
+    """Embeddings ``[shape=(n, d)]`` minus their duration-weighted mean, renormalised to unit length."""
+    X = np.asarray(embeddings, np.float64)
+    centred = X - np.average(X, axis=0, weights=np.maximum(np.asarray(durations_s, np.float64), 1e-3))
+    return centred / np.maximum(np.linalg.norm(centred, axis=1, keepdims=True), 1e-12)
 
 
 def anchor_segments(durations_s: np.ndarray, min_anchor_s: float = MIN_ANCHOR_S) -> np.ndarray:

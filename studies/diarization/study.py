@@ -81,7 +81,8 @@ def score(conv: dict, ev: dict, threshold: float, min_voice_s: float, *, labels:
     durations = np.array([r.duration_s for r in regions])
     if regions:
         if labels is None:
-            labels = cluster_voices(ev["embeddings"], durations, threshold=threshold, min_voice_s=min_voice_s)
+            labels = cluster_voices(ev["embeddings"], durations, threshold=threshold, min_voice_s=min_voice_s,
+                                    centred_threshold=None)  # the first cut only, as this study chose it
         genders = voice_genders(labels, durations, ev["female"])
     else:
         labels, genders = np.zeros(0, int), []

@@ -163,9 +163,10 @@ def _unit(X: np.ndarray) -> np.ndarray:
 
 
 def mean_removed(emb: np.ndarray, durations_s: np.ndarray) -> np.ndarray:
-    """Segment embeddings ``(n, d)`` minus their duration-weighted mean, renormalised (variant E)."""
-    mean = np.average(emb, axis=0, weights=np.maximum(durations_s, 1e-3))
-    return _unit(emb - mean)
+    """Segment embeddings ``(n, d)`` minus their duration-weighted mean, renormalised (variant E; now in the runtime)."""
+    from pipeline.voices import centre_embeddings
+
+    return centre_embeddings(emb, durations_s)
 
 
 def fit_lda(cache: Path, *, min_clips: int = 5):
@@ -270,24 +271,58 @@ def run_round3(args) -> int:
     return 0
 
 
-def one_voice_check(args) -> int:
-    """How many voices A and E find in recordings of ONE voice (test speakers, 20-90 s, pauses 0.2-2 s)."""
+def labels_a(emb: np.ndarray, dur: np.ndarray) -> np.ndarray:
+    """The shipped grouping (A): AHC at 0.35 on the raw embeddings."""
+    from pipeline.voices import anchor_segments, assign_voices
+
+    anchors = anchor_segments(dur)
+    return assign_voices(emb, dur, anchors, ahc_groups(emb[anchors], np.full(len(anchors), np.nan), threshold=0.35))
+
+
+def labels_e(emb: np.ndarray, dur: np.ndarray) -> np.ndarray:
+    """Round 2's E: recording mean removed, AHC at 0.925."""
+    from pipeline.voices import anchor_segments, assign_voices
+
+    anchors = anchor_segments(dur)
+    centred = mean_removed(emb, dur)
+    return assign_voices(centred, dur, anchors, ahc_groups(centred[anchors], np.full(len(anchors), np.nan), threshold=0.925))
+
+
+def labels_h(emb: np.ndarray, dur: np.ndarray) -> np.ndarray:
+    """Round 4's H: A's answer when it finds one voice, E's otherwise."""
+    a = labels_a(emb, dur)
+    return a if a.max() == 0 else labels_e(emb, dur)
+
+
+def score_labels(convs: list, labeller: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> dict:
+    """Like :func:`score_all`, with the voice of every segment from ``labeller(embeddings, durations)``."""
+    from studies.diarization.study import score, summarise
+
+    rows = []
+    for conv, ev in convs:
+        durations = np.array([r.duration_s for r in ev["regions"]])
+        labels = labeller(np.asarray(ev["embeddings"], np.float64), durations) if len(durations) else None
+        rows.append(score(conv, ev, threshold=0.0, min_voice_s=3.0, labels=labels))
+    return summarise(rows)
+
+
+def one_voice_counts(split: str, n: int, seed: int, labellers: dict[str, Callable]) -> dict[str, list[int]]:
+    """Voices found by each labeller in ``n`` recordings of one ``split`` speaker (20-90 s, pauses 0.2-2 s)."""
     import torch
 
     from pipeline.speaker_encoder import SpeakerEncoder
     from pipeline.vad import SileroVad
-    from pipeline.voices import anchor_segments, assign_voices, embed_segments
+    from pipeline.voices import embed_segments
     from studies.diarization.study import speakers_of
     from training.conversations import ClipCache
     from training.corpus import read_manifest
-    from training.reporting import write_report
 
     torch.set_num_threads(1)
-    rng, cache, vad, encoder = np.random.default_rng(6), ClipCache(), SileroVad(), SpeakerEncoder()
-    speakers = {k: v for k, v in speakers_of(read_manifest(), {"test"}).items() if len(v) >= 3}
+    rng, cache, vad, encoder = np.random.default_rng(seed), ClipCache(), SileroVad(), SpeakerEncoder()
+    speakers = {k: v for k, v in speakers_of(read_manifest(), {split}).items() if len(v) >= 3}
     names = sorted(speakers)
-    found: dict[str, list[int]] = {"A shipped": [], "E mean removed": []}
-    for i in range(args.one_voice):
+    found: dict[str, list[int]] = {k: [] for k in labellers}
+    for i in range(n):
         utts = speakers[names[int(rng.integers(len(names)))]]
         pieces, total = [], 0
         target = rng.uniform(20, 90) * 16000
@@ -303,15 +338,64 @@ def one_voice_check(args) -> int:
             continue
         emb = embed_segments(encoder, y, regions).astype(np.float64)
         dur = np.array([r.duration_s for r in regions])
-        anchors = anchor_segments(dur)
-        a = assign_voices(emb, dur, anchors, ahc_groups(emb[anchors], np.full(len(anchors), np.nan), threshold=0.35))
-        centred = mean_removed(emb, dur)
-        e = assign_voices(centred, dur, anchors, ahc_groups(centred[anchors], np.full(len(anchors), np.nan), threshold=0.925))
-        found["A shipped"].append(int(a.max()) + 1)
-        found["E mean removed"].append(int(e.max()) + 1)
-        _log(f"one voice {i + 1}/{args.one_voice}: {len(regions)} segments, A {found['A shipped'][-1]}, E {found['E mean removed'][-1]}")
-    summary = {k: {"recordings": len(v), "one_voice_right": float(np.mean(np.array(v) == 1)),
-                   "mean_voices": float(np.mean(v)), "max_voices": int(max(v))} for k, v in found.items()}
+        for k, f in labellers.items():
+            found[k].append(int(f(emb, dur).max()) + 1)
+        _log(f"one voice ({split}) {i + 1}/{n}: {len(regions)} segments, " + ", ".join(f"{k} {v[-1]}" for k, v in found.items()))
+    return found
+
+
+def _one_voice_summary(found: dict[str, list[int]]) -> dict:
+    return {k: {"recordings": len(v), "one_voice_right": float(np.mean(np.array(v) == 1)),
+                "mean_voices": float(np.mean(v)), "max_voices": int(max(v))} for k, v in found.items()}
+
+
+def run_round4(args) -> int:
+    from training.reporting import pct, write_report
+
+    fresh = evidence("val", 80, 5, args.cache)
+    test = evidence("test", args.test, 2, args.cache)
+    labellers = {"A shipped": labels_a, "H one voice first, then E": labels_h}
+    conv = {k: {"val_fresh": score_labels(fresh, f), "test": score_labels(test, f)} for k, f in labellers.items()}
+    one = {"val": _one_voice_summary(one_voice_counts("val", 40, 7, labellers)),
+           "test": _one_voice_summary(one_voice_counts("test", 40, 6, labellers))}
+    a, h = conv["A shipped"]["val_fresh"]["all"], conv["H one voice first, then E"]["val_fresh"]["all"]
+    ships = ("H one voice first, then E" if (a["collar_0.25_der"] - h["collar_0.25_der"] >= 0.02
+                                             and h["count_right"] >= a["count_right"]
+                                             and one["val"]["H one voice first, then E"]["mean_voices"]
+                                             <= one["val"]["A shipped"]["mean_voices"] + 0.5) else "A shipped")
+    lines = ["# Round 4: one voice first, then the recording-mean-removed grouping", "",
+             "Generated by `python -m studies.diarization_clustering --round 4` (plan: `plan.md`, round 4).", "",
+             "| grouping | conversations | DER (0.25 s) | confusion | voices right | gender per voice |",
+             "|---|---|---:|---:|---:|---:|"]
+    for k, sets in conv.items():
+        for key, label in (("val_fresh", "80 val (seed 5)"), ("test", "100 test")):
+            r = sets[key]["all"]
+            lines.append(f"| {k} | {label} | {pct(r['collar_0.25_der'])} | {pct(r['collar_0.25_confusion'])} | "
+                         f"{pct(r['count_right'])} | {pct(r['gender_per_voice'])} |")
+    lines += ["", "| grouping | one-voice recordings | one voice found | mean voices | most voices |", "|---|---|---:|---:|---:|"]
+    for split, summary in one.items():
+        for k, v in summary.items():
+            lines.append(f"| {k} | {v['recordings']} {split} | {pct(v['one_voice_right'])} | {v['mean_voices']:.2f} | {v['max_voices']} |")
+    lines += ["", f"Rule (DER at least 2 points lower and voice count not lower on the 80 val conversations; "
+              f"mean voices on one-voice val recordings at most A's + 0.5): ships **{ships}**.", "",
+              f"By conversation type on `test`, {ships}:", "",
+              "| type | n | DER (0.25 s) | voices right | gender per voice |", "|---|---:|---:|---:|---:|"]
+    for kind, r in conv[ships]["test"].items():
+        lines.append(f"| {kind} | {r['conversations']} | {pct(r['collar_0.25_der'])} | {pct(r['count_right'])} | "
+                     f"{pct(r['gender_per_voice'])} |")
+    out = args.out.with_name(args.out.name + "_round4")
+    write_report(out, {"conversations": conv, "one_voice": one, "decision": {"ships": ships}}, "\n".join(lines) + "\n",
+                 config={k: str(v) for k, v in vars(args).items()})
+    _log(f"wrote {out}.md: ships {ships}")
+    return 0
+
+
+def one_voice_check(args) -> int:
+    """How many voices A and E find in recordings of ONE voice (test speakers, 20-90 s, pauses 0.2-2 s; seed 6)."""
+    from training.reporting import write_report
+
+    found = one_voice_counts("test", args.one_voice, 6, {"A shipped": labels_a, "E mean removed": labels_e})
+    summary = _one_voice_summary(found)
     lines = ["# One-voice recordings: voices found", "",
              f"Generated by `python -m studies.diarization_clustering --one-voice {args.one_voice}`: recordings of one "
              "`test` speaker (20-90 s of their clips with 0.2-2 s pauses, seed 6) through silero-vad, GE2E and each grouping.",
@@ -330,8 +414,8 @@ def main(argv=None) -> int:
     parser.add_argument("--test", type=int, default=100)
     parser.add_argument("--cache", type=Path, default=PROJECT_ROOT / "cache" / "diarization")
     parser.add_argument("--out", type=Path, default=HERE / "report")
-    parser.add_argument("--round", type=int, choices=(1, 2, 3), default=1,
-                        help="1: clusterings; 2: embeddings; 3: confirmation of round 2's best (plan.md)")
+    parser.add_argument("--round", type=int, choices=(1, 2, 3, 4), default=1,
+                        help="1: clusterings; 2: embeddings; 3: confirmation of round 2's best; 4: one voice first (plan.md)")
     parser.add_argument("--one-voice", type=int, default=0, metavar="N",
                         help="instead: N one-voice recordings through the shipped grouping and round 2's E")
     parser.add_argument("--ge2e-cache", type=Path, default=PROJECT_ROOT / "cache" / "ge2e" / "embeddings.npz",
@@ -343,6 +427,8 @@ def main(argv=None) -> int:
         return run_round2(args)
     if args.round == 3:
         return run_round3(args)
+    if args.round == 4:
+        return run_round4(args)
     from studies.diarization_clustering.report import render
     from training.reporting import write_report
 
