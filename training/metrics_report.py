@@ -79,6 +79,11 @@ def to_markdown(metrics: dict) -> str:
                   "| condition | clips | gender unchanged | emotion unchanged |", "|---|---:|---:|---:|"]
         for name, m in metrics["level_robustness"].items():
             lines.append(f"| {name} | {m['n']} | {_pct(m['gender_unchanged'])} | {_pct(m['emotion_unchanged'])} |")
+    if metrics.get("gender_robustness"):
+        lines += ["", "## Gender under degraded recordings", "", _robustness_intro(metrics["gender_robustness"]), ""]
+        lines += _robustness_rows(metrics["gender_robustness"])
+    if metrics.get("gender_calibration"):
+        lines += ["", "## Gender calibration", ""] + _calibration_lines(metrics["gender_calibration"])
     if g["errors"]:
         lines += ["", "## Gender errors", "", "| file | corpus | true | emotion | p(female) |", "|---|---|---|---|---:|"]
         for e in g["errors"][:50]:
@@ -97,6 +102,50 @@ def _routing_rows(comparison: dict) -> list[str]:
                         f"{100 * iv['estimate']:+.1f} pts | [{100 * iv['low']:+.1f}, {100 * iv['high']:+.1f}] | "
                         f"{iv['n_groups']} |")
     return rows
+
+
+def _robustness_intro(robustness: dict) -> str:
+    """The sentence above the gender robustness table."""
+    clean = robustness["conditions"]["clean"]
+    return (f"The gender model on the {clean['n']} gender-labelled `{robustness['split']}` clips, each as recorded "
+            "and as it would arrive degraded: the decoded clip is converted (8-bit PCM, telephone band, codec) or "
+            "has noise added (SNR against its speech part; babble of six LibriSpeech readers not in this split), "
+            "then prepared as any file is (`training/gender_conditions.py`). *Answers changed*: share of clips "
+            f"whose gender differs from the clean clip's. Target: at most {robustness['target_pts']:g} points "
+            "below clean under each condition.")
+
+
+def _robustness_rows(robustness: dict) -> list[str]:
+    """Table rows (condition | clips | accuracy | change vs clean | answers changed | one column per corpus)."""
+    conditions = robustness["conditions"]
+    corpora = list(conditions["clean"]["per_corpus"])
+    rows = ["| condition | clips | accuracy | vs clean | answers changed | " + " | ".join(corpora) + " |",
+            "|---|---:|---:|---:|---:|" + "---:|" * len(corpora)]
+    for name, c in conditions.items():
+        change = "–" if name == "clean" else f"{c['change_pts']:+.1f} pts"
+        flipped = "–" if name == "clean" else _pct(c["flipped"])
+        per_corpus = [_pct(c["per_corpus"][k]["accuracy"]) if k in c["per_corpus"] else "n/a" for k in corpora]
+        rows.append(f"| {c['description']} | {c['n']} | {_pct(c['accuracy'])} | {change} | {flipped} | "
+                    + " | ".join(per_corpus) + " |")
+    return rows
+
+
+def _calibration_lines(calibration: dict) -> list[str]:
+    """The ECE sentence and the P(female) reliability table of ``metrics["gender_calibration"]``."""
+    seen = calibration.get("seen_corpora")
+    lines = [f"Expected calibration error of P(female) over {calibration['n']} clips (10 equal-width bins of "
+             f"P(female), share of female voices per bin): **{calibration['p_female']['ece']:.3f}**; of the "
+             f"confidence in the predicted gender (10 equal-width bins of [0, 1], as for emotion): "
+             f"{calibration['top_label']['ece']:.3f}."
+             + (f" On the {seen['n']} clips of the corpora the model was trained on: {seen['p_female_ece']:.3f} "
+                f"and {seen['top_label_ece']:.3f}." if seen else ""), "",
+             "| P(female) | clips | mean P(female) | share female |", "|---|---:|---:|---:|"]
+    for b in calibration["p_female"]["bins"]:
+        filled = b["n"] > 0
+        lines.append(f"| {b['low']:.1f}-{b['high']:.1f} | {b['n']} | "
+                     f"{b['mean_p_female']:.3f} | {_pct(b['share_female'])} |" if filled else
+                     f"| {b['low']:.1f}-{b['high']:.1f} | 0 | – | – |")
+    return lines
 
 
 def _interval_sentence(interval: dict) -> str:
@@ -146,6 +195,7 @@ def write_results_doc(metrics: dict, path: Path = RESULTS_DOC) -> None:
 
     The README links here instead of carrying the figures; ``reports/metrics.md``
     keeps the full tables (per-class recall, calibration, level robustness, errors).
+    The gender robustness and calibration sections appear when ``metrics`` has them.
     """
     g, methods = metrics["gender"], list(metrics["emotion"])
     lines = [
@@ -187,6 +237,11 @@ def write_results_doc(metrics: dict, path: Path = RESULTS_DOC) -> None:
                   "that includes zero is no evidence either way.", "",
                   "| subset | contrast | difference | 95% interval | speakers |", "|---|---|---:|---:|---:|"]
         lines += _routing_rows(metrics["routing_comparison"])
+    if metrics.get("gender_robustness"):
+        lines += ["", "## Gender under degraded recordings", "", _robustness_intro(metrics["gender_robustness"]), ""]
+        lines += _robustness_rows(metrics["gender_robustness"])
+    if metrics.get("gender_calibration"):
+        lines += ["", "## Are the gender probabilities calibrated?", ""] + _calibration_lines(metrics["gender_calibration"])
     lines += ["", "## Beyond the `test` split", "",
               "The `test` speakers are new, their corpora are not. How the models do on a corpus never seen "
               "in training (closer to a user's own recordings) is measured by "

@@ -93,14 +93,28 @@ class Reliability:
 def reliability(probabilities: np.ndarray, y_true: Sequence[int], *, n_bins: int = 10) -> Reliability:
     """Top-label calibration of ``probabilities [n, n_classes]`` against class indices ``y_true [n]``."""
     probabilities = np.asarray(probabilities, dtype=float)
-    confidence = probabilities.max(axis=1)
     correct = probabilities.argmax(axis=1) == np.asarray(y_true)
+    return _binned(probabilities.max(axis=1), correct, n_bins)
+
+
+def binary_reliability(p_positive: Sequence[float], positive: Sequence[bool], *, n_bins: int = 10) -> Reliability:
+    """Calibration of one class's probability ``p_positive [n]`` against whether each row is that class, ``positive [n]``.
+
+    The :class:`Reliability` it returns bins ``p_positive`` (not the top probability): ``confidence``
+    is the mean ``p_positive`` per bin and ``accuracy`` the share of positive rows there, so all
+    ``n_bins`` bins of [0, 1] can fill (for two classes the top probability never falls below 0.5).
+    """
+    return _binned(np.asarray(p_positive, dtype=float), np.asarray(positive, dtype=bool), n_bins)
+
+
+def _binned(score: np.ndarray, hit: np.ndarray, n_bins: int) -> Reliability:
+    """Mean ``score`` and mean ``hit`` in ``n_bins`` equal-width bins of [0, 1] (``(lo, hi]``, the first also takes 0)."""
     edges = np.linspace(0.0, 1.0, n_bins + 1)
-    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, n_bins - 1)
+    which = np.clip(np.digitize(score, edges[1:-1], right=True), 0, n_bins - 1)
     count = np.bincount(which, minlength=n_bins)
     with np.errstate(invalid="ignore"):
-        mean_conf = np.bincount(which, weights=confidence, minlength=n_bins) / count
-        mean_acc = np.bincount(which, weights=correct.astype(float), minlength=n_bins) / count
+        mean_conf = np.bincount(which, weights=score, minlength=n_bins) / count
+        mean_acc = np.bincount(which, weights=hit.astype(float), minlength=n_bins) / count
     filled = count > 0
     ece = float(np.sum(count[filled] / count.sum() * np.abs(mean_acc[filled] - mean_conf[filled]))) if count.sum() else 0.0
     return Reliability(edges, mean_conf, mean_acc, count, ece)

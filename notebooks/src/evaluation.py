@@ -47,12 +47,14 @@ from pipeline.emotion import EMOTION_LABELS
 from training.evaluate import evaluate
 from training.metrics_report import to_markdown
 from pipeline.features import feature_groups
-from training.stats import group_permutation_importance, reliability
+from training.stats import binary_reliability, group_permutation_importance, reliability
 
 plt.rcParams.update({"figure.dpi": 90})
 cascade = Cascade.load()
 features = {}  # relpath -> the feature vector the emotion models read, kept for the feature view
-metrics, frame = evaluate(cascade=cascade, limit=LIMIT, robustness_clips=ROBUSTNESS_CLIPS, features_out=features)
+# the gender robustness table (seven passes of the gender model over the split) is read from the committed report below
+metrics, frame = evaluate(cascade=cascade, limit=LIMIT, robustness_clips=ROBUSTNESS_CLIPS, gender_conditions=False,
+                          features_out=features)
 scored = frame[frame.status == "ok"]
 emotional = scored[scored.emotion != ""].copy()
 print(f"{metrics['n_clips']} test clips from {metrics['n_speakers']} speakers; {len(scored)} scored, "
@@ -255,6 +257,56 @@ print(f"gender: ECE {gr.ece:.3f} over {len(scored)} clips; "
       f"their accuracy {np.mean((scored.pred_gender == scored.gender)[gender_probs.max(axis=1) < 0.9]):.3f}")
 
 # %% [markdown]
+# ## Are the gender probabilities calibrated?
+#
+# The app marks a gender answer *uncertain* below 0.80 (`pipeline/confidence.py`). That mark means
+# something only if the probabilities do: of the clips given P(female) near 0.7, about 70% should be
+# women. The reliability diagram bins P(female) into 10 equal-width bins and plots the share of female
+# voices in each against the mean P(female) there; ECE (expected calibration error) is the gap to the
+# diagonal averaged over clips. It reads the committed `reports/test_predictions.csv` (the whole `test`
+# split, written by `python -m pipeline.evaluate` with `reports/metrics.json`), whatever `LIMIT` is.
+
+# %%
+committed_metrics = json.loads((ROOT / "reports" / "metrics.json").read_text())
+test_predictions = pd.read_csv(ROOT / "reports" / "test_predictions.csv")
+answered = test_predictions[test_predictions.status == "ok"]
+p_female = answered.p_female.to_numpy()
+is_female = (answered.gender == "female").to_numpy()
+gender_cal = binary_reliability(p_female, is_female)
+gender_top = reliability(np.stack([1 - p_female, p_female], axis=1), is_female.astype(int))
+if "gender_calibration" in committed_metrics:
+    assert np.isclose(gender_cal.ece, committed_metrics["gender_calibration"]["p_female"]["ece"]), "stale reports"
+
+fig, (ax, ax_n) = plt.subplots(2, 1, figsize=(7, 7.5), sharex=True, gridspec_kw={"height_ratios": [3, 1.2]})
+filled = gender_cal.count > 0
+ax.plot([0, 1], [0, 1], "k:", label="perfectly calibrated")
+ax.plot(gender_cal.confidence[filled], gender_cal.accuracy[filled], "o-", color="tab:red",
+        label=f"shipped gender model (ECE {gender_cal.ece:.3f})")
+for x, y, n in zip(gender_cal.confidence[filled], gender_cal.accuracy[filled], gender_cal.count[filled]):
+    ax.annotate(f"n={n}", (x, y), textcoords="offset points", xytext=(6, -12) if x < 0.85 else (-44, -4), fontsize=8)
+ax.set_xlim(0, 1)
+ax.set_ylim(-0.02, 1.02)
+ax.set_ylabel("share of female voices in the bin")
+ax.set_title(f"gender reliability diagram, test split ({len(answered)} clips)")
+ax.legend(loc="upper left")
+centres = (gender_cal.bin_edges[:-1] + gender_cal.bin_edges[1:]) / 2
+ax_n.bar(centres, gender_cal.count, width=0.09, color="tab:gray")
+for x, n in zip(centres, gender_cal.count):
+    ax_n.annotate(str(n), (x, n), ha="center", va="bottom", fontsize=8)
+ax_n.set_yscale("log")
+ax_n.set_ylim(0.8, gender_cal.count.max() * 4)
+ax_n.set_xticks(gender_cal.bin_edges)
+ax_n.set_xlabel("predicted P(female) (10 equal-width bins)")
+ax_n.set_ylabel("clips (log)")
+fig.tight_layout()
+display(pd.DataFrame({"clips": gender_cal.count, "mean P(female)": gender_cal.confidence,
+                      "share female": gender_cal.accuracy},
+                     index=[f"{lo:.1f}-{hi:.1f}" for lo, hi in zip(gender_cal.bin_edges[:-1], gender_cal.bin_edges[1:])])
+        .round(3))
+print(f"ECE of P(female): {gender_cal.ece:.3f}; of the confidence in the predicted gender: {gender_top.ece:.3f} "
+      f"({len(answered)} clips)")
+
+# %% [markdown]
 # ## Does routing by gender help?
 #
 # Four ways to answer the same clips, side by side: **cascade** (predicted gender, hard routing:
@@ -354,6 +406,41 @@ if metrics["level_robustness"]:
     display(pd.DataFrame(metrics["level_robustness"]).T)
 else:
     print("skipped (ROBUSTNESS_CLIPS = 0)")
+
+# %% [markdown]
+# ## Gender under degraded recordings
+#
+# The gender answer should not change when the same clip arrives as 8-bit PCM, through a telephone
+# band, as low-rate MP3 or Opus, or with pink noise or babble at 10 dB SNR (SNR against the speech
+# part). Target: at most 2 points below clean under each condition. `python -m pipeline.evaluate`
+# scores every gender-labelled `test` clip under each condition (`training/gender_conditions.py`; the
+# slowest part of the evaluation, skipped by `--no-robustness`); this reads its table from
+# `reports/metrics.json`.
+
+# %%
+robustness = committed_metrics.get("gender_robustness")
+if robustness:
+    conditions = robustness["conditions"]
+    corpora = list(conditions["clean"]["per_corpus"])
+    robust_table = pd.DataFrame([{"condition": c["description"], "clips": c["n"], "accuracy %": 100 * c["accuracy"],
+                                  "vs clean (pts)": c["change_pts"], "answers changed %": 100 * c["flipped"],
+                                  **{k: 100 * c["per_corpus"][k]["accuracy"] for k in corpora}}
+                                 for c in conditions.values()]).set_index("condition")
+    display(robust_table.round(1))
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    change = robust_table["vs clean (pts)"].iloc[1:]
+    ax.barh(change.index, change, color=["tab:green" if v >= -robustness["target_pts"] else "tab:red" for v in change])
+    ax.axvline(-robustness["target_pts"], color="k", linestyle="--", label=f"target: -{robustness['target_pts']:g} pts")
+    ax.axvline(0, color="k", linewidth=0.8)
+    ax.bar_label(ax.containers[0], fmt="%+.1f", padding=3)
+    ax.set_xlim(min(change.min(), -robustness["target_pts"]) * 1.2, 2)
+    ax.invert_yaxis()
+    ax.set_xlabel("gender accuracy minus clean accuracy (points)")
+    ax.set_title(f"gender model under degraded recordings ({conditions['clean']['n']} test clips)")
+    ax.legend()
+    fig.tight_layout()
+else:
+    print("reports/metrics.json has no gender robustness table: run `python -m pipeline.evaluate`")
 
 # %% [markdown]
 # ## The full report
