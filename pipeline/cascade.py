@@ -52,16 +52,36 @@ class Featurised:
     failure: Prediction | None = None
 
 
+def _prepare(y: np.ndarray, sr: int, audio_config: AudioConfig, denoise: DenoiseConfig | None) -> PreparedAudio:
+    """Prepare a decoded signal ``y`` at ``sr`` Hz (noise-reduced first when ``denoise`` is set). Raises on bad audio."""
+    if denoise is not None:
+        prepare_signal(y, sr, config=audio_config)  # the input's own problems first (empty, silent, ...)
+        y = reduce_noise(to_mono_float(y)[0], validate_rate(sr), config=denoise)
+    return prepare_signal(y, sr, config=audio_config)
+
+
+def _decode_source(source: AudioSource, name: str, audio_config: AudioConfig) -> tuple[np.ndarray, int]:
+    # Mixed to mono while decoding, and a recording over the limit is refused from its header.
+    decoded = decode_audio(source, name=name, mono=True, max_seconds=audio_config.max_duration_s)
+    return decoded.samples, decoded.sample_rate
+
+
+def prepare_source(source: AudioSource, name: str, audio_config: AudioConfig,
+                   denoise: DenoiseConfig | None = None) -> PreparedAudio:
+    """Decode and prepare one file path, bytes or file object exactly as stage 1 does, without features.
+
+    Raises the :class:`~pipeline.errors.PipelineError` of a bad input (stage 1 turns it into a row).
+    """
+    return _prepare(*_decode_source(source, name, audio_config), audio_config, denoise)
+
+
 def _featurise(name: str | None, decode: Callable[[], tuple[np.ndarray, int]], audio_config: AudioConfig,
                feature_config, denoise: DenoiseConfig | None = None) -> Featurised:
     duration = None
     try:
         y, sr = decode()
         duration = _duration_s(y, sr)
-        if denoise is not None:
-            prepare_signal(y, sr, config=audio_config)  # the input's own problems first (empty, silent, ...)
-            y = reduce_noise(to_mono_float(y)[0], validate_rate(sr), config=denoise)
-        audio = prepare_signal(y, sr, config=audio_config)
+        audio = _prepare(y, sr, audio_config, denoise)
         features = extract_features(audio.samples, config=feature_config)
     except Exception as exc:  # one bad input never stops the others
         return Featurised(name, failure=Prediction.failure(exc, file=name, duration_s=duration))
@@ -72,12 +92,7 @@ def featurise_source(source: AudioSource, name: str, audio_config: AudioConfig, 
                      denoise: DenoiseConfig | None = None) -> Featurised:
     """Stage 1 for a file path, bytes or file object (a top-level function, for process pools)."""
 
-    def decode() -> tuple[np.ndarray, int]:
-        # Mixed to mono while decoding, and a recording over the limit is refused from its header.
-        decoded = decode_audio(source, name=name, mono=True, max_seconds=audio_config.max_duration_s)
-        return decoded.samples, decoded.sample_rate
-
-    return _featurise(name, decode, audio_config, feature_config, denoise)
+    return _featurise(name, lambda: _decode_source(source, name, audio_config), audio_config, feature_config, denoise)
 
 
 def _import_audio_libraries() -> None:

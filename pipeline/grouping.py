@@ -34,21 +34,16 @@ from itertools import repeat
 
 import numpy as np
 
-from pipeline.audio import (
-    PreparedAudio,
-    decode_audio,
-    prepare_signal,
-    resample,
-    to_mono_float,
-    validate_rate,
-)
-from pipeline.batch import (
+from pipeline.audio import PreparedAudio, resample
+from pipeline.batch import (  # _fmt: the rows' one number format
+    _fmt,
     FeatureSettings,
     InputFile,
     featurise_input,
     prediction_row,
     worker_pool,
 )
+from pipeline.cascade import prepare_source
 from pipeline.emotion import EMOTION_LABELS, EmotionModel
 from pipeline.gender import GENDER_LABELS
 from pipeline.prediction import Prediction
@@ -139,10 +134,6 @@ def _number(text: str | None) -> float:
         return float("nan")
 
 
-def _fmt(value: float) -> str:
-    return f"{value:.4f}"
-
-
 def own_probabilities(row: Mapping[str, str]) -> dict[str, float]:
     """The file's own gender probabilities from its row (``gender_prob_male``/``_female``); ``{}`` if absent."""
     probs = {g: _number(row.get(f"gender_prob_{g}")) for g in GENDER_LABELS}
@@ -229,15 +220,7 @@ def apply_target(row: Mapping[str, str], target: Target, probs_by_gender: Mappin
 
 def prepare_input(item: InputFile, settings: FeatureSettings) -> PreparedAudio:
     """Decode and prepare one input as stage 1 of the scoring pass does (denoised if it was), no features."""
-    config = settings.audio_config
-    decoded = decode_audio(item.source(), name=item.name, mono=True, max_seconds=config.max_duration_s)
-    y, sr = decoded.samples, decoded.sample_rate
-    if settings.denoise is not None:
-        from pipeline.denoise import reduce_noise
-
-        prepare_signal(y, sr, config=config)  # the input's own problems first, as in the scoring pass
-        y = reduce_noise(to_mono_float(y)[0], validate_rate(sr), config=settings.denoise)
-    return prepare_signal(y, sr, config=config)
+    return prepare_source(item.source(), item.name, settings.audio_config, settings.denoise)
 
 
 @dataclass(frozen=True)

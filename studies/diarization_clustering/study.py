@@ -152,6 +152,29 @@ def choose(results: dict[str, dict], n: int = 80) -> str:
     return min(tied, key=lambda k: tied[k]["all"]["collar_0.25_der"])
 
 
+def compare(dev: list, test: list, candidates: dict[str, tuple[Callable | None, dict[str, Callable]]]) -> dict:
+    """Each variant's setting chosen on ``dev`` (:func:`choose`), scored on ``test``; then the plan's rule.
+
+    ``candidates``: ``{variant: (transform or None, {setting: grouping})}``; ``"A shipped"`` is the baseline.
+    Returns ``{"variants": {...}, "decision": {"best_contender", "ships"}}``.
+    """
+    out: dict = {"variants": {}}
+    for name, (transform, settings) in candidates.items():
+        dev_results = {k: score_all(dev, g, transform) for k, g in settings.items()}
+        chosen = choose(dev_results, n=len(dev))
+        out["variants"][name] = {"chosen": chosen, "dev": dev_results[chosen]["all"],
+                                 "test": score_all(test, settings[chosen], transform),
+                                 "dev_grid": {k: r["all"] for k, r in dev_results.items()}}
+        _log(f"{name}: {chosen}: dev count {dev_results[chosen]['all']['count_right']:.3f}")
+    shipped = out["variants"]["A shipped"]["dev"]
+    contenders = {k: v for k, v in out["variants"].items() if k != "A shipped"}
+    best = max(contenders, key=lambda k: (contenders[k]["dev"]["count_right"], -contenders[k]["dev"]["collar_0.25_der"]))
+    wins = (contenders[best]["dev"]["count_right"] - shipped["count_right"] >= 0.05
+            and contenders[best]["dev"]["collar_0.25_der"] <= shipped["collar_0.25_der"])
+    out["decision"] = {"best_contender": best, "ships": best if wins else "A shipped"}
+    return out
+
+
 # --------------------------------------------------------------------------- round 2: other embeddings
 
 WIDE_THRESHOLDS = [round(0.05 + 0.025 * i, 3) for i in range(37)]  # 0.05 .. 0.95
@@ -216,20 +239,7 @@ def run_round2(args) -> int:
     test = evidence("test", args.test, 2, args.cache)
     lda, lda_info = fit_lda(args.ge2e_cache)
     _log(f"evidence and LDA ready in {time.time() - t0:.0f} s ({lda_info})")
-    payload: dict = {"lda": lda_info, "dev_conversations": len(dev), "variants": {}}
-    for name, (transform, settings) in round2_variants(lda).items():
-        dev_results = {k: score_all(dev, g, transform) for k, g in settings.items()}
-        chosen = choose(dev_results, n=len(dev))
-        payload["variants"][name] = {"chosen": chosen, "dev": dev_results[chosen]["all"],
-                                     "test": score_all(test, settings[chosen], transform),
-                                     "dev_grid": {k: r["all"] for k, r in dev_results.items()}}
-        _log(f"{name}: {chosen}: dev count {dev_results[chosen]['all']['count_right']:.3f}")
-    shipped = payload["variants"]["A shipped"]["dev"]
-    contenders = {k: v for k, v in payload["variants"].items() if k != "A shipped"}
-    best = max(contenders, key=lambda k: (contenders[k]["dev"]["count_right"], -contenders[k]["dev"]["collar_0.25_der"]))
-    wins = (contenders[best]["dev"]["count_right"] - shipped["count_right"] >= 0.05
-            and contenders[best]["dev"]["collar_0.25_der"] <= shipped["collar_0.25_der"])
-    payload["decision"] = {"best_contender": best, "ships": best if wins else "A shipped"}
+    payload: dict = {"lda": lda_info, "dev_conversations": len(dev), **compare(dev, test, round2_variants(lda))}
     out = args.out.with_name(args.out.name + "_round2")
     write_report(out, payload, render_round2(payload), config={k: str(v) for k, v in vars(args).items()})
     _log(f"wrote {out}.md in {time.time() - t0:.0f} s")
@@ -272,26 +282,24 @@ def run_round3(args) -> int:
 
 
 def labels_a(emb: np.ndarray, dur: np.ndarray) -> np.ndarray:
-    """The shipped grouping (A): AHC at 0.35 on the raw embeddings."""
-    from pipeline.voices import anchor_segments, assign_voices
+    """The grouping shipped before round 4 (A): the runtime's first cut alone (0.35)."""
+    from pipeline.voices import cluster_voices
 
-    anchors = anchor_segments(dur)
-    return assign_voices(emb, dur, anchors, ahc_groups(emb[anchors], np.full(len(anchors), np.nan), threshold=0.35))
+    return cluster_voices(emb, dur, threshold=0.35, centred_threshold=None)
 
 
 def labels_e(emb: np.ndarray, dur: np.ndarray) -> np.ndarray:
-    """Round 2's E: recording mean removed, AHC at 0.925."""
-    from pipeline.voices import anchor_segments, assign_voices
+    """Round 2's E: the runtime's cut at 0.925 on the embeddings with the recording's mean removed."""
+    from pipeline.voices import cluster_voices
 
-    anchors = anchor_segments(dur)
-    centred = mean_removed(emb, dur)
-    return assign_voices(centred, dur, anchors, ahc_groups(centred[anchors], np.full(len(anchors), np.nan), threshold=0.925))
+    return cluster_voices(mean_removed(emb, dur), dur, threshold=0.925, centred_threshold=None)
 
 
 def labels_h(emb: np.ndarray, dur: np.ndarray) -> np.ndarray:
-    """Round 4's H: A's answer when it finds one voice, E's otherwise."""
-    a = labels_a(emb, dur)
-    return a if a.max() == 0 else labels_e(emb, dur)
+    """Round 4's H, as shipped: A's answer when it finds one voice, E's otherwise."""
+    from pipeline.voices import cluster_voices
+
+    return cluster_voices(emb, dur, threshold=0.35, centred_threshold=0.925)
 
 
 def score_labels(convs: list, labeller: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> dict:
@@ -436,20 +444,7 @@ def main(argv=None) -> int:
     dev = evidence("dev", args.dev, 1, args.cache)
     test = evidence("test", args.test, 2, args.cache)
     _log(f"evidence ready in {time.time() - t0:.0f} s")
-    payload: dict = {"variants": {}}
-    for name, settings in variants().items():
-        dev_results = {k: score_all(dev, g) for k, g in settings.items()}
-        chosen = choose(dev_results)
-        payload["variants"][name] = {"chosen": chosen, "dev": dev_results[chosen]["all"],
-                                     "test": score_all(test, settings[chosen]),
-                                     "dev_grid": {k: r["all"] for k, r in dev_results.items()}}
-        _log(f"{name}: {chosen}: dev count {dev_results[chosen]['all']['count_right']:.3f}")
-    shipped = payload["variants"]["A shipped"]["dev"]
-    contenders = {k: v for k, v in payload["variants"].items() if k != "A shipped"}
-    best = max(contenders, key=lambda k: (contenders[k]["dev"]["count_right"], -contenders[k]["dev"]["collar_0.25_der"]))
-    wins = (contenders[best]["dev"]["count_right"] - shipped["count_right"] >= 0.05
-            and contenders[best]["dev"]["collar_0.25_der"] <= shipped["collar_0.25_der"])
-    payload["decision"] = {"best_contender": best, "ships": best if wins else "A shipped"}
+    payload = compare(dev, test, {name: (None, settings) for name, settings in variants().items()})
     write_report(args.out, payload, render(payload), config={k: str(v) for k, v in vars(args).items()})
     _log(f"wrote {args.out}.md in {time.time() - t0:.0f} s")
     return 0
