@@ -140,3 +140,58 @@ def test_train_gender_with_channel_copies(tmp_path, two_corpora_env):
     plain = train_gender(tmp_path / "p", epochs=1, samples_per_epoch=16, batch_size=8, widths=TINY_WIDTHS,
                          speed_factors=(1.0,), exclude_corpora=("other",), evaluate_test=False)
     assert plain["training"]["channel"] is None and "recording channels" not in describe(str(tmp_path / "p"))
+
+
+def test_telephone_channel_removes_the_fundamental_and_everything_above_the_band():
+    y = tone(150.0, amp=0.1) + tone(1000.0, amp=0.1) + tone(6000.0, amp=0.1)
+    out = apply_channel(y, SR, Channel(telephone=True))
+    assert out.shape == y.shape and rms(out) == pytest.approx(rms(y), rel=1e-4)
+    # 150 Hz sits below the 300 Hz edge, 6 kHz above the 4 kHz Nyquist of the 8 kHz line
+    assert band_power(out, 100, 200) < 0.05 * band_power(out, 900, 1100)
+    assert band_power(out, 5500, 6500) < 1e-4 * band_power(out, 900, 1100)
+    # a band limit drawn with the telephone band is replaced by it
+    both = Channel(telephone=True, band_limit_hz=12000)
+    assert both.effects == ("telephone",) and both.describe() == "telephone band"
+
+
+def test_pcm_u8_channel_quantises_at_the_drawn_peak_level():
+    from training.channel import pcm_u8_roundtrip
+
+    y = 0.5 * speech_like(1.0, seed=4).astype(np.float32)
+    q = pcm_u8_roundtrip(y, SR)
+    assert q.shape == y.shape and len(np.unique(q)) <= 256
+    assert np.max(np.abs(q - y)) <= 1 / 128 + 1e-6
+    # peak at -30 dBFS keeps only a few dozen levels: the error grows against the signal
+    quiet = apply_channel(y, SR, Channel(pcm_u8_peak_db=-30.0))
+    loud = apply_channel(y, SR, Channel(pcm_u8_peak_db=-1.0))
+    assert rms(quiet) == pytest.approx(rms(y), rel=1e-3)
+    assert rms(quiet - y) > 5 * rms(loud - y)
+    assert len(np.unique(np.round(quiet / np.max(np.abs(quiet)) * 1e4))) < 40
+
+
+def test_draw_channel_telephone_and_pcm_u8_only_when_asked():
+    default = [draw_channel(np.random.default_rng(1)) for _ in range(1)]
+    assert all(not c.telephone and c.pcm_u8_peak_db is None for c in default)
+    recipe = ChannelRecipe(p_reverb=0, p_band_limit=0, p_codec=0, p_telephone=0.5, p_pcm_u8=0.5)
+    channels = [draw_channel(np.random.default_rng(i), recipe) for i in range(400)]
+    tel = np.mean([c.telephone for c in channels])
+    assert tel == pytest.approx(0.5 / 0.75, abs=0.08)  # conditioned on "not clean"
+    assert all(recipe.pcm_u8_peak_db[0] <= c.pcm_u8_peak_db <= recipe.pcm_u8_peak_db[1]
+               for c in channels if c.pcm_u8_peak_db is not None)
+    assert "p_telephone" in recipe.to_dict() and "p_telephone" not in ChannelRecipe().to_dict()
+    # the earlier recipes draw exactly what they drew before
+    assert draw_channel(np.random.default_rng(5)) == draw_channel(np.random.default_rng(5), ChannelRecipe())
+
+
+def test_select_rows_leaves_out_excluded_speakers(two_corpora_env):
+    from training.corpus import read_manifest
+    from training.gender_recipe import GenderRecipe
+    from training.gender_signals import select_rows
+
+    speaker = next(u.speaker for u in read_manifest() if u.split == "train")
+    _, kept, fit, val = select_rows(GenderRecipe(exclude_speakers=(speaker,), fit_splits=("train",)),
+                                    np.random.default_rng(0))
+    assert fit and all(u.speaker != speaker for u in fit + val)
+    assert any(u.speaker == speaker for u in kept)  # still scored, only not fitted
+    with pytest.raises(ValueError, match="not in the manifest"):
+        select_rows(GenderRecipe(exclude_speakers=("nobody",)), np.random.default_rng(0))

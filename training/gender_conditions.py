@@ -53,8 +53,6 @@ DESCRIPTIONS = {
 CODEC_SETTINGS = {"mp3_32k": ("mp3", "libmp3lame", "fltp", 32000), "opus_16k": ("ogg", "libopus", "flt", 16000)}
 """Codec conditions: (PyAV container, encoder, sample format, bit rate in bit/s)."""
 
-TELEPHONE_RATE = 8000
-TELEPHONE_BAND_HZ = (300.0, 3400.0)
 SNR_DB = 10.0
 
 
@@ -64,6 +62,7 @@ def apply_condition(y: np.ndarray, condition: str, *, seed: int = 0, babble: np.
     ``babble`` (float ``[shape=(m,)]``, 16 kHz, see :func:`study_babble`) is needed for ``babble_10db``;
     ``seed`` picks the pink noise and the babble stretch. ``clean`` returns ``y`` as float32.
     """
+    from training.channel import fit_length, pcm_u8_roundtrip, telephone_band
     from training.noise import NoiseCondition, corrupt
 
     y = np.asarray(y, dtype=np.float32)
@@ -72,9 +71,9 @@ def apply_condition(y: np.ndarray, condition: str, *, seed: int = 0, babble: np.
     if condition == "clean":
         return y
     if condition == "pcm_u8":
-        return _pcm_u8(y)
+        return pcm_u8_roundtrip(y, SR)
     if condition == "telephone_8k":
-        return _telephone(y)
+        return telephone_band(y, SR)
     if condition in CODEC_SETTINGS:
         return fit_length(codec_roundtrip(y, condition), y.size)
     if condition in ("pink_10db", "babble_10db"):
@@ -84,31 +83,6 @@ def apply_condition(y: np.ndarray, condition: str, *, seed: int = 0, babble: np.
         empty = np.zeros(1, dtype=np.float32)
         return corrupt(y, NoiseCondition(noise, SNR_DB), babble=babble if babble is not None else empty, seed=seed)
     raise ValueError(f"unknown condition {condition!r}; expected one of {CONDITIONS}")
-
-
-def fit_length(x: np.ndarray, n: int) -> np.ndarray:
-    """``x`` cut or zero-padded at its end to ``n`` samples, float32."""
-    x = np.asarray(x, dtype=np.float32)[:n]
-    return np.pad(x, (0, n - x.size)) if x.size < n else x
-
-
-def _pcm_u8(y: np.ndarray) -> np.ndarray:
-    import soundfile as sf
-
-    buffer = io.BytesIO()
-    sf.write(buffer, y, SR, format="WAV", subtype="PCM_U8")
-    buffer.seek(0)
-    return sf.read(buffer, dtype="float32")[0]
-
-
-def _telephone(y: np.ndarray) -> np.ndarray:
-    from scipy.signal import butter, sosfilt
-
-    from pipeline.audio import resample
-
-    narrow = resample(y, SR, TELEPHONE_RATE)
-    sos = butter(4, TELEPHONE_BAND_HZ, btype="bandpass", fs=TELEPHONE_RATE, output="sos")
-    return fit_length(resample(sosfilt(sos, narrow).astype(np.float32), TELEPHONE_RATE, SR), y.size)
 
 
 def codec_roundtrip(y: np.ndarray, condition: str) -> np.ndarray:

@@ -35,6 +35,7 @@ class GenderRecipe:
     fit_splits: tuple[str, ...]
     keep: str | None
     exclude_corpora: tuple[str, ...]
+    exclude_speakers: tuple[str, ...]
     pitch_balance_power: float
     pitch_bin_semitones: float
     # model
@@ -53,6 +54,8 @@ class GenderRecipe:
     speed_probs: tuple[float, ...]
     channel_copies: int
     channel_share: float
+    channel_p_telephone: float
+    channel_p_pcm_u8: float
     # noise
     noise_kinds: tuple[str, ...]
     noise_prob: float
@@ -119,7 +122,9 @@ def augmentation_phrase(recipe: GenderRecipe, noise: str) -> str:
         + (f"; SpecAugment {r.spec_freq_masks} frequency masks <= {r.spec_max_freq_width} bands + "
            f"{r.spec_time_masks} time masks <= {100 * r.spec_max_time_fraction:g}% of the crop"
            if r.specaugment else "")
-        + (f"; {r.channel_copies} random recording channel(s) per clip (reverberation, band limit, MP3/Opus), "
+        + (f"; {r.channel_copies} random recording channel(s) per clip (reverberation, band limit, MP3/Opus"
+           + (f", telephone band p={r.channel_p_telephone:g}" if r.channel_p_telephone else "")
+           + (f", 8-bit PCM p={r.channel_p_pcm_u8:g}" if r.channel_p_pcm_u8 else "") + "), "
            f"used with p={r.channel_share}" if r.channel_copies else "")
     )
 
@@ -142,3 +147,10 @@ def sampling_phrase(recipe: GenderRecipe) -> str:
             + (f"; within each gender, clips re-weighted by 1 / (share of their "
                f"{recipe.pitch_bin_semitones:g}-semitone F0 bin)^{recipe.pitch_balance_power}"
                if recipe.pitch_balance_power > 0 else ""))
+
+
+def channel_recipe(recipe: GenderRecipe):
+    """The :class:`training.channel.ChannelRecipe` the channel copies of ``recipe`` are drawn from."""
+    from training.channel import ChannelRecipe
+
+    return ChannelRecipe(p_telephone=recipe.channel_p_telephone, p_pcm_u8=recipe.channel_p_pcm_u8)

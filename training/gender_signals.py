@@ -80,13 +80,14 @@ def speed_perturb(y: np.ndarray, factor: float) -> np.ndarray:
 
 
 def channel_versions(signals: Sequence[np.ndarray], frontend, *, copies: int, seed: int,
-                     sr: int = 16000) -> tuple[list[list], list]:
+                     sr: int = 16000, recipe=None) -> tuple[list[list], list]:
     """Log-mels of ``copies`` random-channel versions of each signal, and the channels drawn.
 
     Returns ``(mels, channels)``: ``mels[i]`` is a list of ``copies`` log-mels
     ``[80, frames]`` of ``signals[i]`` (``sr`` Hz); ``channels`` lists every
     :class:`training.channel.Channel` drawn. Uses its own generator
-    (``seed + 7919``), so the training stream is unchanged.
+    (``seed + 7919``), so the training stream is unchanged. ``recipe``: the
+    :class:`training.channel.ChannelRecipe` drawn from (default: its defaults).
     """
     from training.channel import apply_channel, draw_channel
 
@@ -95,7 +96,7 @@ def channel_versions(signals: Sequence[np.ndarray], frontend, *, copies: int, se
     for i, y in enumerate(signals):
         versions = []
         for _ in range(copies):
-            channel = draw_channel(rng)
+            channel = draw_channel(rng) if recipe is None else draw_channel(rng, recipe)
             drawn.append(channel)
             versions.append(apply_channel(y, sr, channel, seed=int(rng.integers(2**31))))
         out.append(compute_log_mels(versions, frontend))
@@ -105,13 +106,13 @@ def channel_versions(signals: Sequence[np.ndarray], frontend, *, copies: int, se
 
 
 def clip_versions(signals: Sequence[np.ndarray], frontend, *, speed_factors: Sequence[float],
-                  channel_copies: int, seed: int) -> tuple[list, list]:
+                  channel_copies: int, seed: int, channel_recipe=None) -> tuple[list, list]:
     """The cached log-mels training draws from, one entry per signal, and the channels drawn.
 
     Entry ``i`` is the log-mel ``[80, frames]`` of ``signals[i]`` when there is
     nothing else to cache, else the list ``[original, speed copies..., channel
     copies...]`` (``speed_factors[0]`` must be 1.0, the original; channel copies
-    by :func:`channel_versions` with ``seed``). Returns ``(mels, channels)``.
+    by :func:`channel_versions` with ``seed`` and ``channel_recipe``). Returns ``(mels, channels)``.
     """
     mels = compute_log_mels(signals, frontend)
     if len(speed_factors) > 1:
@@ -119,7 +120,8 @@ def clip_versions(signals: Sequence[np.ndarray], frontend, *, speed_factors: Seq
         mels = [[m, *(c[j] for c in copies)] for j, m in enumerate(mels)]
     channels: list = []
     if channel_copies > 0:
-        channel_mels, channels = channel_versions(signals, frontend, copies=channel_copies, seed=seed)
+        channel_mels, channels = channel_versions(signals, frontend, copies=channel_copies, seed=seed,
+                                                     recipe=channel_recipe)
         mels = [[*(m if isinstance(m, list) else [m]), *channel_mels[j]] for j, m in enumerate(mels)]
     return mels, channels
 
@@ -144,16 +146,21 @@ class Clips:
 def select_rows(recipe: GenderRecipe, rng: np.random.Generator) -> tuple[list, list, list, list]:
     """``(all_rows, kept_manifest, fit_rows, val_rows)`` of the recipe (``val_rows`` empty when val is fitted).
 
-    ``kept_manifest`` is the manifest without ``exclude_corpora``; ``max_rows``
-    draws (from ``rng``) that many fit rows, then val rows.
+    ``kept_manifest`` is the manifest without ``exclude_corpora``; ``exclude_speakers``
+    are left out of the fit and val rows only; ``max_rows`` draws (from ``rng``) that
+    many fit rows, then val rows.
     """
     manifest = read_manifest()
     unknown = set(recipe.excluded) - {u.corpus for u in manifest}
     if unknown:
         raise ValueError(f"exclude_corpora names corpora not in the manifest: {sorted(unknown)}")
+    unknown = set(recipe.exclude_speakers) - {u.speaker for u in manifest}
+    if unknown:
+        raise ValueError(f"exclude_speakers names speakers not in the manifest: {sorted(unknown)}")
     kept = [u for u in manifest if u.corpus not in recipe.excluded]
-    fit_rows = [u for split in recipe.fit_splits for u in gender_rows(kept, split)]
-    val_rows = gender_rows(kept, "val") if recipe.select_on_val else []
+    fitted = [u for u in kept if u.speaker not in set(recipe.exclude_speakers)]
+    fit_rows = [u for split in recipe.fit_splits for u in gender_rows(fitted, split)]
+    val_rows = gender_rows(fitted, "val") if recipe.select_on_val else []
     if recipe.max_rows:
         fit_rows = [fit_rows[i] for i in rng.permutation(len(fit_rows))[:recipe.max_rows]]
         val_rows = [val_rows[i] for i in rng.permutation(len(val_rows))[:recipe.max_rows]]
@@ -163,6 +170,7 @@ def select_rows(recipe: GenderRecipe, rng: np.random.Generator) -> tuple[list, l
 def prepare_clips(rows: Sequence[Utterance], frontend, recipe: GenderRecipe, *, fit: bool) -> Clips:
     """Load ``rows`` (refused clips dropped) and cache their log-mels; ``fit`` adds versions and F0s."""
     from pipeline.gender import GENDER_LABELS
+    from training.gender_recipe import channel_recipe
 
     signals = load_signals(rows)
     keep = [i for i, y in enumerate(signals) if y is not None]
@@ -170,7 +178,8 @@ def prepare_clips(rows: Sequence[Utterance], frontend, recipe: GenderRecipe, *, 
     channels: list = []
     if fit:
         mels, channels = clip_versions(signals, frontend, speed_factors=recipe.speed_factors,
-                                       channel_copies=recipe.channel_copies, seed=recipe.seed)
+                                       channel_copies=recipe.channel_copies, seed=recipe.seed,
+                                       channel_recipe=channel_recipe(recipe))
     else:
         mels = compute_log_mels(signals, frontend)
     labels = np.array([GENDER_LABELS.index(u.gender) for u in rows])

@@ -46,7 +46,14 @@ from training.gender_batches import make_batch, pitch_balance, sampling_weights,
 from training.gender_cards import model_card, write_length_report
 from training.gender_eval import accuracy_on_mels, evaluate_gender
 from training.gender_noise import noise_bank
-from training.gender_recipe import FIT_SPLITS, NOISE_KINDS, GenderRecipe, augmentation_phrase, noise_phrase
+from training.gender_recipe import (
+    FIT_SPLITS,
+    NOISE_KINDS,
+    GenderRecipe,
+    augmentation_phrase,
+    channel_recipe,
+    noise_phrase,
+)
 from training.gender_recipe import optimiser_phrase, sampling_phrase
 from training.gender_signals import Clips, gender_rows, prepare_clips, select_rows
 from training.recipes import load_recipe
@@ -187,8 +194,6 @@ def keep_better_batchnorm(model, train: Clips, val: Clips, best: dict, recipe: G
 def training_record(recipe: GenderRecipe, train: Clips, val: Clips, stream: Stream, best: dict,
                     history: list, bn: tuple[bool, float]) -> dict:
     """The ``training`` section of ``metadata.json`` (keys and sentences as every earlier run wrote them)."""
-    from training.channel import ChannelRecipe
-
     steps = max(1, recipe.samples_per_epoch // recipe.batch_size)
     used, recal_acc = bn
     return {
@@ -196,6 +201,7 @@ def training_record(recipe: GenderRecipe, train: Clips, val: Clips, stream: Stre
         "keep": recipe.keep_epoch,
         "corpora": sorted({u.corpus for u in train.rows}),
         "excluded_corpora": list(recipe.excluded),
+        **({"excluded_speakers": sorted(recipe.exclude_speakers)} if recipe.exclude_speakers else {}),
         "train_rows": dict(sorted(Counter(f"{u.corpus}/{u.gender}" for u in train.rows).items())),
         "val_rows": dict(sorted(Counter(f"{u.corpus}/{u.gender}" for u in val.rows).items())),
         "n_train": len(train.rows),
@@ -210,7 +216,7 @@ def training_record(recipe: GenderRecipe, train: Clips, val: Clips, stream: Stre
         "optimiser": optimiser_phrase(recipe),
         "augmentation": augmentation_phrase(recipe, noise_phrase(stream.noise)),
         "channel": ({"copies": recipe.channel_copies, "share": recipe.channel_share,
-                     "recipe": ChannelRecipe().to_dict(),
+                     "recipe": channel_recipe(recipe).to_dict(),
                      "drawn": dict(sorted(Counter(k for c in train.channels for k in c.effects).items()))}
                     if recipe.channel_copies else None),
         "noise_kinds": list(recipe.noise_kinds),
