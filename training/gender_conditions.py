@@ -187,6 +187,44 @@ class RobustnessTable:
         return out
 
 
+def condition_batches(rows: Sequence, *, conditions: Sequence[str] = CONDITIONS, babble: np.ndarray | None = None,
+                      audio_config=None, seed: int = 0, batch_size: int = 16):
+    """Yield ``(indices, prepared)`` per batch of ``rows``: every clip under every condition, prepared.
+
+    ``indices`` lists the positions in ``rows`` of the clips whose clean version could be decoded
+    and prepared (the others are left out of every condition); ``prepared[condition]`` holds, in
+    the same order, each clip's prepared float32 signal ``[n]`` (16 kHz) under ``condition``, or
+    ``None`` where preparation refused it. ``clean`` comes first. Each clip is decoded once; a clip
+    that is not at 16 kHz is resampled to 16 kHz (soxr) before a condition other than ``clean`` is
+    applied; clip ``i`` of ``rows`` gets noise seed ``seed + i``. ``audio_config``: the
+    :class:`pipeline.audio.AudioConfig` to prepare with (default the pipeline's).
+    """
+    from pipeline.audio import DEFAULT_AUDIO_CONFIG, decode_audio, prepare_signal, resample
+    from pipeline.errors import AudioError
+
+    config = audio_config or DEFAULT_AUDIO_CONFIG
+    names = ["clean", *[c for c in conditions if c != "clean"]]
+    for start in range(0, len(rows), batch_size):
+        indices: list[int] = []
+        prepared: dict[str, list] = {c: [] for c in names}
+        for i in range(start, min(start + batch_size, len(rows))):
+            try:
+                decoded = decode_audio(rows[i].path, mono=True, max_seconds=config.max_duration_s)
+                clean = prepare_signal(decoded.samples, decoded.sample_rate, config=config).samples
+            except AudioError:
+                continue
+            indices.append(i)
+            prepared["clean"].append(clean)
+            y = resample(decoded.samples, decoded.sample_rate, SR)
+            for c in names[1:]:
+                try:
+                    prepared[c].append(prepare_signal(apply_condition(y, c, seed=seed + i, babble=babble), SR,
+                                                      config=config).samples)
+                except AudioError:
+                    prepared[c].append(None)
+        yield indices, prepared
+
+
 def score_conditions(classifier, rows: Sequence, *, conditions: Sequence[str] = CONDITIONS,
                      babble: np.ndarray | None = None, audio_config=None, seed: int = 0,
                      batch_size: int = 16) -> RobustnessTable:
@@ -197,55 +235,37 @@ def score_conditions(classifier, rows: Sequence, *, conditions: Sequence[str] = 
             (:class:`pipeline.gender.GenderClassifier`).
         rows: manifest rows (:class:`training.corpus.Utterance`: ``path``, ``corpus``, ``gender``).
         babble: for ``babble_10db`` (:func:`study_babble`).
-        audio_config: the :class:`pipeline.audio.AudioConfig` to prepare with (default the pipeline's).
-        seed: clip ``i`` of ``rows`` gets noise seed ``seed + i``.
+        audio_config, seed, batch_size: as :func:`condition_batches` prepares the clips.
 
-    Each clip is decoded once; a clip that is not at 16 kHz is resampled to 16 kHz (soxr) before
-    a condition other than ``clean`` is applied. Clips whose clean version cannot be decoded or
-    prepared are left out of every condition.
+    Clips whose clean version cannot be decoded or prepared are left out of every condition; a
+    clip refused under another condition counts as wrong there.
     """
-    from pipeline.audio import (
-        DEFAULT_AUDIO_CONFIG,
-        decode_audio,
-        prepare_signal,
-        resample,
-    )
-    from pipeline.errors import AudioError
     from pipeline.gender import GENDER_LABELS
 
-    config = audio_config or DEFAULT_AUDIO_CONFIG
     names = ["clean", *[c for c in conditions if c != "clean"]]
     answers = {c: [] for c in names}  # per clip: predicted label, or None when refused
-    kept = []
-    for start in range(0, len(rows), batch_size):
-        prepared = {c: [] for c in names}  # condition -> [(clip index, prepared signal or None)]
-        for i in range(start, min(start + batch_size, len(rows))):
-            try:
-                decoded = decode_audio(rows[i].path, mono=True, max_seconds=config.max_duration_s)
-                clean = prepare_signal(decoded.samples, decoded.sample_rate, config=config).samples
-            except AudioError:
-                continue
-            kept.append(i)
-            prepared["clean"].append(clean)
-            y = resample(decoded.samples, decoded.sample_rate, SR)
-            for c in names[1:]:
-                try:
-                    prepared[c].append(prepare_signal(apply_condition(y, c, seed=seed + i, babble=babble), SR,
-                                                      config=config).samples)
-                except AudioError:
-                    prepared[c].append(None)
+    kept: list[int] = []
+    for indices, prepared in condition_batches(rows, conditions=names, babble=babble, audio_config=audio_config,
+                                               seed=seed, batch_size=batch_size):
+        kept += indices
         for c, signals in prepared.items():
             good = [s for s in signals if s is not None]
             probs = iter(classifier.predict_proba_batch(good)) if good else iter(())
             answers[c] += [None if s is None else GENDER_LABELS[int(np.argmax(next(probs)))] for s in signals]
+    return table_from_answers(rows, kept, answers)
+
+
+def table_from_answers(rows: Sequence, kept: Sequence[int], answers: dict[str, list]) -> RobustnessTable:
+    """The :class:`RobustnessTable` of ``answers[condition]`` (a label or ``None`` per clip of ``kept``, the
+    positions in ``rows``); ``answers`` holds ``clean``."""
     truth = [rows[i].gender for i in kept]
     corpora = [rows[i].corpus for i in kept]
     scores = {}
-    for c in names:
-        right = [a == t for a, t in zip(answers[c], truth)]
+    for c, given in answers.items():
+        right = [a == t for a, t in zip(given, truth)]
         per_corpus = {k: CorpusScore(sum(1 for x in corpora if x == k), sum(r for r, x in zip(right, corpora) if x == k))
                       for k in sorted(set(corpora))}
         scores[c] = ConditionScore(c, len(kept), int(sum(right)),
-                                   sum(a != b for a, b in zip(answers[c], answers["clean"])),
-                                   sum(a is None for a in answers[c]), per_corpus)
+                                   sum(a != b for a, b in zip(given, answers["clean"])),
+                                   sum(a is None for a in given), per_corpus)
     return RobustnessTable(scores)
