@@ -3,8 +3,9 @@
 ``python -m pipeline.evaluate`` scores every ``test``-split clip of the shared
 corpus (speakers never seen in training) and writes ``reports/metrics.json``,
 ``reports/metrics.md`` and ``reports/test_predictions.csv``; on the full ``test`` split with the
-shipped models it also rewrites ``docs/results.md`` (:mod:`training.metrics_report`) and the emotion
-model cards (:mod:`training.cards`). It never touches the README:
+shipped models it also rewrites ``docs/results.md`` (:mod:`training.metrics_report`), the emotion
+model cards (:mod:`training.cards`) and the gender model card (:func:`training.gender_cards.write_gender_card`).
+It never touches the README:
 
 * gender accuracy overall, per corpus and per language, with the errors listed;
 * emotion accuracy, macro-F1 and per-class recall, per gender and per corpus, for
@@ -342,11 +343,15 @@ def main(argv: list[str] | None = None) -> int:
     frame.to_csv(args.out / "test_predictions.csv" if args.split == "test" else args.out / f"{args.split}_predictions.csv",
                  index=False)
     if args.split == "test" and args.limit is None and args.gender_model is None:
+        from pipeline.gender import DEFAULT_GENDER_MODEL_DIR
         from training.cards import write_emotion_card
+        from training.gender_cards import write_gender_card
 
         for folder in (MALE_MODEL_DIR, FEMALE_MODEL_DIR, POOLED_MODEL_DIR):
             if folder.is_dir():
                 write_emotion_card(folder, metrics)
+        if (DEFAULT_GENDER_MODEL_DIR / "metadata.json").is_file():
+            write_gender_card(DEFAULT_GENDER_MODEL_DIR, metrics)
         write_results_doc(metrics)
     print(to_markdown(metrics))
     return 0

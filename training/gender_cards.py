@@ -20,6 +20,8 @@ LICENCES = {
     "librispeech": "CC BY 4.0",
     "ased": "research use",
     "emovo": "research use",
+    "speechocean": "speechocean762 (Zhang et al. 2021): free for commercial and non-commercial use per its README, "
+                   "no licence file",
 }
 
 
@@ -319,3 +321,55 @@ def model_card(metadata: dict, out_dir: Path) -> str:
     ]
     return "\n".join(parts)
 
+
+RESEARCH_SENTENCE = "SAVEE, ASED and EMOVO are released for research use."
+"""The last sentence of the card's licence paragraph (where :func:`gender_card` adds the fusion's licence)."""
+
+LIMITS_HEADING = "## Known limits"
+"""The card's last section (:func:`gender_card` adds its sections before it)."""
+
+
+def gender_card(folder: str | Path, metrics: dict | None, loco_report: str | Path | None = None, *,
+                manifest=None) -> str:
+    """The model card of the gender model in ``folder``: :func:`model_card` plus the sections of issue #17.
+
+    Adds (each only when its data exists; :mod:`training.gender_card_sections`): training speakers
+    per corpus (from the manifest, or speakers unknown without it), the leave-one-corpus-out table
+    (``loco_report``, default ``studies/gender_fusion/report.json``), the robustness table and the
+    gender calibration error of ``metrics`` (``reports/metrics.json`` of ``python -m pipeline.evaluate``;
+    not used when ``metrics["gender_model"]`` names another folder), and the GE2E licence paragraph
+    when ``folder`` holds ``fusion.json``. ``manifest``: rows of :func:`training.corpus.read_manifest`
+    (default: read it; None when it cannot be read).
+    """
+    from pipeline.paths import PROJECT_ROOT
+    from training.gender_card_sections import LOCO_REPORT, card_sections, manifest_or_none, read_loco_report
+
+    folder = Path(folder)
+    metadata = json.loads((folder / "metadata.json").read_text(encoding="utf-8"))
+    card = model_card(metadata, folder)
+    report = read_loco_report(Path(loco_report) if loco_report is not None else PROJECT_ROOT / LOCO_REPORT)
+    licence, sections = card_sections(metadata, folder, metrics, report,
+                                      manifest=manifest if manifest is not None else manifest_or_none())
+    if licence:
+        where = card.find(RESEARCH_SENTENCE)
+        if where >= 0:
+            cut = where + len(RESEARCH_SENTENCE)
+            card = card[:cut] + "\n\n" + "\n".join(licence).rstrip("\n") + card[cut:]
+        else:
+            sections = ["## Licence of the speaker encoder", "", *licence, *sections]
+    if sections:
+        text = "\n".join(sections)
+        where = card.find("\n" + LIMITS_HEADING + "\n")
+        card = (card[:where + 1] + text + "\n" + card[where + 1:]) if where >= 0 else card.rstrip("\n") + "\n\n" + text
+    return card
+
+
+def write_gender_card(folder: str | Path, metrics: dict | None, loco_report: str | Path | None = None) -> Path:
+    """(Re)write ``folder/README.md`` as :func:`gender_card`; returns its path.
+
+    ``folder`` holds the model's ``metadata.json``; ``metrics`` is what ``python -m pipeline.evaluate``
+    writes as ``reports/metrics.json``; ``loco_report`` overrides the study's ``report.json``.
+    """
+    path = Path(folder) / "README.md"
+    path.write_text(gender_card(folder, metrics, loco_report), encoding="utf-8")
+    return path
