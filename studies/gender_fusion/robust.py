@@ -64,13 +64,14 @@ def ge2e_head(rows: Sequence[Utterance], cache: Path):
     return head
 
 
-def score(rows: Sequence[Utterance], manifest: Sequence[Utterance], candidate: Path, cache: Path) -> list[dict]:
+def score(rows: Sequence[Utterance], manifest: Sequence[Utterance], candidate: Path, cache: Path,
+          shipped: Path = PROJECT_ROOT / "gender_model") -> list[dict]:
     """P(female) per clip, condition and model: rows of ``path, condition, model, p_female`` (empty when refused)."""
     from pipeline.gender import GenderClassifier
     from pipeline.speaker_encoder import SpeakerEncoder
     from training.gender_conditions import condition_batches, study_babble
 
-    models = {"shipped": GenderClassifier.load(PROJECT_ROOT / "gender_model"),
+    models = {"shipped": GenderClassifier.load(shipped),
               "candidate": GenderClassifier.load(candidate)}
     head, encoder = ge2e_head(manifest, cache), SpeakerEncoder()
     out: list[dict] = []
@@ -183,6 +184,8 @@ def write_probs(path: Path, probs: Sequence[dict]) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m studies.gender_fusion.robust", description=__doc__.splitlines()[0])
     parser.add_argument("--candidate", type=Path, default=PROJECT_ROOT / "artifacts" / "gender_robust")
+    parser.add_argument("--shipped", type=Path, default=PROJECT_ROOT / "gender_model",
+                        help="the model it is compared with (default gender_model/; a copy of the one shipped before)")
     parser.add_argument("--cache", type=Path, default=PROJECT_ROOT / "cache" / "ge2e" / "embeddings.npz")
     parser.add_argument("--probs", type=Path, default=HERE / "robust_probs.csv.gz")
     parser.add_argument("--rescore", action="store_true", help="score again even if --probs exists")
@@ -193,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     manifest = read_manifest()
     rows = [u for u in manifest if u.split == "test" and u.gender in ("male", "female")][: args.limit]
     if args.rescore or not args.probs.is_file():
-        probs = score(rows, manifest, args.candidate, args.cache)
+        probs = score(rows, manifest, args.candidate, args.cache, args.shipped)
         write_probs(args.probs, probs)
     probs = read_probs(args.probs)
     import json

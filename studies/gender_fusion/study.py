@@ -147,6 +147,12 @@ def run_fold(corpus: str, rows: Sequence[Utterance], vectors: dict[str, np.ndarr
         "methods": {m: accuracy(((z > 0).astype(int) == y_held).astype(float), speakers, gender) for m, z in scores.items()},
     }
     if not keep.all():
+        # the evidence on those labels: how often each model (never fitted on this corpus) agrees with the label
+        result["pitch_contradicted_speakers"] = {
+            spk: {"label": str(gender[speakers == spk][0]), "clips": int((speakers == spk).sum()),
+                  **{f"{m}_agrees": float((((scores[m][speakers == spk] > 0).astype(int)) == y_held[speakers == spk]).mean())
+                     for m in ("ecapa", "ge2e_lr")}}
+            for spk in sorted(set(speakers[~keep]))}
         result["methods_without_pitch_contradicted"] = {
             m: accuracy(((z[keep] > 0).astype(int) == y_held[keep]).astype(float), speakers[keep], gender[keep])
             for m, z in scores.items()}
@@ -206,6 +212,13 @@ def render(payload: dict) -> str:
     if so:
         lines += ["", "speechocean without the 7 speakers whose median F0 contradicts their label: "
                   + ", ".join(f"{METHOD_NAMES[k]} {_cell(so[k])}" for k in METHODS) + "."]
+        doubt = folds["speechocean"].get("pitch_contradicted_speakers", {})
+        if doubt:
+            lines += ["", "Those 7 speakers, share of their clips on which each model of this fold (never fitted on "
+                      "speechocean) agrees with the corpus label:", "", "| speaker | label | clips | ECAPA | GE2E-LR |",
+                      "|---|---|---:|---:|---:|"]
+            lines += [f"| {k} | {v['label']} | {v['clips']} | {pct(v['ecapa_agrees'])} | {pct(v['ge2e_lr_agrees'])} |"
+                      for k, v in doubt.items()]
     lines += ["", "## Decision", ""]
     if summary["verdict"] is None:
         lines.append("Not applied: the rule needs all six folds.")
@@ -224,6 +237,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=PROJECT_ROOT / "cache" / "ge2e" / "embeddings.npz")
     parser.add_argument("--folds-dir", type=Path, default=HERE / "folds", help="per-fold ECAPA probabilities (CSV)")
     parser.add_argument("--out", type=Path, default=HERE / "report")
+    parser.add_argument("--refit-all", action="store_true",
+                        help="refit every fold; by default a fold already in OUT.json is kept as it is (its inputs, the "
+                             "fold's ECAPA probabilities and the GE2E cache, do not change; each GE2E fit takes minutes)")
     args = parser.parse_args(argv)
 
     from studies.ge2e_gender.study import embed_corpus
@@ -231,7 +247,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = [u for u in read_manifest() if u.gender in ("male", "female")]
     vectors = embed_corpus(rows, args.cache)["vectors"]
     folds: dict[str, dict] = {}
+    earlier = {}
+    if not args.refit_all and args.out.with_suffix(".json").is_file():
+        import json
+
+        earlier = json.loads(args.out.with_suffix(".json").read_text(encoding="utf-8")).get("folds", {})
     for corpus in CORPORA:
+        if corpus in earlier:
+            folds[corpus] = earlier[corpus]
+            _log(f"{corpus}: kept from {args.out.with_suffix('.json')} (--refit-all refits it)")
+            continue
         cache = args.folds_dir / f"ecapa_{corpus}.csv"
         model = args.models / corpus
         if not cache.is_file() and not (model / "model.safetensors").is_file():
