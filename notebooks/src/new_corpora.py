@@ -9,7 +9,7 @@
 # %% [markdown]
 # # 6. New corpora: gender and emotion on recordings unlike anything in training
 #
-# The `test` split holds speakers the models never heard, but from the same five corpora: the same
+# The `test` split holds speakers the models never heard, but from the same corpora: the same
 # languages, microphones, rooms and speaking styles as the training rows. A user's recordings differ
 # in all of those. This notebook shows what happens then, by leaving a **whole corpus** out of
 # training and scoring every clip of it:
@@ -21,6 +21,10 @@
 #   channels (`studies/gender_holdout/channel_report*`), and sampling that draws rare voice pitches more often
 #   (`studies/gender_holdout/pitch_report*`);
 # * the voices' pitch per corpus and gender: `python -m studies.corpus_pitch` (`studies/corpus_pitch/report.*`);
+# * gender with six corpora, the ECAPA against a logistic regression on a pretrained speaker
+#   encoder (GE2E) and their fusion, leaving each corpus out: `python -m studies.gender_fusion`
+#   (`studies/gender_fusion/report.*`); both ECAPAs under degraded recordings on `test`:
+#   `python -m studies.gender_fusion.robust` (`studies/gender_fusion/robust_report.*`);
 # * emotion: `python -m studies.emotion_holdout` (`studies/emotion_holdout/report.*`), routed by the
 #   speaker's true gender so that the figure is about emotion alone.
 #
@@ -191,6 +195,171 @@ ax.set_ylim(0.5, 1.01)
 ax.set_ylabel("gender accuracy, corpus never seen")
 ax.legend(fontsize=8, loc="lower left")
 plt.show()
+
+# %% [markdown]
+# ## Six corpora, a pretrained speaker encoder, and robustness
+#
+# The held-out models above never had speechocean (adult Mandarin speakers reading English) in
+# training. With it there are six corpora, and two gender models are compared by leaving each
+# corpus out in turn (`python -m studies.gender_fusion`,
+# protocol and decision rule in `studies/gender_fusion/plan.md`, written before the runs):
+#
+# * **ECAPA**: the shipped recipe, fitted on `train` of the other five corpora;
+# * **GE2E-LR**: a logistic regression on the embedding of a pretrained speaker encoder (GE2E),
+#   fitted on the same rows;
+# * **fused**: the weighted mean of the two models' calibrated log-odds, the ECAPA's weight `w`
+#   chosen on the `val` rows of the other five corpora (and, for reference, `w = 0.5`).
+#
+# Every clip of the held-out corpus is scored. The issue's target is at least 92% on every corpus
+# never seen (dashed line); intervals are 95% bootstrap intervals over speakers.
+
+# %%
+from studies.gender_fusion.study import CORPORA as FUSION_CORPORA, METHOD_NAMES as FUSION_METHODS
+
+CORPUS_TARGET = 0.92  # plan.md: every corpus >= 92% under leave-one-corpus-out
+
+
+def with_interval(a: dict) -> str:
+    """``estimate (low-high)`` of a speaker-bootstrap accuracy."""
+    return f"{a['estimate']:.1%} ({a['low']:.1%}-{a['high']:.1%})"
+
+
+def share(value) -> str:
+    return "–" if value is None else f"{value:.1%}"
+
+
+fusion = load("gender_fusion/report")
+if fusion is None:
+    display(Markdown("`studies/gender_fusion/report.json` is missing: run `python -m studies.gender_fusion`."))
+else:
+    folds, summary = fusion["folds"], fusion["summary"]
+    order = [c for c in FUSION_CORPORA if c in folds] + sorted(set(folds) - set(FUSION_CORPORA))
+    missing = [c for c in FUSION_CORPORA if c not in folds]
+    print(f"{len(order)} of {len(FUSION_CORPORA)} folds in the report"
+          + (f"; not trained yet: {', '.join(missing)}" if missing else ""))
+    table = pd.DataFrame([{"held out": c, "clips": folds[c]["methods"]["ecapa"]["clips"],
+                           "speakers": folds[c]["methods"]["ecapa"]["speakers"],
+                           **{name: with_interval(folds[c]["methods"][m]["accuracy"]) for m, name in FUSION_METHODS.items()},
+                           "w": f"{folds[c]['ecapa_weight']:.2f}"} for c in order]
+                         + [{"held out": f"mean of {len(order)}", "clips": "", "speakers": "", "w": "",
+                             **{name: f"{summary['means'][m]:.1%}" for m, name in FUSION_METHODS.items()}}])
+    display(table.set_index("held out"))
+    display(Markdown("Per gender, women / men:"))
+    display(pd.DataFrame({name: {c: f"{share(folds[c]['methods'][m]['female'])} / {share(folds[c]['methods'][m]['male'])}"
+                                 for c in order} for m, name in FUSION_METHODS.items()}).rename_axis("held out"))
+    print(f"corpora at or above {CORPUS_TARGET:.0%}: " + ", ".join(
+        f"{name} {sum(folds[c]['methods'][m]['accuracy']['estimate'] >= CORPUS_TARGET for c in order)} of {len(order)}"
+        for m, name in FUSION_METHODS.items()))
+    worst = {m: min(order, key=lambda c: folds[c]["methods"][m]["accuracy"]["estimate"]) for m in ("ecapa", "ge2e_lr", "fused")}
+    print("lowest held-out corpus: " + ", ".join(
+        f"{FUSION_METHODS[m]} {c} {folds[c]['methods'][m]['accuracy']['estimate']:.1%}" for m, c in worst.items())
+          + f"; there the fused stage would send {1 - folds[worst['fused']]['methods']['fused']['accuracy']['estimate']:.0%} "
+          "of clips to the other gender's emotion model")
+    if summary.get("verdict") is None:
+        print(f"decision: not applied yet, the rule needs all {len(FUSION_CORPORA)} folds")
+    else:
+        print(f"decision: better single model by mean {FUSION_METHODS[summary['better_single']]}; fused gain "
+              f"{summary['fused_gain_points']:+.1f} points (needs >= +1.0), worst corpus drop against it "
+              f"{summary['worst_corpus_drop_points']:.1f} points (allowed <= 2.0); ships {FUSION_METHODS[summary['verdict']]}")
+
+    fig, ax = plt.subplots(figsize=(8, 3.4))
+    x = np.arange(len(order))
+    for offset, m in zip((-0.22, 0, 0.22), ("ecapa", "ge2e_lr", "fused")):
+        acc = pd.DataFrame([folds[c]["methods"][m]["accuracy"] for c in order])
+        ax.errorbar(x + offset, acc.estimate, yerr=[acc.estimate - acc.low, acc.high - acc.estimate],
+                    fmt="o", capsize=3, label=FUSION_METHODS[m])
+    ax.axhline(CORPUS_TARGET, color="red", ls="--", lw=1, label=f"{CORPUS_TARGET:.0%} target")
+    ax.set_xticks(x, order)
+    ax.set_ylim(min(0.5, float(np.floor(min(folds[c]["methods"][m]["accuracy"]["low"] for c in order
+                                            for m in ("ecapa", "ge2e_lr", "fused")) * 20) / 20)), 1.01)
+    ax.set_ylabel("gender accuracy (95% CI)")
+    ax.set_title("Gender, corpus left out of training (six-corpus recipe)")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    plt.show()
+
+# %% [markdown]
+# A clip given the wrong gender is routed to the other gender's emotion model. The mean over
+# corpora hides the spread: for recordings unlike every training corpus, the per-corpus rows (and
+# the lowest of them) are the range to read, not the mean.
+#
+# Seven speechocean speakers have a median voice pitch on the other gender's side of the corpus
+# label (`shared/data/README.md`). When speechocean is the held-out corpus, neither model was
+# fitted on it, so their agreement with those labels is evidence on the labels themselves:
+
+# %%
+doubt = (fusion or {}).get("folds", {}).get("speechocean", {}).get("pitch_contradicted_speakers")
+if fusion is None or "speechocean" not in fusion["folds"]:
+    print("the speechocean fold is not in studies/gender_fusion/report.json yet")
+elif not doubt:
+    print("the speechocean fold reports no pitch-contradicted speakers")
+else:
+    doubt = pd.DataFrame(doubt).T.rename_axis("speaker").astype(
+        {"clips": int, "ecapa_agrees": float, "ge2e_lr_agrees": float})
+    doubt = doubt.rename(columns={"ecapa_agrees": "ECAPA agrees", "ge2e_lr_agrees": "GE2E-LR agrees"})
+    display(doubt.style.format({"ECAPA agrees": "{:.0%}", "GE2E-LR agrees": "{:.0%}", "clips": "{:.0f}"}))
+    both = ((doubt["ECAPA agrees"] < 0.5) & (doubt["GE2E-LR agrees"] < 0.5)).sum()
+    print(f"Over these {len(doubt)} speakers' clips, the ECAPA agrees with the corpus label on "
+          f"{(doubt['ECAPA agrees'] * doubt.clips).sum() / doubt.clips.sum():.0%} and the GE2E-LR on "
+          f"{(doubt['GE2E-LR agrees'] * doubt.clips).sum() / doubt.clips.sum():.0%}; for {both} of the {len(doubt)} "
+          "speakers both models disagree with the label on most clips.")
+    without = fusion["folds"]["speechocean"].get("methods_without_pitch_contradicted")
+    if without:
+        print(f"speechocean without these {len(doubt)} speakers: "
+              + ", ".join(f"{name} {with_interval(without[m]['accuracy'])}" for m, name in FUSION_METHODS.items()))
+
+# %% [markdown]
+# ### Robustness on `test`: a six-corpus ECAPA against the shipped one
+#
+# `python -m studies.gender_fusion.robust` (rule in `studies/gender_fusion/robust_plan.md`, written
+# before the run) scores every gender-labelled `test` clip (speakers never seen) as recorded and
+# after each degradation a user's file may have gone through: 8-bit PCM, the telephone band,
+# low-bit-rate MP3 and Opus, pink noise and babble. Three models: the shipped ECAPA (five corpora,
+# without speechocean; white noise only), the candidate ECAPA trained on all six corpora with
+# noise and channel effects, and the GE2E-LR fitted on the six corpora (for reference only). The
+# candidate replaces the shipped model only if the rule's thresholds, printed with the decision,
+# are met.
+
+# %%
+import textwrap
+
+from studies.gender_fusion import robust as robust_study
+from training.gender_conditions import CONDITIONS, DESCRIPTIONS
+
+ROBUST_MODELS = {"shipped": "shipped ECAPA", "candidate": "candidate ECAPA", "ge2e_lr": "GE2E-LR"}
+robust = load("gender_fusion/robust_report")
+if robust is None:
+    print("studies/gender_fusion/robust_report.json is missing: the robustness comparison has not been run yet.\n"
+          "Run: python -m studies.gender_fusion.robust")
+else:
+    t = robust["tables"]
+    models = [m for m in ROBUST_MODELS if m in t]
+    conditions = [c for c in CONDITIONS if all(c in t[m] for m in models)]
+    shipped_dir = robust.get("run", {}).get("config", {}).get("shipped", "gender_model/")
+    print(f"{t[models[0]]['clean']['all']['n']} test clips; shipped: {shipped_dir}; "
+          f"candidate: {robust.get('candidate_phrase', robust.get('candidate'))}")
+    acc = pd.DataFrame({ROBUST_MODELS[m]: {DESCRIPTIONS.get(c, c): t[m][c]["all"]["accuracy"] for c in conditions}
+                        for m in models})
+    acc.loc["mean of the degraded"] = [t[m]["degraded_mean"] for m in models]
+    display(acc.rename_axis("condition").style.format("{:.1%}", na_rep="–"))
+
+    fig, ax = plt.subplots(figsize=(9, 3.6))
+    acc.iloc[:-1].plot.bar(ax=ax, rot=0, width=0.8)
+    ax.set_xticks(range(len(conditions)), [textwrap.fill(DESCRIPTIONS.get(c, c), 14) for c in conditions], fontsize=8)
+    ax.set_ylim(min(0.5, float(np.floor(acc.min().min() * 20) / 20)), 1.01)
+    ax.set_xlabel("")
+    ax.set_ylabel("gender accuracy, test")
+    ax.set_title("Gender under degraded recordings")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    plt.show()
+
+    d = robust["decision"]
+    print(f"decision: candidate {d['degraded_gain_pts']:+.1f} points on the degraded mean "
+          f"(needs >= +{robust_study.MIN_DEGRADED_GAIN_PTS:g}), {0.0 - d['clean_loss_pts']:+.1f} points clean "
+          f"(needs >= -{robust_study.MAX_CLEAN_LOSS_PTS:g}), per corpus clean "
+          + ", ".join(f"{k} {0.0 - v:+.1f}" for k, v in sorted(d["corpus_clean_loss_pts"].items()))
+          + f" (needs >= -{robust_study.MAX_CORPUS_LOSS_PTS:g}; SAVEE clips lost {d['savee_clips_lost']}, at most "
+          f"{robust_study.MAX_SAVEE_LOSS_CLIPS}): "
+          + ("the candidate replaces the shipped ECAPA" if d["adopt_candidate"] else "the shipped ECAPA stays"))
 
 # %% [markdown]
 # ## Emotion on a corpus never seen
