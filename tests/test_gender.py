@@ -460,3 +460,25 @@ def test_gender_cli_flags_are_recipe_keys(tmp_path):
                                                             "fit_splits=train,val"]):
         with pytest.raises(SystemExit):
             resolve(*bad)
+
+
+def test_recipe_saved_before_keys_were_added_still_loads(tmp_path):
+    """A recipe.yaml saved before exclude_speakers / channel_p_* existed repeats its run (those keys: no-op values)."""
+    import yaml
+
+    from training.config import RecipeError, save_recipe
+    from training.gender_recipe import GenderRecipe
+    from training.recipes import load_recipe
+
+    path = save_recipe(GenderRecipe(epochs=7), tmp_path)
+    values = yaml.safe_load(path.read_text())
+    for key in GenderRecipe.ADDED_LATER:
+        del values[key]
+    path.write_text(yaml.safe_dump(values))
+    assert load_recipe("gender", path=path) == GenderRecipe(epochs=7)
+    del values["epochs"]  # any other missing key is still an error (a new file: reads are cached by path)
+    (tmp_path / "older.yaml").write_text(yaml.safe_dump(values))
+    with pytest.raises(RecipeError, match="lacks the keys epochs"):
+        load_recipe("gender", path=tmp_path / "older.yaml")
+    # the shipped model's own recipe file loads and is the shipped recipe
+    assert load_recipe("gender", path=PROJECT_ROOT / "gender_model" / "recipe.yaml") == load_recipe("gender")

@@ -268,9 +268,11 @@ def from_file(cls: type, path: str | Path, overrides: Mapping[str, Any] | None =
     """The recipe dataclass ``cls`` with the values of the complete recipe file ``path``, then ``overrides``.
 
     ``path`` (e.g. a ``recipe.yaml`` a run saved) must hold every key of ``cls``
-    and no other (:class:`RecipeError` otherwise).
+    and no other (:class:`RecipeError` otherwise), except the keys of
+    ``cls.ADDED_LATER`` (key -> value): keys added to the recipe after runs had
+    saved theirs, filled with the value that repeats those runs.
     """
-    values = read_values(path)
+    values = {**getattr(cls, "ADDED_LATER", {}), **read_values(path)}
     hints = {f.name: _type_hints(cls)[f.name] for f in fields(cls)}
     _check_keys(values, hints, str(path))
     return override(cls(**{k: coerce(v, hints[k], k) for k, v in values.items()}), overrides)

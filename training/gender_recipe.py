@@ -8,6 +8,7 @@ built from the values, so the record and the recipe cannot disagree.
 """
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import Sequence
 
 from training.config import recipe_dataclass
@@ -73,6 +74,10 @@ class GenderRecipe:
     bn_batches: int
     bn_batch_size: int
     bn_crop_frames: int
+
+    #: Keys added after runs had saved their recipe.yaml, and the value that repeats those runs
+    #: (:func:`training.config.from_file` fills them in when a saved file lacks them).
+    ADDED_LATER = MappingProxyType({"exclude_speakers": [], "channel_p_telephone": 0.0, "channel_p_pcm_u8": 0.0})
 
     @property
     def select_on_val(self) -> bool:
