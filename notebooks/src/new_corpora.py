@@ -260,7 +260,9 @@ else:
     else:
         print(f"decision: better single model by mean {FUSION_METHODS[summary['better_single']]}; fused gain "
               f"{summary['fused_gain_points']:+.1f} points (needs >= +1.0), worst corpus drop against it "
-              f"{summary['worst_corpus_drop_points']:.1f} points (allowed <= 2.0); ships {FUSION_METHODS[summary['verdict']]}")
+              f"{summary['worst_corpus_drop_points']:.1f} points (allowed <= 2.0); ships {FUSION_METHODS[summary['verdict']]}"
+              + (" alone (the fusion does not pass; a GE2E-only router is not an option of the plan)"
+                 if summary["verdict"] == "ecapa" else ""))
 
     fig, ax = plt.subplots(figsize=(8, 3.4))
     x = np.arange(len(order))

@@ -170,8 +170,10 @@ def decide(folds: dict[str, dict]) -> dict:
     worst_drop = max(folds[c]["methods"][single]["accuracy"]["estimate"] - folds[c]["methods"]["fused"]["accuracy"]["estimate"]
                      for c in folds)
     fused_wins = means["fused"] - means[single] >= 0.01 and worst_drop <= 0.02
+    # the plan: "otherwise ship the better single model by mean (the ECAPA stays the router's architecture in
+    # every case; a GE2E-only router is not an option of this study)": without the fusion, the ECAPA alone
     out.update({"better_single": single, "fused_gain_points": 100 * (means["fused"] - means[single]),
-                "worst_corpus_drop_points": 100 * worst_drop, "verdict": "fused" if fused_wins else single})
+                "worst_corpus_drop_points": 100 * worst_drop, "verdict": "fused" if fused_wins else "ecapa"})
     return out
 
 
@@ -226,7 +228,9 @@ def render(payload: dict) -> str:
         lines.append(f"Better single model by mean: {METHOD_NAMES[summary['better_single']]}. Fused gain "
                      f"{summary['fused_gain_points']:+.1f} points (needs >= +1.0), worst corpus drop against it "
                      f"{summary['worst_corpus_drop_points']:.1f} points (allowed <= 2.0). **Ships: "
-                     f"{METHOD_NAMES[summary['verdict']]}.**")
+                     f"{METHOD_NAMES[summary['verdict']]}"
+                     + (" alone** (the fusion does not pass; a GE2E-only router is not an option of the plan)."
+                        if summary["verdict"] == "ecapa" else ".**"))
     return "\n".join(lines) + "\n"
 
 
