@@ -127,7 +127,9 @@ def decide(t: dict) -> dict:
     corpus_ok = all(v <= MAX_CORPUS_LOSS_PTS for k, v in corpus_loss.items() if k != "savee") and \
         savee_clips <= MAX_SAVEE_LOSS_CLIPS
     adopt = gain >= MIN_DEGRADED_GAIN_PTS and clean_loss <= MAX_CLEAN_LOSS_PTS and corpus_ok
-    return {"degraded_gain_pts": gain, "clean_loss_pts": clean_loss, "corpus_clean_loss_pts": corpus_loss,
+    failed = ([] if gain >= MIN_DEGRADED_GAIN_PTS else ["degraded mean"]) + \
+        ([] if clean_loss <= MAX_CLEAN_LOSS_PTS else ["clean overall"]) + ([] if corpus_ok else ["clean per corpus"])
+    return {"failed": failed, "degraded_gain_pts": gain, "clean_loss_pts": clean_loss, "corpus_clean_loss_pts": corpus_loss,
             "savee_clips_lost": int(savee_clips), "adopt_candidate": bool(adopt)}
 
 
@@ -160,11 +162,14 @@ def render(payload: dict) -> str:
               "## Decision (robust_plan.md)", "",
               f"- Degraded mean: candidate {d['degraded_gain_pts']:+.1f} points against shipped "
               f"(needs >= +{MIN_DEGRADED_GAIN_PTS:g}).",
-              f"- Clean overall: candidate {0.0 - d['clean_loss_pts']:+.1f} points (needs >= -{MAX_CLEAN_LOSS_PTS:g}); per corpus "
+              f"- Clean overall: candidate {0.0 - d['clean_loss_pts']:+.3f} points, "
+              f"{t['candidate']['clean']['all']['correct'] - t['shipped']['clean']['all']['correct']:+d} of "
+              f"{t['shipped']['clean']['all']['n']} clips (needs >= -{MAX_CLEAN_LOSS_PTS:.3f}); per corpus "
               + ", ".join(f"{k} {0.0 - v:+.1f}" for k, v in sorted(d["corpus_clean_loss_pts"].items()))
               + f" (needs >= -{MAX_CORPUS_LOSS_PTS:g}; SAVEE clips lost {d['savee_clips_lost']}, at most "
               f"{MAX_SAVEE_LOSS_CLIPS}).",
-              f"- **{'The candidate replaces the shipped ECAPA.' if d['adopt_candidate'] else 'The shipped ECAPA stays.'}**",
+              f"- **{'The candidate replaces the shipped ECAPA.' if d['adopt_candidate'] else 'The shipped ECAPA stays'}**"
+              + ("" if d["adopt_candidate"] else f" (not met: {', '.join(d['failed'])}).") ,
               ""]
     return "\n".join(lines)
 
