@@ -77,7 +77,7 @@ class GenderRecipe:
 
     #: Keys added after runs had saved their recipe.yaml, and the value that repeats those runs
     #: (:func:`training.config.from_file` fills them in when a saved file lacks them).
-    ADDED_LATER = MappingProxyType({"exclude_speakers": [], "channel_p_telephone": 0.0, "channel_p_pcm_u8": 0.0})
+    ADDED_LATER = MappingProxyType({"exclude_speakers": (), "channel_p_telephone": 0.0, "channel_p_pcm_u8": 0.0})
 
     @property
     def select_on_val(self) -> bool:
