@@ -52,6 +52,12 @@ st.markdown(
     f"4. **Long recordings** (over {TIMELINE_MIN_S:.0f} s) are also cut into 4-second windows, every 2 seconds, "
     "each judged on its own: the timeline. Speakers are not separated yet."
 )
+def _below(bins, level: float) -> float:
+    """Share right over the reliability bins below ``level`` (clip-weighted)."""
+    rows = [(n, share) for lo, hi, n, share in bins if hi <= level and n]
+    return sum(n * share for n, share in rows) / sum(n for n, _ in rows)
+
+
 st.header("How reliable is it?")
 st.markdown(reliability_note())
 r = RELIABILITY
@@ -69,15 +75,15 @@ st.markdown(
     f"below {EMOTION_UNCERTAIN_BELOW:.0%}, and the emotion also whenever the gender is uncertain (the gender picks "
     "the emotion model). The levels come from the test clips below: clips of new speakers of the training corpora, "
     "grouped by how sure the model was, and how many it got right. Above the levels most answers were right; "
-    "below them, gender was right about 4 times in 5 and emotion fewer than half the time. These figures hold for "
-    "recordings like the training data only."
+    f"below them, gender was right {_below(GENDER_BINS, GENDER_UNCERTAIN_BELOW):.0%} of the time and emotion "
+    f"{_below(EMOTION_BINS, EMOTION_UNCERTAIN_BELOW):.0%}. These figures hold for recordings like the training data only."
 )
 c1, c2 = st.columns(2)
 c1.markdown("**Gender**")
 c1.table(bins_table(GENDER_BINS, "gender").set_index("gender probability"))
 c2.markdown("**Emotion**")
 c2.table(bins_table(EMOTION_BINS, "emotion").set_index("emotion probability"))
-st.caption("Sources: reports/metrics.json, reports/test_predictions.csv, studies/gender_holdout/report.md, "
+st.caption("Sources: reports/metrics.json, reports/test_predictions.csv, studies/gender_fusion/report.md, "
            "studies/emotion_holdout/report.md in the repository.")
 
 st.header("What you can upload")

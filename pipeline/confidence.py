@@ -115,7 +115,7 @@ def judge_gender(label: str, probability: float) -> Judgement:
     measured = measured_accuracy(probability, GENDER_BINS)
     uncertain = probability < GENDER_UNCERTAIN_BELOW
     reason = (f"the model is only {percent(probability)} sure (below {GENDER_UNCERTAIN_BELOW:.0%}; "
-              + ("a coin toss" if probability < 0.6 else "about 1 in 5 such answers was wrong in tests") + ")"
+              + ("a coin toss" if probability < 0.6 else "such answers were wrong more often in tests") + ")"
               if uncertain else "")
     return Judgement(label, probability, uncertain, *(measured or (None, 0)), reason=reason)
 
