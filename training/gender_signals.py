@@ -156,7 +156,8 @@ def select_rows(recipe: GenderRecipe, rng: np.random.Generator) -> tuple[list, l
     if unknown:
         raise ValueError(f"exclude_corpora names corpora not in the manifest: {sorted(unknown)}")
     kept = [u for u in manifest if u.corpus not in recipe.excluded]
-    fitted = [u for u in kept if u.speaker not in set(recipe.exclude_speakers)]
+    left_out = set(recipe.exclude_speakers)
+    fitted = [u for u in kept if u.speaker not in left_out]
     fit_rows = [u for split in recipe.fit_splits for u in gender_rows(fitted, split)]
     val_rows = gender_rows(fitted, "val") if recipe.select_on_val else []
     if recipe.max_rows:

@@ -35,9 +35,10 @@ from training.corpus import Utterance, read_manifest
 from training.gender_conditions import CONDITIONS, DESCRIPTIONS
 from training.reporting import pct, write_report
 
+from .study import PITCH_CONTRADICTED
+
 HERE = Path(__file__).resolve().parent
 MODELS = ("shipped", "candidate", "ge2e_lr")
-PITCH_CONTRADICTED = frozenset(f"speechocean_{i}" for i in (2355, 2917, 2937, 3023, 2380, 2430, 2451))
 #: The plan's rule: degraded mean at least this many points better; clean at most this much worse overall...
 MIN_DEGRADED_GAIN_PTS = 3.0
 MAX_CLEAN_LOSS_PTS = 0.5
