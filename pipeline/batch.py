@@ -220,10 +220,11 @@ class FeatureSettings:
     audio_config: AudioConfig
     feature_config: object
     denoise: DenoiseConfig | None = None
+    encoder: bool = False  #: append the pooled speech-encoder states (an emotion model reads them)
 
     @classmethod
     def of(cls, cascade: Cascade) -> "FeatureSettings":
-        return cls(cascade.audio_config, cascade.feature_config, cascade.denoise)
+        return cls(cascade.audio_config, cascade.feature_config, cascade.denoise, cascade.reads_encoder)
 
     @classmethod
     def from_model_dirs(cls, male_dir: str | os.PathLike, female_dir: str | os.PathLike, *,
@@ -244,7 +245,8 @@ class FeatureSettings:
         male, female = configs
         if (male.audio_config, male.feature_config) != (female.audio_config, female.feature_config):
             return None
-        return cls(male.audio_config, male.feature_config, DenoiseConfig() if denoise is True else (denoise or None))
+        return cls(male.audio_config, male.feature_config, DenoiseConfig() if denoise is True else (denoise or None),
+                   male.encoder is not None or female.encoder is not None)
 
 
 def featurise_input(item: InputFile, settings: FeatureSettings) -> Featurised:
@@ -253,7 +255,8 @@ def featurise_input(item: InputFile, settings: FeatureSettings) -> Featurised:
         source = item.source()
     except Exception as exc:  # an unreadable URI: its own row, like a missing path
         return Featurised(item.name, failure=Prediction.failure(exc, file=item.name))
-    return featurise_source(source, item.name, settings.audio_config, settings.feature_config, settings.denoise)
+    return featurise_source(source, item.name, settings.audio_config, settings.feature_config, settings.denoise,
+                            settings.encoder)
 
 
 def _init_worker(parent_pid: int | None = None) -> None:
@@ -264,6 +267,7 @@ def _init_worker(parent_pid: int | None = None) -> None:
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1)
+    os.environ["SER_ENCODER_THREADS"] = "1"  # the speech encoder, if stage 1 runs it here (pipeline.whisper_encoder)
     if parent_pid is None or not sys.platform.startswith("linux"):
         return
     try:

@@ -42,7 +42,9 @@ class Featurised:
     """An input after stage 1 (decode, prepare, features), ready for the models.
 
     Either ``failure`` is set (the input's final, non-ok :class:`Prediction`), or
-    ``audio`` (:class:`PreparedAudio`) and ``features`` (``np.ndarray [shape=(n_features,)]``) are.
+    ``audio`` (:class:`PreparedAudio`) and ``features`` (``np.ndarray [shape=(n_features,)]``, or
+    ``[shape=(n_features + ENCODER_COLUMNS,)]`` with the pooled speech-encoder states after the
+    librosa statistics when the emotion models read them) are.
     Picklable, so stage 1 can run in worker processes (``script.py --jobs``).
     """
 
@@ -76,23 +78,30 @@ def prepare_source(source: AudioSource, name: str, audio_config: AudioConfig,
 
 
 def _featurise(name: str | None, decode: Callable[[], tuple[np.ndarray, int]], audio_config: AudioConfig,
-               feature_config, denoise: DenoiseConfig | None = None) -> Featurised:
+               feature_config, denoise: DenoiseConfig | None = None, encoder: bool = False) -> Featurised:
     duration = None
     try:
         y, sr = decode()
         duration = _duration_s(y, sr)
         audio = _prepare(y, sr, audio_config, denoise)
         features = extract_features(audio.samples, config=feature_config)
+        if encoder:
+            from pipeline.whisper_encoder import encoder_block
+
+            features = np.concatenate([features, encoder_block(audio.samples)])
     except Exception as exc:  # one bad input never stops the others
         return Featurised(name, failure=Prediction.failure(exc, file=name, duration_s=duration))
     return Featurised(name, audio=audio, features=features)
 
 
 def featurise_source(source: AudioSource, name: str, audio_config: AudioConfig, feature_config,
-                     denoise: DenoiseConfig | None = None) -> Featurised:
-    """Stage 1 for a file path, bytes or file object (a top-level function, for process pools)."""
+                     denoise: DenoiseConfig | None = None, encoder: bool = False) -> Featurised:
+    """Stage 1 for a file path, bytes or file object (a top-level function, for process pools).
 
-    return _featurise(name, lambda: _decode_source(source, name, audio_config), audio_config, feature_config, denoise)
+    ``encoder``: append the pooled speech-encoder states (:func:`pipeline.whisper_encoder.encoder_block`).
+    """
+    return _featurise(name, lambda: _decode_source(source, name, audio_config), audio_config, feature_config, denoise,
+                      encoder)
 
 
 def _import_audio_libraries() -> None:
@@ -144,6 +153,12 @@ class Cascade:
         self.denoise = denoise
         self.feature_config = male.config.feature_config
         self.audio_config: AudioConfig = male.config.audio_config
+        #: Whether stage 1 appends the pooled speech-encoder states (an emotion model reads them).
+        self.reads_encoder = male.reads_encoder or female.reads_encoder
+        if self.reads_encoder:
+            from pipeline.whisper_encoder import shared_runner
+
+            shared_runner()  # load the encoder weights now: a missing file is a load error, not a row error
 
     @classmethod
     def load(
@@ -217,11 +232,13 @@ class Cascade:
     # -- stages -------------------------------------------------------------------------------
     def featurise_file(self, source: AudioSource, name: str) -> "Featurised":
         """Stage 1 for one input: decode, prepare and extract features (no model runs)."""
-        return featurise_source(source, name, self.audio_config, self.feature_config, self.denoise)
+        return featurise_source(source, name, self.audio_config, self.feature_config, self.denoise,
+                                self.reads_encoder)
 
     def featurise_signal(self, y: np.ndarray, sr: int, *, name: str | None = None) -> "Featurised":
         """Stage 1 for one in-memory signal ``y [shape=(n,)...]`` at ``sr`` Hz (as :meth:`predict_signal`)."""
-        return _featurise(name, lambda: (y, sr), self.audio_config, self.feature_config, self.denoise)
+        return _featurise(name, lambda: (y, sr), self.audio_config, self.feature_config, self.denoise,
+                          self.reads_encoder)
 
     def score(self, items: Sequence["Featurised"]) -> list[Prediction]:
         """Stage 2: run the gender and emotion models once over the featurised ``items``."""
@@ -257,8 +274,8 @@ class Cascade:
     # -- internals ----------------------------------------------------------------------------
     def _predict(self, jobs: Sequence[tuple[str | None, Callable[[], tuple[np.ndarray, int]]]]) -> list[Prediction]:
         """Decode, prepare and featurise each job, then score all good ones in one batch."""
-        return self.score([_featurise(name, decode, self.audio_config, self.feature_config, self.denoise)
-                           for name, decode in jobs])
+        return self.score([_featurise(name, decode, self.audio_config, self.feature_config, self.denoise,
+                                      self.reads_encoder) for name, decode in jobs])
 
     def _score(self, pending: list[_Pending], results: list[Prediction]) -> None:
         try:

@@ -212,7 +212,8 @@ def make_gender_model(folder: str | os.PathLike, *, female_logit: float) -> Path
     return folder
 
 
-def make_emotion_model(folder: str | os.PathLike, *, name: str, favourite: str, strength: float = 4.0) -> Path:
+def make_emotion_model(folder: str | os.PathLike, *, name: str, favourite: str, strength: float = 4.0,
+                       encoder=None) -> Path:
     """Save an emotion model whose answer ignores the input; returns ``Path(folder)``.
 
     The project's CNN (:func:`pipeline.emotion.build_cnn`, untrained) with a zero output
@@ -220,6 +221,9 @@ def make_emotion_model(folder: str | os.PathLike, *, name: str, favourite: str, 
     clip gets ``softmax(bias)`` over :data:`pipeline.emotion.EMOTION_LABELS` (8 labels,
     ``strength=4``: ``favourite`` at p=0.886). ``name`` ("male" / "female") is written to
     ``config.json``; the folder loads with :meth:`pipeline.emotion.EmotionModel.load`.
+    ``encoder`` (a :class:`pipeline.emotion.EncoderInput`): the model also reads the speech
+    encoder's states (a second input branch and an encoder scaler), so a cascade with it runs
+    the encoder.
     """
     from sklearn.preprocessing import StandardScaler
 
@@ -229,16 +233,19 @@ def make_emotion_model(folder: str | os.PathLike, *, name: str, favourite: str, 
 
     folder = Path(folder)
     n = len(feature_names(DEFAULT_FEATURE_CONFIG))
-    net = build_cnn(n, seed=1)
+    net = build_cnn(n, seed=1, encoder=encoder)
     last = net.get_layer("emotion")
     kernel, bias = last.get_weights()
     bias = np.zeros_like(bias)
     bias[EMOTION_LABELS.index(favourite)] = strength
     last.set_weights([np.zeros_like(kernel), bias])
     scaler = StandardScaler().fit(np.random.default_rng(0).standard_normal((32, n)))
+    encoder_scaler = None
+    if encoder is not None:
+        encoder_scaler = StandardScaler().fit(np.random.default_rng(1).standard_normal((32, encoder.dim)))
     config = EmotionModelConfig(
         name=name, labels=EMOTION_LABELS, feature_config=DEFAULT_FEATURE_CONFIG,
-        audio_config=DEFAULT_AUDIO_CONFIG, sample_rate=SR, n_features=n,
+        audio_config=DEFAULT_AUDIO_CONFIG, sample_rate=SR, n_features=n, encoder=encoder,
     )
-    EmotionModel(net, scaler, config).save(folder)
+    EmotionModel(net, scaler, config, encoder_scaler=encoder_scaler).save(folder)
     return folder

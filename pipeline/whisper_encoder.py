@@ -29,6 +29,7 @@ Runs on the CPU unless a ``device`` is given.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -203,6 +204,31 @@ class EncoderRunner:
     def pooled(self, clips: Sequence[np.ndarray], layers: Sequence[int], pooling: str) -> np.ndarray:
         """Pooled vectors of several clips, ``np.ndarray [shape=(len(clips), dim)]`` float32."""
         return np.stack([self.states(c).pooled(layers, pooling) for c in clips]) if len(clips) else np.zeros((0, 0), np.float32)
+
+
+@lru_cache(maxsize=1)
+def shared_runner() -> EncoderRunner:
+    """This process's encoder (the shipped weights, CPU), loaded once.
+
+    In stage-1 worker processes (``SER_ENCODER_THREADS=1``, set by :mod:`pipeline.batch`'s worker
+    set-up) torch gets one thread, as the pool already fills the cores.
+    """
+    threads = os.environ.get("SER_ENCODER_THREADS")
+    if threads:
+        torch.set_num_threads(int(threads))
+    return EncoderRunner()
+
+
+def encoder_block(samples: np.ndarray) -> np.ndarray:
+    """The pooled block the emotion models read: every state's mean then std over time.
+
+    Args:
+        samples: ``np.ndarray [shape=(n,)]`` prepared 16 kHz mono speech.
+
+    Returns:
+        ``np.ndarray [shape=(3840,)]`` float32 (5 states x (384 means, 384 standard deviations)).
+    """
+    return shared_runner().states(samples).pooled(range(N_STATES), "mean_std")
 
 
 def load_encoder(weights: str | Path = WEIGHTS_PATH) -> WhisperEncoder:

@@ -42,6 +42,7 @@ SLOW_TESTS = {
     "test_reliability.py::test_long_recording_is_scored": "a 5-minute recording (3 s)",
     "test_recipe_cv.py::test_run_folds_end_to_end_on_learnable_synthetic_features": "trains CNNs per fold (13 s)",
     "test_train_emotion.py::test_train_family_fits_the_configured_splits": "trains emotion CNNs (4-11 s)",
+    "test_emotion_encoder_input.py::test_train_family_with_an_encoder_input": "trains two-branch emotion CNNs (15-40 s)",
     "test_app.py::test_page_without_input": "the Streamlit page through AppTest (3-6 s)",
     "test_app.py::test_shipped_models_on_a_real_clip": "the shipped models end to end",
     "test_gender.py::test_shipped_model_on_real_test_clips": "the shipped gender model on real clips",

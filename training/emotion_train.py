@@ -22,9 +22,12 @@ Every value of the recipe is in ``training/recipes/emotion.yaml`` (:class:`Train
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field, replace
+from functools import lru_cache
 from pathlib import Path
+from types import MappingProxyType
 from typing import Sequence
 
 import numpy as np
@@ -36,11 +39,13 @@ from training.corpus import Utterance, read_manifest
 from training.dataset import FeatureTable, build_table
 from pipeline.emotion import (
     EMOTION_LABELS,
+    EncoderInput,
     EmotionModel,
     EmotionModelConfig,
     build_cnn,
     configure_tensorflow,
     library_versions,
+    model_inputs,
 )
 from pipeline.features import DEFAULT_FEATURE_CONFIG, feature_names
 
@@ -71,6 +76,20 @@ class TrainConfig:
     fit_splits: tuple[str, ...]
     dropout: float
     label_smoothing: float
+    encoder_layers: tuple[int, ...]
+    encoder_pooling: str
+    encoder_combine: str
+
+    #: Keys added after models had saved their recipe: the values that repeat those (librosa-only) runs.
+    ADDED_LATER = MappingProxyType({"encoder_layers": (), "encoder_pooling": "mean_std", "encoder_combine": "concat"})
+
+    @property
+    def encoder(self) -> EncoderInput | None:
+        """The encoder input of the models this recipe trains (``None``: librosa statistics only)."""
+        if not self.encoder_layers:
+            return None
+        return EncoderInput(layers=tuple(self.encoder_layers), pooling=self.encoder_pooling,
+                            combine=self.encoder_combine, weights_sha256=encoder_weights_sha256())
 
     def to_dict(self) -> dict:
         """JSON-ready fields (augmentations as tags), as ``config.json`` records them."""
@@ -79,13 +98,23 @@ class TrainConfig:
         return data
 
 
+@lru_cache(maxsize=1)
+def encoder_weights_sha256() -> str:
+    """sha256 of the shipped encoder weights (recorded in each encoder model's config)."""
+    from pipeline.whisper_encoder import WEIGHTS_PATH
+
+    return hashlib.sha256(WEIGHTS_PATH.read_bytes()).hexdigest()
+
+
 #: The emotional corpora of the shipped recipe.
 EMOTION_CORPORA = TrainConfig().corpora
 
 
 @dataclass
 class Split:
-    """Features and labels of one split: ``X [n, n_features]``, ``y [n]`` class indices."""
+    """Input rows and labels of one split: ``X [n, n_features]`` (``[n, n_features + ENCODER_COLUMNS]``
+    when the recipe reads the encoder: :meth:`pipeline.emotion.EmotionModel.predict_proba`'s rows),
+    ``y [n]`` class indices."""
 
     X: np.ndarray
     y: np.ndarray
@@ -124,16 +153,25 @@ def training_rows(config: TrainConfig, genders: tuple[str, ...], splits: tuple[s
     every recipe.
     """
     rows = emotion_rows()
-    clean_table = build_table(rows, jobs=jobs)
+    with_encoder = config.encoder is not None
+
+    def table(part: Sequence[Utterance], augmentation: Augmentation | None = None) -> FeatureTable:
+        librosa = build_table(part, augmentation=augmentation, jobs=jobs)
+        if not with_encoder:
+            return librosa
+        from training.encoder_table import build_encoder_table
+
+        states = build_encoder_table(part, augmentation=augmentation, jobs=jobs)
+        return FeatureTable(X=np.concatenate([librosa.X, states.E.reshape(len(states.E), -1)], axis=1),
+                            utterances=librosa.utterances, ok=librosa.ok & states.ok)
 
     def keep(u: Utterance) -> bool:
         return u.split in splits and u.gender in genders and u.corpus in config.corpora
 
-    clean = _select(clean_table, keep)
+    clean = _select(table(rows), keep)
     copies = []
     for augmentation in config.augmentations:
-        parts = [_select(build_table([u for u in rows if u.split == split], augmentation=augmentation, jobs=jobs),
-                         keep) for split in splits]
+        parts = [_select(table([u for u in rows if u.split == split], augmentation), keep) for split in splits]
         copies.append(concatenate(parts))
     return clean, copies
 
@@ -229,10 +267,19 @@ def train_family(config: TrainConfig, *, jobs: int | None = None,
     splits = {"pooled": (train, val)}
     for gender in ("male", "female"):
         splits[gender] = (train.of_gender(gender), None if val is None else val.of_gender(gender))
-    scaler = StandardScaler().fit(splits["pooled"][0].X)
+    encoder = config.encoder
+    n_features = len(feature_names(DEFAULT_FEATURE_CONFIG))
+    pooled_rows = splits["pooled"][0].X
+    scaler = StandardScaler().fit(pooled_rows[:, :n_features])
+    encoder_scaler = None
+    if encoder is not None:
+        encoder_scaler = StandardScaler().fit(pooled_rows[:, n_features:][:, encoder.columns()])
+    config_stub = EmotionModelConfig(name="", labels=EMOTION_LABELS, feature_config=DEFAULT_FEATURE_CONFIG,
+                                     audio_config=DEFAULT_AUDIO_CONFIG, sample_rate=DEFAULT_AUDIO_CONFIG.sample_rate,
+                                     n_features=n_features, encoder=encoder)
 
-    def scaled(split: Split | None) -> np.ndarray | None:
-        return None if split is None else scaler.transform(split.X).astype(np.float32)
+    def scaled(split: Split | None):
+        return None if split is None else model_inputs(config_stub, scaler, encoder_scaler, split.X)
 
     def fit(net, name: str, *, epochs: int, lr: float, seed: int) -> dict:
         train, val = splits[name]
@@ -241,10 +288,9 @@ def train_family(config: TrainConfig, *, jobs: int | None = None,
 
     members: dict[str, list] = {name: [] for name in splits}
     history: dict[str, list] = {name: [] for name in splits}
-    n_features = splits["pooled"][0].X.shape[1]
     for k in range(config.n_seeds):
         seed = config.seed + 1000 * k
-        pooled = build_cnn(n_features, seed=seed, dropout=config.dropout)
+        pooled = build_cnn(n_features, seed=seed, dropout=config.dropout, encoder=encoder)
         history["pooled"].append(fit(pooled, "pooled", epochs=config.epochs, lr=config.learning_rate, seed=seed))
         members["pooled"].append(pooled)
         for offset, gender in enumerate(("male", "female"), start=1):
@@ -253,7 +299,7 @@ def train_family(config: TrainConfig, *, jobs: int | None = None,
                 net.set_weights(pooled.get_weights())
                 epochs, lr = config.finetune_epochs, config.finetune_learning_rate
             else:
-                net = build_cnn(n_features, seed=seed + offset, dropout=config.dropout)
+                net = build_cnn(n_features, seed=seed + offset, dropout=config.dropout, encoder=encoder)
                 epochs, lr = config.epochs, config.learning_rate
             if epochs > 0:
                 history[gender].append(fit(net, gender, epochs=epochs, lr=lr, seed=seed + offset))
@@ -272,7 +318,7 @@ def train_family(config: TrainConfig, *, jobs: int | None = None,
             feature_config=DEFAULT_FEATURE_CONFIG,
             audio_config=DEFAULT_AUDIO_CONFIG,
             sample_rate=DEFAULT_AUDIO_CONFIG.sample_rate,
-            n_features=len(feature_names(DEFAULT_FEATURE_CONFIG)),
+            n_features=n_features,
             versions=library_versions(),
             training={
                 **config.to_dict(),
@@ -282,8 +328,10 @@ def train_family(config: TrainConfig, *, jobs: int | None = None,
                 "train_speakers": sorted({u.speaker for u in train.utterances}),
                 "val_speakers": [] if val is None else sorted({u.speaker for u in val.utterances}),
             },
+            encoder=encoder,
         )
-        models[name] = EmotionModel(_ensemble(nets, n_features, dropout=config.dropout), scaler, emotion_config)
+        models[name] = EmotionModel(_ensemble(nets, n_features, dropout=config.dropout, encoder=encoder), scaler,
+                                    emotion_config, encoder_scaler=encoder_scaler)
     return models, history
 
 
@@ -296,7 +344,7 @@ def _kept(h: dict) -> str:
     return f"train acc {h['accuracy'][h['best_epoch'] - 1]:.3f} (epoch {h['best_epoch']})"
 
 
-def _ensemble(members: list, n_features: int, *, dropout: float):
+def _ensemble(members: list, n_features: int, *, dropout: float, encoder: EncoderInput | None = None):
     """One Keras model whose output is the mean of the members' softmax outputs.
 
     Each member is rebuilt under a unique name (``member_0``...) and given the
@@ -306,10 +354,15 @@ def _ensemble(members: list, n_features: int, *, dropout: float):
 
     if len(members) == 1:
         return members[0]
-    inputs = keras.Input(shape=(n_features,), name="features")
+    inputs = []
+    if encoder is None or encoder.combine != "encoder_only":
+        inputs.append(keras.Input(shape=(n_features,), name="features"))
+    if encoder is not None:
+        inputs.append(keras.Input(shape=(encoder.dim,), name="encoder"))
+    inputs = inputs[0] if len(inputs) == 1 else inputs
     outputs = []
     for i, member in enumerate(members):
-        twin = build_cnn(n_features, dropout=dropout, name=f"member_{i}")
+        twin = build_cnn(n_features, dropout=dropout, name=f"member_{i}", encoder=encoder)
         twin.set_weights(member.get_weights())
         outputs.append(twin(inputs))
     return keras.Model(inputs, keras.layers.Average(name="emotion")(outputs), name="emotion_cnn_ensemble")

@@ -7,7 +7,7 @@ signal this computes both the librosa statistics (written to the
 emotion recipe reads them from there) and the encoder's hidden states pooled as
 mean and standard deviation over time for every state
 (:class:`pipeline.whisper_encoder.EncoderStates`). The emotion models pick their
-layers and pooling from that array (:func:`select_columns`).
+layers and pooling from that array (:meth:`pipeline.emotion.EncoderInput.columns`).
 
 Tables are cached in ``<project>/cache/encoder`` keyed by the rows, the
 augmentation and seed, the audio configuration and the encoder weights' sha256.
@@ -50,19 +50,6 @@ class EncoderTable:
     E: np.ndarray
     utterances: tuple[Utterance, ...]
     ok: np.ndarray
-
-
-def select_columns(E: np.ndarray, layers: Sequence[int], pooling: str) -> np.ndarray:
-    """Columns of ``E [n, 5, 768]`` for ``layers`` and ``pooling`` -> ``[n, len(layers) * d]``.
-
-    Same order as :meth:`pipeline.whisper_encoder.EncoderStates.pooled` (per layer: mean, then std).
-    """
-    chosen = E[:, list(layers)]
-    if pooling == "mean":
-        chosen = chosen[:, :, :WIDTH]
-    elif pooling != "mean_std":
-        raise ValueError(f"pooling must be 'mean' or 'mean_std', got {pooling!r}")
-    return chosen.reshape(len(E), -1)
 
 
 _RUNNER = None

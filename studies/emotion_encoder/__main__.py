@@ -1,0 +1,3 @@
+from studies.emotion_encoder.study import main
+
+raise SystemExit(main())
