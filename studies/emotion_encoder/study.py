@@ -9,8 +9,8 @@ Usage::
 
 A fold is ``val`` (fit on ``train`` of every corpus of the candidate, score the ``val`` clips) or
 a corpus name (fit on ``train`` + ``val`` of the other corpora, score every clip of that corpus).
-Every fit uses the shipped emotion recipe with one seed (``n_seeds: 1``) and the candidate's
-encoder keys; clips are routed to the model of the speaker's true gender, so the figures are
+Every fit uses the shipped emotion recipe with one seed (``n_seeds: 1``), without the augmented
+copies (:data:`SCREENING`, plan amendment 1), and the candidate's encoder keys; clips are routed to the model of the speaker's true gender, so the figures are
 about emotion alone. Nothing reads the ``test`` split except the fits' own exclusion of it.
 """
 from __future__ import annotations
@@ -42,6 +42,8 @@ CANDIDATES: dict[str, dict] = {
     "both_last_mean": {"encoder_layers": (4,), "encoder_pooling": "mean"},
 }
 LATE = {"late_last": ("librosa", "enc_last")}
+#: Plan amendment 1: screening fits use the clean rows only (no augmented copies), to fit the session.
+SCREENING = {"augmentations": ()}
 #: Candidates that keep the librosa input (rule 1 chooses among these).
 SHIPPABLE = ("both_last", "both_all", "both_wsum", "both_last_mean", "late_last")
 NONEMO = "_nonemo"
@@ -58,11 +60,11 @@ def fit_config(candidate: str, fold: str):
     corpora = [c for c in CORPORA if not (candidate.endswith(NONEMO) and c == "nemo")]
     if fold == "val":
         return replace(TrainConfig(), n_seeds=1, corpora=tuple(corpora), fit_splits=("train",),
-                       **CANDIDATES[base_name(candidate)])
+                       **SCREENING, **CANDIDATES[base_name(candidate)])
     if fold not in CORPORA:
         raise ValueError(f"fold must be one of {FOLDS}, got {fold!r}")
     return replace(TrainConfig(), n_seeds=1, corpora=tuple(c for c in corpora if c != fold),
-                   fit_splits=("train", "val"), **CANDIDATES[base_name(candidate)])
+                   fit_splits=("train", "val"), **SCREENING, **CANDIDATES[base_name(candidate)])
 
 
 def scored_rows(fold: str, rows: Sequence[Utterance]) -> list[int]:
