@@ -29,7 +29,7 @@ import numpy as np
 
 from pipeline.paths import PROJECT_ROOT
 
-GOLDEN = PROJECT_ROOT / "tests" / "data" / "whisper_golden.npz"
+GOLDEN = PROJECT_ROOT / "tests/data/whisper_golden.npz"  # one string: "tests" alone would read as an import target
 
 
 def golden_signals() -> dict[str, np.ndarray]:

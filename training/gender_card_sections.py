@@ -1,4 +1,4 @@
-"""Sections of the gender model card that come from outside the training run (issue #17).
+"""Sections of the gender model card that come from outside the training run (studies/gender_fusion).
 
 :func:`training.gender_cards.write_gender_card` adds them to
 :func:`training.gender_cards.model_card`; each builder returns Markdown lines, or an empty
@@ -34,7 +34,7 @@ LOCO_METHODS = {"ecapa": "ECAPA", "ge2e_lr": "GE2E-LR", "fused": "fused"}
 """Methods of the study shown on the card (``fused``: ECAPA weight chosen on ``val``)."""
 
 LOCO_TARGET_CORPUS = 0.92
-"""Issue #17's target on corpora never seen: every held-out corpus at least this accuracy..."""
+"""Target on corpora never seen: every held-out corpus at least this accuracy..."""
 
 LOCO_TARGET_MEAN = 0.96
 """... and the mean over the held-out corpora at least this."""
@@ -175,7 +175,7 @@ def speaker_section(metadata: dict, manifest: Sequence | None) -> list[str]:
 
 
 def _judge_loco(folds: dict, method: str, mean: float | None, complete: bool, pending: Sequence[str]) -> str:
-    """'met' / 'not met' / 'not decided yet' for issue #17's LOCO target, with the numbers behind it."""
+    """'met' / 'not met' / 'not decided yet' for the gender-on-unseen-voices LOCO target, with the numbers behind it."""
     accs = {c: f["methods"][method]["accuracy"]["estimate"] for c, f in folds.items() if method in f["methods"]}
     low = {c: a for c, a in accs.items() if a < LOCO_TARGET_CORPUS}
     mean_text = f"mean of {len(accs)} folds {pct(mean)}" if mean is not None else "no mean"
@@ -229,7 +229,7 @@ def loco_section(report: dict | None, *, shipped_method: str) -> list[str]:
                      + " | ".join(cell(m[k]) for k in methods) + " |")
     if means and all(k in means for k in methods):
         lines.append(f"| **mean of {len(order)}** | | | " + " | ".join(f"**{pct(means[k])}**" for k in methods) + " |")
-    lines += ["", "Issue #17's target on corpora never seen: every corpus >= 92% and the mean >= 96%.", ""]
+    lines += ["", "Target on corpora never seen: every corpus >= 92% and the mean >= 96%.", ""]
     for k in methods:
         mark = " (the method of this folder)" if k == shipped_method else ""
         lines.append(f"- {LOCO_METHODS[k]}{mark}: " + _judge_loco({c: folds[c] for c in order}, k, means.get(k),
@@ -272,7 +272,7 @@ def robustness_section(metrics: dict, training_corpora: Sequence[str] = ()) -> l
              "`reports/metrics.md`)"
              + (f"; these clips include corpora the model was not fitted on ({', '.join(unseen)}), so clean accuracy "
                 "here differs from the test metrics above" if unseen else "")
-             + f". *Answers changed*: share of clips whose gender differs from the clean clip's. Issue #17's target: "
+             + f". *Answers changed*: share of clips whose gender differs from the clean clip's. Target: "
              f"at most {target:g} points below clean under each condition.", "",
              "| condition | clips | accuracy | vs clean | answers changed | target |",
              "|---|---:|---:|---:|---:|---|"]

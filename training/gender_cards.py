@@ -331,7 +331,7 @@ LIMITS_HEADING = "## Known limits"
 
 def gender_card(folder: str | Path, metrics: dict | None, loco_report: str | Path | None = None, *,
                 manifest=None) -> str:
-    """The model card of the gender model in ``folder``: :func:`model_card` plus the sections of issue #17.
+    """The model card of the gender model in ``folder``: :func:`model_card` plus the sections of studies/gender_fusion.
 
     Adds (each only when its data exists; :mod:`training.gender_card_sections`): training speakers
     per corpus (from the manifest, or speakers unknown without it), the leave-one-corpus-out table

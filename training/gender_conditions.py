@@ -1,4 +1,4 @@
-"""Degraded copies of a clip, and the gender model's accuracy on each (issue #17's robustness table).
+"""Degraded copies of a clip, and the gender model's accuracy on each (the gender robustness table).
 
 The gender stage should give the same answer on a clip however it reaches the app. Each
 condition of :data:`CONDITIONS` turns a decoded 16 kHz mono float32 signal into another one of

@@ -82,6 +82,8 @@ def to_markdown(metrics: dict) -> str:
     if metrics.get("gender_robustness"):
         lines += ["", "## Gender under degraded recordings", "", _robustness_intro(metrics["gender_robustness"]), ""]
         lines += _robustness_rows(metrics["gender_robustness"])
+    if metrics.get("emotion_robustness"):
+        lines += ["", "## Emotion under degraded recordings", ""] + emotion_robustness_lines(metrics["emotion_robustness"])
     if metrics.get("gender_calibration"):
         lines += ["", "## Gender calibration", ""] + _calibration_lines(metrics["gender_calibration"])
     if g["errors"]:
@@ -102,6 +104,23 @@ def _routing_rows(comparison: dict) -> list[str]:
                         f"{100 * iv['estimate']:+.1f} pts | [{100 * iv['low']:+.1f}, {100 * iv['high']:+.1f}] | "
                         f"{iv['n_groups']} |")
     return rows
+
+
+def emotion_robustness_lines(table: dict) -> list[str]:
+    """Intro and table of ``metrics["emotion_robustness"]`` (:func:`training.evaluate.emotion_robustness`)."""
+    from training.gender_conditions import DESCRIPTIONS
+
+    accuracy, per_corpus = table["accuracy"], table["per_corpus"]
+    corpora = list(per_corpus["clean"])
+    lines = [f"The emotion models on the {table['n']} emotional `{table['split']}` clips that every condition could "
+             "score, routed by the speaker's true gender, as recorded and degraded as in the gender table "
+             "(`training/emotion_conditions.py`).", "",
+             "| condition | accuracy | vs clean | " + " | ".join(corpora) + " |", "|---|---:|---:|" + "---:|" * len(corpora)]
+    for name, a in accuracy.items():
+        change = "–" if name == "clean" else f"{table['change_pts'][name]:+.1f} pts"
+        lines.append(f"| {DESCRIPTIONS.get(name, name)} | {_pct(a)} | {change} | "
+                     + " | ".join(_pct(per_corpus[name][k]) for k in corpora) + " |")
+    return lines
 
 
 def _robustness_intro(robustness: dict) -> str:
