@@ -42,6 +42,7 @@ NOTEBOOKS = (
     Notebook("4_baselines_and_clusters", "baselines.py"),
     Notebook("5_noise_reduction", "noise_reduction.py"),
     Notebook("6_new_corpora", "new_corpora.py"),
+    Notebook("7_emotion_encoder", "emotion_encoder.py"),
 )
 
 
