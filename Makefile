@@ -26,7 +26,7 @@ test-fast: setup  ## the fast loop while editing: every test not marked slow (ab
 	$(PY) -m pytest -q -m "not slow"
 
 train: setup  ## rebuild every shipped model from ../shared/data
-	$(PY) -m pipeline.train
+	$(PY) -m pipeline.train --processes 2
 
 evaluate: setup  ## speaker-independent metrics -> reports/ and the model cards
 	$(PY) -m pipeline.evaluate

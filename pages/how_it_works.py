@@ -87,7 +87,7 @@ c1.table(bins_table(GENDER_BINS, "gender").set_index("gender probability"))
 c2.markdown("**Emotion**")
 c2.table(bins_table(EMOTION_BINS, "emotion").set_index("emotion probability"))
 st.caption("Sources: reports/metrics.json, reports/test_predictions.csv, studies/gender_fusion/report.md, "
-           "studies/emotion_holdout/report.md in the repository.")
+           "studies/emotion_encoder/report.md in the repository.")
 
 st.header("What you can upload")
 st.markdown(

@@ -137,3 +137,24 @@ def test_train_family_with_an_encoder_input(monkeypatch, combine, layers, tmp_pa
     model.save(tmp_path / "m")
     again = EmotionModel.load(tmp_path / "m")
     np.testing.assert_allclose(again.predict_proba(fresh.X[:5]), model.predict_proba(fresh.X[:5]), atol=1e-6)
+
+
+def test_emotion_robustness_table_counts_right_answers_per_condition(encoder_models):
+    """training.emotion_conditions.robustness_table on hand-made rows: known accuracies and changes."""
+    from pathlib import Path
+
+    from training.corpus import Utterance
+    from training.emotion_conditions import ConditionRows, robustness_table
+
+    models = {"male": EmotionModel.load(encoder_models["male"]), "female": EmotionModel.load(encoder_models["female"])}
+    rows = tuple(Utterance(Path(f"c/{i}.wav"), corpus, f"s{i}", gender, emotion, "", "en", "test", 2.0)
+                 for i, (corpus, gender, emotion) in enumerate([("ravdess", "male", "angry"), ("ravdess", "female", "sad"),
+                                                                ("nemo", "male", "happy"), ("nemo", "female", "sad")]))
+    X = np.zeros((4, N + ENCODER_COLUMNS), np.float32)  # the fake models answer angry (male) and sad (female)
+    ok_all = np.ones(4, bool)
+    data = ConditionRows(rows, {"clean": X, "pink_10db": X}, {"clean": ok_all, "pink_10db": np.array([1, 1, 1, 0], bool)})
+    table = robustness_table(models, data)
+    assert table["n"] == 3  # the clip pink noise could not score is left out of every condition
+    assert table["accuracy"] == {"clean": pytest.approx(2 / 3), "pink_10db": pytest.approx(2 / 3)}
+    assert table["per_corpus"]["clean"] == {"nemo": 0.0, "ravdess": 1.0}
+    assert table["change_pts"]["pink_10db"] == pytest.approx(0.0)

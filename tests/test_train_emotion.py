@@ -112,7 +112,9 @@ def test_emotion_recipe_is_what_the_shipped_models_record():
     assert load_recipe("emotion") == config
     assert config.augmentations == (Augmentation("speed", factor=0.9), Augmentation("speed", factor=1.1),
                                     Augmentation("noise", snr_db=15.0))
-    assert EMOTION_CORPORA == config.corpora == ("ravdess", "savee", "ased", "emovo")
+    assert EMOTION_CORPORA == config.corpora == ("ravdess", "savee", "ased", "emovo", "nemo")
+    assert config.encoder_layers == (0, 1, 2, 3, 4) and config.encoder_pooling == "mean_std"
+    assert config.encoder_combine == "concat"  # the winner of studies/emotion_encoder
     root = PROJECT_ROOT
     for folder in ("male_models", "female_models", "pooled_model"):
         recorded = json.loads((root / folder / "config.json").read_text())["training"]

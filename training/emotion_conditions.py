@@ -9,7 +9,7 @@ encoder weights), so several emotion models can be scored on the same rows.
 
 Usage (a model pair beside the shipped one; both are scored on identical rows)::
 
-    python -m training.emotion_conditions --models male_models:female_models OLD_MALE:OLD_FEMALE --out STEM
+    python -m training.emotion_conditions --models shipped=male_models:female_models before=OLD_MALE:OLD_FEMALE --out STEM
 """
 from __future__ import annotations
 
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     from training.reporting import pct, write_report
 
     parser = argparse.ArgumentParser(description="emotion on the test clips under degraded recordings")
-    parser.add_argument("--models", nargs="+", required=True, metavar="MALE_DIR:FEMALE_DIR")
+    parser.add_argument("--models", nargs="+", required=True, metavar="[LABEL=]MALE_DIR:FEMALE_DIR")
     parser.add_argument("--out", required=True, help="report stem (STEM.json, STEM.md)")
     parser.add_argument("--jobs", type=int, default=None)
     args = parser.parse_args(argv)
@@ -149,14 +149,16 @@ def main(argv: list[str] | None = None) -> int:
     rows = [u for u in manifest if u.emotion and u.split == "test"]
     data = condition_rows(rows, manifest, jobs=args.jobs)
     tables = {}
-    for pair in args.models:
+    for item in args.models:
+        label, _, pair = item.rpartition("=")
         male, female = pair.split(":")
-        tables[pair] = robustness_table({"male": EmotionModel.load(male), "female": EmotionModel.load(female)}, data)
+        tables[label or pair] = robustness_table({"male": EmotionModel.load(male), "female": EmotionModel.load(female)},
+                                                 data)
     lines = ["# Emotion on `test` under degraded recordings", "",
              "Routed by the speaker's true gender; clips every condition could score. Conditions as the gender "
              "robustness table (training/gender_conditions.py).", "",
              "| models | clips | " + " | ".join(EMOTION_CONDITIONS) + " |", "|---|---:|" + "---:|" * len(EMOTION_CONDITIONS)]
-    for pair, t in tables.items():
+    for pair, t in tables.items():  # the label, or the folders
         cells = [pct(t["accuracy"]["clean"])] + [f"{pct(t['accuracy'][c])} ({t['change_pts'][c]:+.1f})"
                                                  for c in EMOTION_CONDITIONS[1:]]
         lines.append(f"| `{pair}` | {t['n']} | " + " | ".join(cells) + " |")
