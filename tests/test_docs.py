@@ -34,7 +34,7 @@ def test_readme_headline_figures_match_the_metrics():
     g, cascade = metrics["gender"], metrics["emotion"]["cascade"]
     seen = g["seen_corpora"]
     assert f"**gender: {pct(seen['accuracy'])}** of {seen['n']} clips of the six corpora" in text
-    assert len(seen["corpora"]) == 6 and not g["never_seen"]
+    assert len(seen["corpora"]) == 6 and set(g["never_seen"]) <= {"nemo"}  # nEMO: emotion-only training corpus
     iv = seen["interval"]
     assert f"over the\n  {iv['n_groups']} speakers: {pct(iv['low'])}-{pct(iv['high'])}" in text
     others = [c["accuracy"] for k, c in g["per_corpus"].items() if k != "speechocean"]

@@ -158,3 +158,24 @@ def test_emotion_robustness_table_counts_right_answers_per_condition(encoder_mod
     assert table["accuracy"] == {"clean": pytest.approx(2 / 3), "pink_10db": pytest.approx(2 / 3)}
     assert table["per_corpus"]["clean"] == {"nemo": 0.0, "ravdess": 1.0}
     assert table["change_pts"]["pink_10db"] == pytest.approx(0.0)
+
+
+def test_recording_segments_get_their_emotion_from_encoder_models(encoder_models, tmp_path):
+    """The conversation view: every speech segment of a recording is scored with the encoder block."""
+    import soundfile as sf
+
+    from pipeline.cascade import Cascade
+    from pipeline.paths import PROJECT_ROOT
+    from pipeline.segments_csv import segment_rows
+    from pipeline.testing import silence
+
+    cascade = Cascade.load(make_gender_model(tmp_path / "g", female_logit=-4.0), male_dir=encoder_models["male"],
+                           female_dir=encoder_models["female"])
+    clips = [sf.read(PROJECT_ROOT / "examples" / f"{name}.flac", dtype="float32")[0]
+             for name in ("man_calm", "woman_angry", "man_sad")]
+    y = np.concatenate([part for clip in clips for part in (clip, silence(0.8))])
+    rec = cascade.analyse_recording(y, SR)
+    assert rec.ok and rec.segments
+    for s in rec.segments:  # male by the tiny gender model, whose encoder-reading emotion model says angry
+        assert s.prediction.ok and s.prediction.gender == "male" and s.prediction.emotion == "angry"
+    assert len(segment_rows(rec)) == len(rec.segments)
