@@ -60,7 +60,9 @@ def test_uncertain_thresholds_and_quoted_figures_match_the_reports():
     trained_on = json.loads((ROOT / "gender_model" / "metadata.json").read_text())["training"]["corpora"]
     doubtful = set(load_recipe("gender").exclude_speakers)  # labels in doubt: left out of the bins
     seen = frame[(frame.status == "ok") & frame.corpus.isin(trained_on) & ~frame.speaker.isin(doubtful)]
-    assert len(frame) - len(seen) == 40  # the two doubtful test speakers
+    never = frame[~frame.corpus.isin(trained_on)]
+    assert set(never.corpus) <= {"nemo"}  # an emotion training corpus, not a gender one
+    assert len(frame) - len(never) - len(seen) == 40  # the two doubtful test speakers
     p_female = seen.p_female.to_numpy()
     gender_conf = np.maximum(p_female, 1 - p_female)
     assert c.reliability_bins(gender_conf, seen.pred_gender == seen.gender, c.GENDER_EDGES) == list(c.GENDER_BINS)
