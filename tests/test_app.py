@@ -204,7 +204,7 @@ def test_page_without_input(tiny_app, tiny_models):
     card = (ROOT / "gender_model" / "README.md").read_text(encoding="utf-8")
     first_line = next(line for line in card.splitlines() if line.strip()).lstrip("# ").strip()
     assert first_line in texts(at.markdown)
-    assert "98%" in texts(at.markdown) and "20%-34%" in texts(at.markdown)
+    assert "98%" in texts(at.markdown) and "32%-46%" in texts(at.markdown)  # emotion on corpora never seen
     assert len(at.table) >= 3
 
 

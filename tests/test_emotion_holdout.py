@@ -104,5 +104,8 @@ def test_holdout_limit_line_in_the_model_cards():
     assert "x 25.0% (chance 12.5%)" in line and "studies/emotion_holdout/report.md" in line
     metrics = json.loads((PROJECT_ROOT / "reports" / "metrics.json").read_text(encoding="utf-8"))
     holdout = json.loads((PROJECT_ROOT / "studies" / "emotion_holdout" / "report.json").read_text(encoding="utf-8"))
+    study = json.loads((PROJECT_ROOT / "studies" / "emotion_encoder" / "report.json").read_text(encoding="utf-8"))
     folder = PROJECT_ROOT / "male_models"
-    assert emotion_card(EmotionModel.load(folder), metrics, holdout) == (folder / "README.md").read_text(encoding="utf-8")
+    card = emotion_card(EmotionModel.load(folder), metrics, holdout, study)
+    assert card == (folder / "README.md").read_text(encoding="utf-8")
+    assert "studies/emotion_encoder/report.md" in card  # the shipped models read the encoder: its study's figures
