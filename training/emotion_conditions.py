@@ -76,12 +76,12 @@ def condition_rows(rows: Sequence[Utterance], manifest: Sequence[Utterance], *,
                    conditions: Sequence[str] = EMOTION_CONDITIONS, seed: int = 0, jobs: int | None = None,
                    use_cache: bool = True) -> ConditionRows:
     """Input rows of ``rows`` under ``conditions`` (clip ``i`` gets noise seed ``seed + i``)."""
-    from pipeline.whisper_encoder import WEIGHTS_PATH
+    from pipeline.whisper_encoder import weights_sha256
     from training.gender_conditions import study_babble
 
     rows = tuple(rows)
     key = hashlib.sha1(json.dumps({"rows": [u.relpath for u in rows], "conditions": list(conditions), "seed": seed,
-                                   "encoder": hashlib.sha256(WEIGHTS_PATH.read_bytes()).hexdigest()},
+                                   "encoder": weights_sha256()},
                                   sort_keys=True).encode()).hexdigest()[:16]
     cache = CACHE_DIR / f"{key}.npz"
     if use_cache and cache.is_file():

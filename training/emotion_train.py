@@ -22,10 +22,8 @@ Every value of the recipe is in ``training/recipes/emotion.yaml`` (:class:`Train
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field, replace
-from functools import lru_cache
 from pathlib import Path
 from types import MappingProxyType
 from typing import Sequence
@@ -48,6 +46,7 @@ from pipeline.emotion import (
     model_inputs,
 )
 from pipeline.features import DEFAULT_FEATURE_CONFIG, feature_names
+from pipeline.whisper_encoder import weights_sha256
 
 
 @recipe_dataclass("emotion")
@@ -89,21 +88,13 @@ class TrainConfig:
         if not self.encoder_layers:
             return None
         return EncoderInput(layers=tuple(self.encoder_layers), pooling=self.encoder_pooling,
-                            combine=self.encoder_combine, weights_sha256=encoder_weights_sha256())
+                            combine=self.encoder_combine, weights_sha256=weights_sha256())
 
     def to_dict(self) -> dict:
         """JSON-ready fields (augmentations as tags), as ``config.json`` records them."""
         data = asdict(self)
         data["augmentations"] = [a.tag for a in self.augmentations]
         return data
-
-
-@lru_cache(maxsize=1)
-def encoder_weights_sha256() -> str:
-    """sha256 of the shipped encoder weights (recorded in each encoder model's config)."""
-    from pipeline.whisper_encoder import WEIGHTS_PATH
-
-    return hashlib.sha256(WEIGHTS_PATH.read_bytes()).hexdigest()
 
 
 #: The emotional corpora of the shipped recipe.
@@ -363,8 +354,6 @@ def train_family_parallel(config: TrainConfig, *, processes: int, jobs: int | No
     """
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
-
-    from sklearn.preprocessing import StandardScaler  # noqa: F401 - scalers come back pickled in the configs' models
 
     processes = max(1, min(processes, config.n_seeds))
     counts = [config.n_seeds // processes + (1 if i < config.n_seeds % processes else 0) for i in range(processes)]

@@ -26,7 +26,7 @@ import numpy as np
 from pipeline.audio import DEFAULT_AUDIO_CONFIG, AudioConfig, decode_audio, prepare_signal, to_mono_float
 from pipeline.features import DEFAULT_FEATURE_CONFIG, extract_features
 from pipeline.paths import PROJECT_ROOT
-from pipeline.whisper_encoder import N_STATES, WEIGHTS_PATH, WIDTH
+from pipeline.whisper_encoder import N_STATES, WIDTH, weights_sha256
 from training.augment import Augmentation
 from training.corpus import Utterance
 from training.dataset import CACHE_DIR as FEATURE_CACHE_DIR
@@ -83,11 +83,6 @@ def _one(args: tuple) -> tuple[np.ndarray, np.ndarray] | None:
         return None
 
 
-def _weights_sha() -> str:
-    digest = hashlib.sha256(WEIGHTS_PATH.read_bytes()).hexdigest()
-    return digest[:16]
-
-
 def build_encoder_table(utterances: Sequence[Utterance], *, augmentation: Augmentation | None = None, seed: int = 0,
                         audio_config: AudioConfig = DEFAULT_AUDIO_CONFIG, jobs: int | None = None,
                         use_cache: bool = True) -> EncoderTable:
@@ -100,7 +95,7 @@ def build_encoder_table(utterances: Sequence[Utterance], *, augmentation: Augmen
     utterances = tuple(utterances)
     relpaths = [u.relpath for u in utterances]
     payload = json.dumps({"paths": relpaths, "augmentation": None if augmentation is None else augmentation.__dict__,
-                          "audio": audio_config.to_dict(), "encoder": _weights_sha(), "seed": seed}, sort_keys=True)
+                          "audio": audio_config.to_dict(), "encoder": weights_sha256()[:16], "seed": seed}, sort_keys=True)
     key = hashlib.sha1(payload.encode()).hexdigest()[:16]
     cache_file = CACHE_DIR / f"{key}.npz"
     if use_cache and cache_file.is_file():

@@ -80,17 +80,11 @@ class CorpusResult:
 
 
 def route_by_gender(models: Mapping[str, EmotionModel], X: np.ndarray, genders: Sequence[str]) -> np.ndarray:
-    """Emotion labels for feature rows ``X [n, n_features]``, each scored by ``models[gender]``.
+    """Emotion labels for feature rows ``X [n, n_features]``, each scored by ``models[gender]``
+    (:func:`training.emotion_conditions.routed_labels`). ``genders [n]``: ``"male"`` / ``"female"``."""
+    from training.emotion_conditions import routed_labels
 
-    ``genders [n]`` holds ``"male"`` / ``"female"``. Returns ``[n]`` label strings.
-    """
-    genders = np.asarray(genders)
-    out = np.empty(len(genders), dtype=object)
-    for gender in ("male", "female"):
-        idx = np.flatnonzero(genders == gender)
-        if idx.size:
-            out[idx] = np.asarray(EMOTION_LABELS, dtype=object)[models[gender].predict_proba(X[idx]).argmax(1)]
-    return out
+    return routed_labels(models, X, genders)
 
 
 def score_corpus(corpus: str, rows: Sequence[Utterance], X: np.ndarray, held_out: Mapping[str, EmotionModel],
