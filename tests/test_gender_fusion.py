@@ -170,3 +170,92 @@ def test_a_broken_fusion_file_stops_loading_with_a_model_error(tmp_path):
     (folder / FUSION_FILE).write_text("{not json")
     with pytest.raises(ModelError, match="not valid JSON"):
         GenderClassifier.load(folder)
+
+
+# --------------------------------------------------------------------------- degraded copies and the recipe's second opinion
+
+def test_degraded_copy_is_seeded_same_length_and_changed():
+    from pipeline.testing import speech_like
+    from training.ge2e_copies import clip_seed, degrade
+
+    y = speech_like(2.0)
+    babble = [np.random.default_rng(0).standard_normal(16000 * 3).astype(np.float32)]
+    a = degrade(y, clip_seed("ravdess/a.flac#0"), babble)
+    b = degrade(y, clip_seed("ravdess/a.flac#0"), babble)
+    c = degrade(y, clip_seed("ravdess/a.flac#1"), babble)
+    assert np.array_equal(a[0], b[0]) and a[1:] == b[1:]            # the same key gives the same copy
+    assert a[0].shape == y.shape and a[0].dtype == np.float32
+    assert not np.allclose(a[0], y) and not np.array_equal(a[0], c[0])
+    assert a[2] in ("clean", "white", "pink", "babble")
+    assert clip_seed("x") == clip_seed("x") != clip_seed("y")
+
+
+def test_degraded_copies_draw_noise_kinds_and_snr_in_range():
+    from pipeline.testing import speech_like
+    from training.ge2e_copies import NOISE_PROB, SNR_RANGE_DB, clip_seed, degrade
+
+    y = speech_like(1.0)
+    babble = [np.random.default_rng(1).standard_normal(16000 * 2).astype(np.float32)]
+    draws = [degrade(y, clip_seed(f"clip#{k}"), babble)[2:] for k in range(120)]
+    noisy = [(kind, snr) for kind, snr in draws if kind != "clean"]
+    assert {kind for kind, _ in noisy} == {"white", "pink", "babble"}
+    assert all(SNR_RANGE_DB[0] <= snr <= SNR_RANGE_DB[1] for _, snr in noisy)
+    assert abs(len(noisy) / len(draws) - NOISE_PROB) < 0.15
+
+
+def test_second_opinion_fits_on_clips_and_copies_and_writes_the_recipe_fusion(tmp_path, monkeypatch):
+    """fit_second_opinion: rows + their copies go into the head; w and T come from the recipe, not from a fit."""
+    from types import SimpleNamespace
+
+    import training.ge2e_copies as copies
+    from pipeline.testing import make_gender_model
+    from training.gender_second_opinion import fit_second_opinion
+    from training.recipes import load_recipe
+
+    rng = np.random.default_rng(0)
+    rows = [SimpleNamespace(relpath=f"c/{i}.wav", gender="female" if i % 2 else "male", speaker=f"s{i % 10}")
+            for i in range(60)]
+
+    def vector(female: bool) -> np.ndarray:
+        v = rng.normal(0, 0.05, 256)
+        v[3] += 1.0 if female else -1.0
+        return v.astype(np.float32)
+
+    monkeypatch.setattr(copies, "embed_corpus", lambda rs, cache: {"vectors": {u.relpath: vector(u.gender == "female") for u in rs}})
+    keys = [(f"{u.relpath}#{k}", u.gender == "female") for u in rows for k in range(2)]
+    monkeypatch.setattr(copies, "embed_fitting_copies", lambda rs, cache, copies: {
+        "keys": np.array([k for k, _ in keys]), "embeddings": np.stack([vector(female) for _, female in keys]),
+        "noise": np.array(["white"] * len(keys))})
+    recipe = load_recipe("gender", {"second_opinion": "ge2e", "ge2e_copies": 2, "fusion_ecapa_weight": 0.25,
+                                    "fusion_ecapa_temperature": 1.5, "fusion_ge2e_temperature": 0.5})
+    folder = make_gender_model(tmp_path / "g", female_logit=0.0)
+    fusion = fit_second_opinion(folder, recipe, rows, cache=tmp_path)
+    saved = GenderFusion.load(folder)
+    assert saved is not None and saved.ecapa_weight == 0.25 and saved.ecapa_temperature == 1.5
+    assert saved.ge2e_temperature == 0.5 and fusion.provenance["rows_with_copies"] == 180
+    assert saved.head.coef[3] > 0  # female direction learnt
+
+
+def test_the_rule_of_the_gender_candidates_known_answers():
+    """studies/gender_fusion/rule.decide: +1.0 point of the twelve-part score and at most -1.0 clean to replace E0."""
+    from studies.gender_fusion.rule import decide, median_fusion
+    from studies.gender_fusion.study import CORPORA
+    from training.gender_conditions import CONDITIONS
+
+    def candidate(fold: float, degraded: float, clean: float) -> dict:
+        return {"folds": dict.fromkeys(CORPORA, fold), "test": {"clean": clean, **dict.fromkeys(CONDITIONS[1:], degraded)}}
+
+    table = {"E0": candidate(0.90, 0.88, 0.96),
+             "A": candidate(0.91, 0.89, 0.96),        # +1.0 exactly: passes
+             "B": candidate(0.95, 0.95, 0.949),       # far better, 1.1 points less clean: fails
+             "C": candidate(0.93, 0.92, 0.955),       # best score among those that pass: ships
+             "D": {"folds": {"ravdess": 0.99}, "test": {"clean": 0.99}}}  # incomplete: not judged
+    d = decide(table)
+    assert d["candidates"]["A"]["passes"] and not d["candidates"]["B"]["passes"]
+    assert d["candidates"]["A"]["score_gain_pts"] == pytest.approx(1.0)
+    assert not d["candidates"]["D"]["complete"] and "passes" not in d["candidates"]["D"]
+    assert d["winner"] == "C"
+    assert decide({"E0": table["E0"], "B": table["B"]})["winner"] == "E0"
+    folds = {c: {"ecapa_temperature": t, "ge2e_temperature": 1.0, "ecapa_weight": w}
+             for c, t, w in zip(CORPORA, (0.5, 0.7, 0.6, 0.9, 0.8, 0.65), (0.25, 0.5, 0.5, 0.75, 0.5, 0.25))}
+    assert median_fusion(folds) == {"ecapa_temperature": 0.675, "ge2e_temperature": 1.0, "ecapa_weight": 0.5}

@@ -74,10 +74,18 @@ class GenderRecipe:
     bn_batches: int
     bn_batch_size: int
     bn_crop_frames: int
+    # second opinion (training/gender_second_opinion.py)
+    second_opinion: str | None
+    ge2e_copies: int
+    fusion_ecapa_weight: float
+    fusion_ecapa_temperature: float
+    fusion_ge2e_temperature: float
 
     #: Keys added after runs had saved their recipe.yaml, and the value that repeats those runs
     #: (:func:`training.config.from_file` fills them in when a saved file lacks them).
-    ADDED_LATER = MappingProxyType({"exclude_speakers": (), "channel_p_telephone": 0.0, "channel_p_pcm_u8": 0.0})
+    ADDED_LATER = MappingProxyType({"exclude_speakers": (), "channel_p_telephone": 0.0, "channel_p_pcm_u8": 0.0,
+                                    "second_opinion": None, "ge2e_copies": 0, "fusion_ecapa_weight": 1.0,
+                                    "fusion_ecapa_temperature": 1.0, "fusion_ge2e_temperature": 1.0})
 
     @property
     def select_on_val(self) -> bool:
@@ -108,6 +116,10 @@ class GenderRecipe:
             raise ValueError(f"noise kinds must be drawn from {NOISE_KINDS}, got {list(self.noise_kinds)}")
         if not self.speed_factors or self.speed_factors[0] != 1.0:
             raise ValueError(f"speed_factors must start with 1.0 (the original), got {self.speed_factors}")
+        if self.second_opinion not in (None, "ge2e"):
+            raise ValueError(f"second_opinion must be null or 'ge2e', got {self.second_opinion!r}")
+        if not 0.0 <= self.fusion_ecapa_weight <= 1.0 or min(self.fusion_ecapa_temperature, self.fusion_ge2e_temperature) <= 0:
+            raise ValueError("fusion_ecapa_weight must lie in [0, 1] and the fusion temperatures be positive")
 
 
 def optimiser_phrase(recipe: GenderRecipe) -> str:

@@ -8,7 +8,7 @@ mkdir -p artifacts/gender_loco
 for c in "$@"; do
   if [ -f "artifacts/gender_loco/$c/model.safetensors" ]; then continue; fi
   echo "$(date -Is) start $c" >> artifacts/gender_loco/queue.log
-  nice -n 15 .venv/bin/python -m training.gender_train --out "artifacts/gender_loco/$c" --exclude-corpus "$c" \
+  nice -n 15 .venv/bin/python -m training.gender_train --out "artifacts/gender_loco/$c" --exclude-corpus "$c" nemo \
      --no-test --fit-splits train --keep last > "artifacts/gender_loco/$c.log" 2>&1
   echo "$(date -Is) done $c rc=$?" >> artifacts/gender_loco/queue.log
 done

@@ -53,7 +53,7 @@ def _log(message: str) -> None:
 
 def ge2e_head(rows: Sequence[Utterance], cache: Path):
     """The GE2E-LR head fitted on `train` + `val` of every corpus, pitch-contradicted speakers left out."""
-    from studies.ge2e_gender.study import embed_corpus
+    from training.ge2e_copies import embed_corpus
     from training.gender_fusion import fit_ge2e_head
 
     fit = [u for u in rows if u.split in ("train", "val") and u.speaker not in PITCH_CONTRADICTED]

@@ -246,7 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "fold's ECAPA probabilities and the GE2E cache, do not change; each GE2E fit takes minutes)")
     args = parser.parse_args(argv)
 
-    from studies.ge2e_gender.study import embed_corpus
+    from training.ge2e_copies import embed_corpus
 
     rows = [u for u in read_manifest() if u.gender in ("male", "female")]
     vectors = embed_corpus(rows, args.cache)["vectors"]

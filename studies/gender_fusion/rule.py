@@ -1,0 +1,305 @@
+"""Every gender candidate on one rule: corpora never seen and degraded recordings (``plan.md``, amendment 3).
+
+Usage::
+
+    studies/gender_fusion/queue_robust.sh ravdess emovo savee librispeech   # the robust ECAPA folds (long)
+    python -m studies.gender_fusion.rule                                     # embed, fit, score, report
+
+Score of a candidate: the mean of twelve accuracies, the six leave-one-corpus-out folds and the
+six degraded conditions on `test`. It replaces the shipped stage (E0) when its score is at least
+1.0 point higher and its clean `test` accuracy at most 1.0 point lower.
+
+Candidates (names used in the report and in ``rule_probs.csv.gz``):
+
+* ``E0``: the shipped six-corpus ECAPA; folds from ``folds/ecapa_<corpus>.csv``.
+* ``R``: the robust-recipe ECAPA; folds from ``folds/robust_<corpus>.csv`` (scored here from
+  ``artifacts/gender_loco_robust/<corpus>`` when the model exists) or, for the two folds run in an
+  earlier session, their per-speaker counts (``robust_<corpus>.json``); degraded `test` from
+  ``robust_probs.csv.gz`` (the six-corpus R scored then).
+* ``G``: the GE2E logistic regression of ``report.json``; degraded `test` from ``robust_probs.csv.gz``.
+* ``Gd``: the GE2E regression fitted on clean clips plus two degraded copies of each
+  (:mod:`studies.gender_fusion.degraded`); in the LibriSpeech fold, copies with babble are left out.
+* ``F(E0,Gd)`` / ``F(R,Gd)``: late fusion (:mod:`pipeline.gender_fusion`); per fold the temperatures
+  and the ECAPA weight are fitted on the fold's clean `val` rows; the six-corpus form uses the median
+  of the six folds' values.
+
+nEMO (in no candidate's fitting) is scored whole, outside the rule. Writes ``rule_report.md`` /
+``.json``, the per-clip P(female) of the candidates fitted here in ``rule_probs.csv.gz``, and
+``rule_fusion.json`` (the six-corpus fusion of the winner, when it is a fusion) beside this file.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import gzip
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from pipeline.paths import PROJECT_ROOT
+from training.corpus import Utterance, read_manifest
+from training.gender_conditions import CONDITIONS
+from training.reporting import pct, write_report
+
+from .study import CORPORA, PITCH_CONTRADICTED, accuracy, ecapa_probabilities, fold_rows
+
+HERE = Path(__file__).resolve().parent
+CACHE = PROJECT_ROOT / "cache" / "ge2e"
+DEGRADED = CONDITIONS[1:]
+MIN_SCORE_GAIN_PTS = 1.0
+MAX_CLEAN_LOSS_PTS = 1.0
+DOUBTFUL_TEST_SPEAKERS = frozenset({"speechocean_3023", "speechocean_2430"})
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _z(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, np.float64), 1e-6, 1 - 1e-6)
+    return np.log(p) - np.log1p(-p)
+
+
+def _read_csv_probs(path: Path) -> dict[str, float]:
+    with path.open(newline="", encoding="utf-8") as f:
+        return {r["path"]: float(r["p_female"]) for r in csv.DictReader(f)}
+
+
+def _correct(z: np.ndarray, us: Sequence[Utterance]) -> np.ndarray:
+    return ((np.asarray(z) > 0) == np.array([u.gender == "female" for u in us])).astype(float)
+
+
+def _acc(correct: np.ndarray, us: Sequence[Utterance]) -> dict:
+    return accuracy(correct, np.array([u.speaker for u in us]), np.array([u.gender for u in us]))
+
+
+def _acc_from_speaker_counts(path: Path, corpus: str, speakers: dict[str, str]) -> dict:
+    """A fold scored in an earlier session: per-speaker right/total counts of ``gender_holdout``'s JSON."""
+    result = next(r for r in json.loads(path.read_text())["results"] if r["corpus"] == corpus)
+    correct, us = [], []
+    for spk, c in sorted(result["metrics"]["per_speaker"].items()):
+        correct += [1.0] * c["correct"] + [0.0] * (c["n"] - c["correct"])
+        us += [(spk, speakers[spk])] * c["n"]
+    return accuracy(np.array(correct), np.array([s for s, _ in us]), np.array([g for _, g in us]))
+
+
+class Embeddings:
+    """Clean GE2E embeddings by manifest path, and the degraded fitting copies by ``path#k``."""
+
+    def __init__(self, rows: Sequence[Utterance], fit_rows: Sequence[Utterance]) -> None:
+        """``rows``: every clip to embed clean; ``fit_rows``: the clips that get degraded copies."""
+        from training.ge2e_copies import embed_corpus
+
+        from training.ge2e_copies import embed_fitting_copies
+
+        self.clean = embed_corpus(rows, CACHE / "embeddings.npz")["vectors"]
+        copies = embed_fitting_copies(fit_rows, CACHE / "degraded_copies.npz")
+        self.copies: dict[str, list[tuple[np.ndarray, str]]] = {}
+        for key, vector, noise in zip(copies["keys"].tolist(), copies["embeddings"], copies["noise"].tolist()):
+            self.copies.setdefault(key.rsplit("#", 1)[0], []).append((vector, noise))
+
+    def fitting_matrix(self, rows: Sequence[Utterance], *, with_copies: bool, no_babble: bool = False):
+        """``(X [shape=(m, 256)], y [shape=(m,)], groups [shape=(m,)])`` of ``rows`` (clean) and their copies."""
+        X, y, g = [], [], []
+        for u in rows:
+            if u.relpath not in self.clean:
+                continue
+            versions = [self.clean[u.relpath]]
+            if with_copies:
+                versions += [v for v, noise in self.copies.get(u.relpath, []) if not (no_babble and noise == "babble")]
+            X += versions
+            y += [int(u.gender == "female")] * len(versions)
+            g += [u.speaker] * len(versions)
+        return np.stack(X), np.array(y), np.array(g)
+
+    def of(self, rows: Sequence[Utterance]) -> np.ndarray:
+        return np.stack([self.clean[u.relpath] for u in rows])
+
+
+def run_folds(rows: Sequence[Utterance], emb: Embeddings, probs_out: list[dict]) -> tuple[dict, dict]:
+    """Per fold and candidate, the accuracy on every clip of the held-out corpus; and each fold's fusion settings."""
+    from training.gender_fusion import fit_fusion, fit_ge2e_head
+
+    earlier = json.loads((HERE / "report.json").read_text())["folds"]
+    speakers = {u.speaker: u.gender for u in rows}
+    folds: dict[str, dict] = {}
+    settings: dict[str, dict] = {}
+    for corpus in CORPORA:
+        fit, val, held = fold_rows(rows, corpus)
+        held = [u for u in held if u.relpath in emb.clean]
+        val = [u for u in val if u.relpath in emb.clean]
+        out: dict[str, dict] = {"G": earlier[corpus]["methods"]["ge2e_lr"]}
+        ecapa = {"E0": _read_csv_probs(HERE / "folds" / f"ecapa_{corpus}.csv")}
+        robust_csv, robust_dir = HERE / "folds" / f"robust_{corpus}.csv", PROJECT_ROOT / "artifacts" / "gender_loco_robust" / corpus
+        if robust_csv.is_file() or (robust_dir / "model.safetensors").is_file():
+            ecapa["R"] = ecapa_probabilities(robust_dir, list(held) + list(val), robust_csv)
+        elif (HERE / f"robust_{corpus}.json").is_file():
+            out["R"] = _acc_from_speaker_counts(HERE / f"robust_{corpus}.json", corpus, speakers)
+        X, y, g = emb.fitting_matrix(fit, with_copies=True, no_babble=corpus == "librispeech")
+        head, c = fit_ge2e_head(X, y, g)
+        z_gd = head.log_odds(emb.of(held))
+        out["Gd"] = _acc(_correct(z_gd, held), held)
+        scores = {"Gd": (held, z_gd)}
+        for name, p in ecapa.items():
+            held_e = [u for u in held if u.relpath in p]
+            z_e = _z([p[u.relpath] for u in held_e])
+            out[name] = _acc(_correct(z_e, held_e), held_e)
+            val_e = [u for u in val if u.relpath in p]
+            fitted = fit_fusion(_z([p[u.relpath] for u in val_e]), head, emb.of(val_e),
+                                np.array([u.gender == "female" for u in val_e], int), provenance={"fold": corpus})
+            f = fitted.fusion
+            key = f"F({name},Gd)"
+            z_f = f.fused_log_odds(z_e, emb.of(held_e))
+            out[key] = _acc(_correct(z_f, held_e), held_e)
+            settings.setdefault(key, {})[corpus] = {"ecapa_temperature": f.ecapa_temperature,
+                                                   "ge2e_temperature": f.ge2e_temperature, "ecapa_weight": f.ecapa_weight}
+            scores[key] = (held_e, z_f)
+        for name, (us, z) in scores.items():
+            probs_out += [{"path": u.relpath, "part": f"fold:{corpus}", "model": name, "p_female": f"{1 / (1 + np.exp(-v)):.6f}"}
+                          for u, v in zip(us, z)]
+        folds[corpus] = {"ge2e_C": c, "fit_rows": int(len(y)), "candidates": out}
+        _log(f"fold {corpus}: " + ", ".join(f"{k} {pct(v['accuracy']['estimate'])}" for k, v in out.items()))
+    return folds, settings
+
+
+def median_fusion(settings: dict[str, dict]) -> dict:
+    """The six-corpus fusion settings: the median over the folds of each value (``plan.md``, amendment 3)."""
+    keys = ("ecapa_temperature", "ge2e_temperature", "ecapa_weight")
+    return {k: float(np.median([s[k] for s in settings.values()])) for k in keys}
+
+
+def run_test(rows: Sequence[Utterance], manifest: Sequence[Utterance], emb: Embeddings, settings: dict,
+             probs_out: list[dict]) -> tuple[dict, dict]:
+    """Six-corpus candidates on `test` (clean and degraded) and on every nEMO clip; the fitted fusions."""
+    from pipeline.gender_fusion import GenderFusion
+    from training.gender_fusion import fit_ge2e_head
+
+    from training.ge2e_copies import score_test_conditions
+    from .robust import read_probs
+
+    test = [u for u in rows if u.split == "test"]
+    fit = [u for u in rows if u.split in ("train", "val") and u.speaker not in PITCH_CONTRADICTED]
+    X, y, g = emb.fitting_matrix(fit, with_copies=True)
+    head, c = fit_ge2e_head(X, y, g)
+    cond = score_test_conditions(test, manifest, CACHE / "test_conditions.npz", ecapa_dir=PROJECT_ROOT / "gender_model")
+    index = {k: i for i, k in enumerate(cond["keys"].tolist())}
+    old = {}
+    for r in read_probs(HERE / "robust_probs.csv.gz"):
+        if r["p_female"] != "":
+            old[(r["model"], r["path"], r["condition"])] = float(r["p_female"])
+    fusions = {}
+    for key, per_fold in settings.items():
+        if len(per_fold) == len(CORPORA):
+            m = median_fusion(per_fold)
+            fusions[key] = GenderFusion(head, m["ecapa_temperature"], m["ge2e_temperature"], m["ecapa_weight"],
+                                        {"ge2e_C": c, "folds": per_fold})
+    correct: dict[str, dict[str, np.ndarray]] = {}
+    for condition in CONDITIONS:
+        idx = np.array([index.get(f"{u.relpath}|{condition}", -1) for u in test])
+        ok = idx >= 0
+        z_e0 = np.where(ok, _z(np.where(ok, cond["p_ecapa"][idx], 0.5)), np.nan)
+        z_gd = np.where(ok, head.log_odds(cond["embeddings"][idx]), np.nan)
+        z = {"E0": z_e0, "Gd": z_gd,
+             "R": _z([old.get(("candidate", u.relpath, condition), np.nan) for u in test]),
+             "G": _z([old.get(("ge2e_lr", u.relpath, condition), np.nan) for u in test])}
+        for key, f in fusions.items():
+            z[key] = f.fused_log_odds(z[key[2:-4]], np.where(ok[:, None], cond["embeddings"][idx], 0.0))
+        for name, values in z.items():
+            right = np.where(np.isfinite(values), _correct(np.nan_to_num(values), test), 0.0)
+            correct.setdefault(name, {})[condition] = right
+            if name not in ("R", "G"):
+                probs_out += [{"path": u.relpath, "part": f"test:{condition}", "model": name,
+                               "p_female": f"{1 / (1 + np.exp(-v)):.6f}" if np.isfinite(v) else ""}
+                              for u, v in zip(test, values)]
+    out = {}
+    keep = np.array([u.speaker not in DOUBTFUL_TEST_SPEAKERS for u in test])
+    for name, per in correct.items():
+        out[name] = {condition: _acc(v, test) for condition, v in per.items()}
+        out[name]["clean_without_doubtful"] = _acc(per["clean"][keep], [u for u, k in zip(test, keep) if k])
+    nemo = [u for u in manifest if u.corpus == "nemo" and u.gender in ("male", "female") and u.relpath in emb.clean]
+    p_e0 = ecapa_probabilities(PROJECT_ROOT / "gender_model", nemo, CACHE / "nemo_e0.csv")
+    nemo = [u for u in nemo if u.relpath in p_e0]
+    z_e0, E = _z([p_e0[u.relpath] for u in nemo]), emb.of(nemo)
+    nz = {"E0": z_e0, "Gd": head.log_odds(E)}
+    for key, f in fusions.items():
+        if key.startswith("F(E0"):
+            nz[key] = f.fused_log_odds(z_e0, E)
+    nemo_out = {name: _acc(_correct(z, nemo), nemo) for name, z in nz.items()}
+    return {"test": out, "nemo": nemo_out, "ge2e_C": c, "fit_rows": int(len(y))}, fusions
+
+
+def decide(table: dict) -> dict:
+    """The rule of amendment 3 for every candidate with all twelve parts."""
+    out = {}
+    for name, t in table.items():
+        parts = [t["folds"].get(c) for c in CORPORA] + [t["test"].get(c) for c in DEGRADED]
+        if any(p is None for p in parts) or t["test"].get("clean") is None:
+            out[name] = {"complete": False, "score": None}
+            continue
+        score = float(np.mean(parts))
+        out[name] = {"complete": True, "score": score, "clean": t["test"]["clean"]}
+    e0 = out["E0"]
+    for name, d in out.items():
+        if d["complete"] and name != "E0":
+            d["score_gain_pts"] = 100 * (d["score"] - e0["score"])
+            d["clean_change_pts"] = 100 * (d["clean"] - e0["clean"])
+            d["passes"] = d["score_gain_pts"] >= MIN_SCORE_GAIN_PTS and d["clean_change_pts"] >= -MAX_CLEAN_LOSS_PTS
+    passing = [n for n, d in out.items() if d.get("passes")]
+    winner = max(passing, key=lambda n: out[n]["score"]) if passing else "E0"
+    return {"candidates": out, "winner": winner}
+
+
+def summary_table(folds: dict, test: dict) -> dict:
+    """``{candidate: {"folds": {corpus: acc}, "test": {condition: acc}}}`` of point estimates."""
+    table: dict = {}
+    for corpus, f in folds.items():
+        for name, a in f["candidates"].items():
+            table.setdefault(name, {"folds": {}, "test": {}})["folds"][corpus] = a["accuracy"]["estimate"]
+    for name, t in test["test"].items():
+        table.setdefault(name, {"folds": {}, "test": {}})["test"] = {c: t[c]["accuracy"]["estimate"] for c in CONDITIONS}
+    return table
+
+
+def write_probs(path: Path, probs: Sequence[dict]) -> None:
+    with gzip.open(path, "wt", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["path", "part", "model", "p_female"])
+        writer.writeheader()
+        writer.writerows(probs)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from .rule_render import render
+
+    parser = argparse.ArgumentParser(prog="python -m studies.gender_fusion.rule", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=HERE / "rule_report")
+    args = parser.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(1)
+    manifest = read_manifest()
+    gendered = [u for u in manifest if u.gender in ("male", "female")]
+    rows = [u for u in gendered if u.corpus in CORPORA]
+    emb = Embeddings(gendered, [u for u in rows if u.split in ("train", "val")])
+    probs: list[dict] = []
+    folds, settings = run_folds(rows, emb, probs)
+    test, fusions = run_test(rows, manifest, emb, settings, probs)
+    table = summary_table(folds, test)
+    decision = decide(table)
+    payload = {"folds": folds, "fold_fusion_settings": settings, "test": test, "table": table, "decision": decision,
+               "six_corpus_fusions": {k: {kk: vv for kk, vv in f.to_dict().items() if kk != "ge2e_head"}
+                                      for k, f in fusions.items()}}
+    write_probs(HERE / "rule_probs.csv.gz", probs)
+    winner = decision["winner"]
+    if winner in fusions:
+        fusions[winner].save(HERE)  # fusion.json of the winner, copied into the shipped folder by training
+        (HERE / "fusion.json").replace(HERE / "rule_fusion.json")
+    write_report(args.out, payload, render(payload), config={k: str(v) for k, v in vars(args).items()})
+    _log(f"wrote {args.out}.md; winner {winner}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
