@@ -34,6 +34,7 @@ import numpy as np
 
 from pipeline.paths import PROJECT_ROOT
 from training.corpus import Utterance, read_manifest
+from training.ge2e_copies import embed_corpus
 from training.reporting import command_line, git_state, write_report
 from training.stats import speaker_bootstrap
 
@@ -48,56 +49,6 @@ ECAPA_HELD_OUT = {"ased": 0.772, "librispeech": 0.825, "ravdess": 0.976, "speech
 
 def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def embed_corpus(rows: Sequence[Utterance], cache: Path, *, chunk: int = 32) -> dict:
-    """Embeddings of ``rows`` (cached by manifest path). Returns ``{path: vector}``, failures and timing."""
-    from pipeline.audio import load_audio
-    from pipeline.errors import PipelineError
-    from pipeline.speaker_encoder import SpeakerEncoder
-
-    done: dict[str, np.ndarray] = {}
-    failed: dict[str, str] = {}
-    timing = {"seconds": 0.0, "clips": 0, "audio_s": 0.0}
-    if cache.is_file():
-        stored = np.load(cache, allow_pickle=False)
-        done = dict(zip(stored["paths"].tolist(), stored["embeddings"]))
-        failed = dict(zip(stored["failed_paths"].tolist(), stored["failed_reasons"].tolist()))
-        timing = json.loads(str(stored["timing"]))
-    todo = [u for u in rows if u.relpath not in done and u.relpath not in failed]
-    if todo:
-        encoder = SpeakerEncoder()
-        start, audio_s, n = time.perf_counter(), 0.0, 0
-        base = dict(timing)
-        for i in range(0, len(todo), chunk):
-            batch, signals = [], []
-            for u in todo[i:i + chunk]:
-                try:
-                    signals.append(load_audio(u.path).samples)
-                    batch.append(u.relpath)
-                except PipelineError as exc:
-                    failed[u.relpath] = f"{exc.code}: {exc.message}"
-            if signals:
-                for path, vector in zip(batch, encoder.embed_many(signals)):
-                    done[path] = vector
-                audio_s += sum(s.size for s in signals) / 16000
-            n, elapsed = min(i + chunk, len(todo)), time.perf_counter() - start
-            _log(f"ge2e: {n}/{len(todo)} clips, {n / elapsed:.1f} clips/s, {audio_s / elapsed:.0f} s audio/s, "
-                 f"eta {(len(todo) - n) * elapsed / n / 60:.1f} min")
-            timing = {"seconds": base["seconds"] + elapsed, "clips": base["clips"] + n,
-                      "audio_s": base["audio_s"] + audio_s}
-            if (i // chunk) % 20 == 19 or n == len(todo):  # save every 640 clips: a crash loses little
-                _save(cache, done, failed, timing)
-    return {"vectors": done, "failed": failed, "timing": timing}
-
-
-def _save(cache: Path, done: dict, failed: dict, timing: dict) -> None:
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp.npz")
-    np.savez(tmp, paths=np.array(list(done), dtype=str), embeddings=np.array(list(done.values()), np.float32).reshape(-1, 256),
-             failed_paths=np.array(list(failed), dtype=str), failed_reasons=np.array(list(failed.values()), dtype=str),
-             timing=json.dumps(timing))
-    tmp.replace(cache)
 
 
 def fit_lr(X: np.ndarray, y: np.ndarray, groups: np.ndarray, *, seed: int = 0):
