@@ -343,6 +343,7 @@ def test_train_gender_fit_splits(tmp_path, monkeypatch, fit_splits, keep):
         # the shipped recipe with val held out: last epoch, no BatchNorm re-estimation, val only measured
         assert tr["keep"] == "last" and tr["n_val"] == 8 and tr["best_epoch"] == 3
         assert meta["val_accuracy"] == tr["history"][-1]["val_accuracy"]
+        assert [h["epoch"] for h in tr["history"] if "val_accuracy" in h] == [3]  # every 5th epoch and the last
         assert tr["bn_recalibration"] == {**tr["bn_recalibration"], "used": False, "val_accuracy": None}
         assert "fitted for a fixed 3 epochs" in (out / "README.md").read_text()
     else:

@@ -46,13 +46,13 @@ def length_report(metadata: dict, *, command: str) -> str:
     (what a fixed-length fit that keeps its last epoch should expect).
     """
     tr = metadata["training"]
-    hist = tr["history"]
-    if not hist or "val_accuracy" not in hist[0]:
+    hist = [h for h in tr["history"] if "val_accuracy" in h]  # a run keeping its last epoch scores val every few
+    if not hist:
         raise ValueError("length_report needs a run selected on val (fit_splits=('train',))")
     val = np.array([h["val_accuracy"] for h in hist])
     last5 = float(val[-5:].mean())
     # the epoch training kept (ties on accuracy broken by val loss), else the first maximum
-    best = int(tr.get("best_epoch") or int(np.argmax(val)) + 1)
+    best = int(tr.get("best_epoch") or hist[int(np.argmax(val))]["epoch"])
     lines = [
         "# Gender model: training length",
         "",
@@ -253,8 +253,9 @@ def model_card(metadata: dict, out_dir: Path) -> str:
         ),
         *(
             [
-                "Validation accuracy per epoch: "
-                + ", ".join(f"{100 * h['val_accuracy']:.1f}" for h in tr["history"]) + " (%).",
+                "Validation accuracy by epoch: "
+                + ", ".join(f"{h['epoch']}: {100 * h['val_accuracy']:.1f}" for h in tr["history"] if "val_accuracy" in h)
+                + " (%).",
             ]
             if metadata.get("val_accuracy") is not None
             else []
