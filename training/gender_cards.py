@@ -343,13 +343,14 @@ def gender_card(folder: str | Path, metrics: dict | None, loco_report: str | Pat
     (default: read it; None when it cannot be read).
     """
     from pipeline.paths import PROJECT_ROOT
-    from training.gender_card_sections import LOCO_REPORT, card_sections, manifest_or_none, read_loco_report
+    from training.gender_card_sections import LOCO_REPORT, RULE_REPORT, card_sections, manifest_or_none, read_loco_report
 
     folder = Path(folder)
     metadata = json.loads((folder / "metadata.json").read_text(encoding="utf-8"))
     card = model_card(metadata, folder)
     report = read_loco_report(Path(loco_report) if loco_report is not None else PROJECT_ROOT / LOCO_REPORT)
-    licence, sections = card_sections(metadata, folder, metrics, report,
+    rule = read_loco_report(PROJECT_ROOT / RULE_REPORT) if loco_report is None else None
+    licence, sections = card_sections(metadata, folder, metrics, report, rule_report=rule,
                                       manifest=manifest if manifest is not None else manifest_or_none())
     if licence:
         where = card.find(RESEARCH_SENTENCE)

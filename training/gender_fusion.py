@@ -60,14 +60,26 @@ def fit_fusion(ecapa_log_odds: np.ndarray, head: GE2EHead, embeddings: np.ndarra
         embeddings: ``[shape=(n, 256)]`` GE2E embeddings of the same rows.
         y: ``[shape=(n,)]`` 1 female, 0 male.
     """
-    z_e = np.asarray(ecapa_log_odds, np.float64)
-    z_g = head.log_odds(embeddings)
-    t_e, t_g = fit_temperature(z_e, y), fit_temperature(z_g, y)
-    losses = {float(w): log_loss(w * z_e / t_e + (1 - w) * z_g / t_g, y) for w in weights}
-    best = min(losses, key=lambda w: (round(losses[w], 6), abs(w - 0.5)))
+    t_e, t_g, best, losses = fit_weights(ecapa_log_odds, head.log_odds(embeddings), y, weights=weights)
     fusion = GenderFusion(head, ecapa_temperature=t_e, ge2e_temperature=t_g, ecapa_weight=best,
                           provenance=dict(provenance or {}))
     return FusionFit(fusion, losses, int(len(y)))
+
+
+def fit_weights(ecapa_log_odds: np.ndarray, ge2e_log_odds: np.ndarray, y: np.ndarray, *,
+                weights: Sequence[float] = WEIGHT_GRID) -> tuple[float, float, float, dict[float, float]]:
+    """``(T_ecapa, T_ge2e, w, {w: log-loss})``: each model's temperature, then the weight with the lowest log-loss.
+
+    Args:
+        ecapa_log_odds, ge2e_log_odds: ``[shape=(n,)]`` each model's log-odds of female on the same rows.
+        y: ``[shape=(n,)]`` 1 female, 0 male. Ties between weights go to the one nearer 0.5.
+    """
+    z_e = np.asarray(ecapa_log_odds, np.float64)
+    z_g = np.asarray(ge2e_log_odds, np.float64)
+    t_e, t_g = fit_temperature(z_e, y), fit_temperature(z_g, y)
+    losses = {float(w): log_loss(w * z_e / t_e + (1 - w) * z_g / t_g, y) for w in weights}
+    best = min(losses, key=lambda w: (round(losses[w], 6), abs(w - 0.5)))
+    return t_e, t_g, best, losses
 
 
 def fit_ge2e_head(embeddings: np.ndarray, y: np.ndarray, groups: np.ndarray, *, seed: int = 0) -> tuple[GE2EHead, float]:

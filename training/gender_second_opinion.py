@@ -73,6 +73,12 @@ def fit_second_opinion(out_dir: str | Path, recipe, fit_rows: Sequence, *, cache
     return fusion
 
 
+def record(fusion) -> dict:
+    """What ``metadata.json`` records of a fitted second opinion (under ``"second_opinion"``)."""
+    return {**fusion.provenance, "ecapa_weight": fusion.ecapa_weight, "ecapa_temperature": fusion.ecapa_temperature,
+            "ge2e_temperature": fusion.ge2e_temperature}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     import torch
 
@@ -88,7 +94,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if recipe.second_opinion != "ge2e":
         parser.error("the gender recipe has no second opinion (second_opinion: null)")
     _, _, fit_rows, _ = select_rows(recipe, np.random.default_rng(recipe.seed))
-    fit_second_opinion(args.model, recipe, fit_rows)
+    fusion = fit_second_opinion(args.model, recipe, fit_rows)
+    meta_path = args.model / "metadata.json"
+    if meta_path.is_file():
+        import json
+
+        metadata = json.loads(meta_path.read_text(encoding="utf-8"))
+        metadata["second_opinion"] = record(fusion)
+        meta_path.write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
     return 0
 
 

@@ -314,13 +314,13 @@ def train_gender(out_dir: str | Path, recipe: GenderRecipe | None = None, **over
         "torchaudio_version": torchaudio.__version__,
         "n_parameters": sum(p.numel() for p in model.parameters()),
     }
+    stale = out_dir / "fusion.json"
+    if recipe.second_opinion is None and stale.is_file():
+        stale.unlink()  # a second opinion of an earlier run must not outlive the ECAPA it was fused with
     if recipe.second_opinion == "ge2e":
-        from training.gender_second_opinion import fit_second_opinion
+        from training.gender_second_opinion import fit_second_opinion, record
 
-        fusion = fit_second_opinion(out_dir, recipe, fit_rows)
-        metadata["second_opinion"] = fusion.to_dict()["provenance"] | {
-            "ecapa_weight": fusion.ecapa_weight, "ecapa_temperature": fusion.ecapa_temperature,
-            "ge2e_temperature": fusion.ge2e_temperature}
+        metadata["second_opinion"] = record(fit_second_opinion(out_dir, recipe, fit_rows))
     metadata["training"]["wall_seconds"] = round(time.time() - t_start, 1)
     if recipe.evaluate_test:
         test_rows = gender_rows(all_rows, "test")  # held-out corpora are scored too

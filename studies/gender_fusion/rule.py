@@ -127,6 +127,7 @@ def run_folds(rows: Sequence[Utterance], emb: Embeddings, probs_out: list[dict])
     speakers = {u.speaker: u.gender for u in rows}
     folds: dict[str, dict] = {}
     settings: dict[str, dict] = {}
+    held_out: dict[str, dict] = {}
     for corpus in CORPORA:
         fit, val, held = fold_rows(rows, corpus)
         held = [u for u in held if u.relpath in emb.clean]
@@ -157,12 +158,52 @@ def run_folds(rows: Sequence[Utterance], emb: Embeddings, probs_out: list[dict])
             settings.setdefault(key, {})[corpus] = {"ecapa_temperature": f.ecapa_temperature,
                                                    "ge2e_temperature": f.ge2e_temperature, "ecapa_weight": f.ecapa_weight}
             scores[key] = (held_e, z_f)
+        held_out[corpus] = {"E0": dict(zip([u.relpath for u in scores["F(E0,Gd)"][0]], _z([ecapa["E0"][u.relpath] for u in scores["F(E0,Gd)"][0]]))),
+                            "Gd": dict(zip([u.relpath for u in held], z_gd)),
+                            "y": {u.relpath: int(u.gender == "female") for u in held},
+                            "speaker": {u.relpath: u.speaker for u in held}}
         for name, (us, z) in scores.items():
             probs_out += [{"path": u.relpath, "part": f"fold:{corpus}", "model": name, "p_female": f"{1 / (1 + np.exp(-v)):.6f}"}
                           for u, v in zip(us, z)]
         folds[corpus] = {"ge2e_C": c, "fit_rows": int(len(y)), "candidates": out}
         _log(f"fold {corpus}: " + ", ".join(f"{k} {pct(v['accuracy']['estimate'])}" for k, v in out.items()))
+    never_seen_fusion(folds, settings, held_out, probs_out)
     return folds, settings
+
+
+def _pooled(held_out: dict, corpora: Sequence[str]) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """Paths, E0 and Gd log-odds and labels of the held-out clips of ``corpora`` that both scored."""
+    paths = [p for c in corpora for p in held_out[c]["E0"] if p in held_out[c]["Gd"]]
+    where = {p: c for c in corpora for p in held_out[c]["E0"]}
+    return (paths, np.array([held_out[where[p]]["E0"][p] for p in paths]),
+            np.array([held_out[where[p]]["Gd"][p] for p in paths]), np.array([held_out[where[p]]["y"][p] for p in paths]))
+
+
+def never_seen_fusion(folds: dict, settings: dict, held_out: dict, probs_out: list[dict]) -> None:
+    """F*(E0,Gd) (amendment 4): per fold, temperatures and weight fitted on the other five folds' held-out clips.
+
+    Adds ``folds[c]["candidates"]["F*(E0,Gd)"]``, ``settings["F*(E0,Gd)"][c]`` and, under
+    ``settings["F*(E0,Gd)"]["six"]``, the values fitted on all six folds' held-out clips (the shipped form).
+    """
+    from training.gender_fusion import fit_weights
+
+    key = "F*(E0,Gd)"
+    for corpus in CORPORA:
+        _, z_e, z_g, y = _pooled(held_out, [c for c in CORPORA if c != corpus])
+        t_e, t_g, w, _ = fit_weights(z_e, z_g, y)
+        paths, h_e, h_g, h_y = _pooled(held_out, [corpus])
+        z = w * h_e / t_e + (1 - w) * h_g / t_g
+        correct = ((z > 0) == (h_y == 1)).astype(float)
+        speakers = np.array([held_out[corpus]["speaker"][p] for p in paths])
+        genders = np.where(h_y == 1, "female", "male")
+        folds[corpus]["candidates"][key] = accuracy(correct, speakers, genders)
+        settings.setdefault(key, {})[corpus] = {"ecapa_temperature": t_e, "ge2e_temperature": t_g, "ecapa_weight": w}
+        probs_out += [{"path": p, "part": f"fold:{corpus}", "model": key, "p_female": f"{1 / (1 + np.exp(-v)):.6f}"}
+                      for p, v in zip(paths, z)]
+        _log(f"fold {corpus}: {key} {pct(correct.mean())} (w {w}, T {t_e:.2f} / {t_g:.2f})")
+    _, z_e, z_g, y = _pooled(held_out, CORPORA)
+    t_e, t_g, w, _ = fit_weights(z_e, z_g, y)
+    settings[key]["six"] = {"ecapa_temperature": t_e, "ge2e_temperature": t_g, "ecapa_weight": w}
 
 
 def median_fusion(settings: dict[str, dict]) -> dict:
@@ -192,7 +233,11 @@ def run_test(rows: Sequence[Utterance], manifest: Sequence[Utterance], emb: Embe
             old[(r["model"], r["path"], r["condition"])] = float(r["p_female"])
     fusions = {}
     for key, per_fold in settings.items():
-        if len(per_fold) == len(CORPORA):
+        if "six" in per_fold:  # fitted on every fold's held-out clips (amendment 4)
+            m = per_fold["six"]
+            fusions[key] = GenderFusion(head, m["ecapa_temperature"], m["ge2e_temperature"], m["ecapa_weight"],
+                                        {"ge2e_C": c, "fitted_on": "held-out clips of the six folds"})
+        elif len(per_fold) == len(CORPORA):
             m = median_fusion(per_fold)
             fusions[key] = GenderFusion(head, m["ecapa_temperature"], m["ge2e_temperature"], m["ecapa_weight"],
                                         {"ge2e_C": c, "folds": per_fold})
@@ -206,7 +251,7 @@ def run_test(rows: Sequence[Utterance], manifest: Sequence[Utterance], emb: Embe
              "R": _z([old.get(("candidate", u.relpath, condition), np.nan) for u in test]),
              "G": _z([old.get(("ge2e_lr", u.relpath, condition), np.nan) for u in test])}
         for key, f in fusions.items():
-            z[key] = f.fused_log_odds(z[key[2:-4]], np.where(ok[:, None], cond["embeddings"][idx], 0.0))
+            z[key] = f.fused_log_odds(z[key[key.index("(") + 1:key.index(",")]], np.where(ok[:, None], cond["embeddings"][idx], 0.0))
         for name, values in z.items():
             right = np.where(np.isfinite(values), _correct(np.nan_to_num(values), test), 0.0)
             correct.setdefault(name, {})[condition] = right
@@ -225,7 +270,7 @@ def run_test(rows: Sequence[Utterance], manifest: Sequence[Utterance], emb: Embe
     z_e0, E = _z([p_e0[u.relpath] for u in nemo]), emb.of(nemo)
     nz = {"E0": z_e0, "Gd": head.log_odds(E)}
     for key, f in fusions.items():
-        if key.startswith("F(E0"):
+        if "(E0," in key:
             nz[key] = f.fused_log_odds(z_e0, E)
     nemo_out = {name: _acc(_correct(z, nemo), nemo) for name, z in nz.items()}
     return {"test": out, "nemo": nemo_out, "ge2e_C": c, "fit_rows": int(len(y))}, fusions

@@ -9,7 +9,8 @@ from training.reporting import pct
 from .study import CORPORA
 
 NAMES = {"E0": "E0: shipped ECAPA", "R": "R: robust-recipe ECAPA", "G": "G: GE2E-LR",
-         "Gd": "Gd: GE2E-LR + degraded copies", "F(E0,Gd)": "F(E0,Gd): fusion", "F(R,Gd)": "F(R,Gd): fusion"}
+         "Gd": "Gd: GE2E-LR + degraded copies", "F(E0,Gd)": "F(E0,Gd): fusion, w on val", "F*(E0,Gd)": "F*(E0,Gd): fusion, w on corpora never seen",
+         "F(R,Gd)": "F(R,Gd): fusion"}
 
 
 def _cell(a: dict | None) -> str:
@@ -53,7 +54,8 @@ def render(payload: dict) -> str:
               " (highest score among those that pass)."), ""]
     fusion = payload.get("six_corpus_fusions", {}).get(decision["winner"])
     if fusion:
-        lines += [f"Its six-corpus settings (median of the six folds): ECAPA weight w = {fusion['ecapa_weight']:.2f}, "
+        how = "fitted on the held-out clips of the six folds" if "*" in decision["winner"] else "median of the six folds"
+        lines += [f"Its six-corpus settings ({how}): ECAPA weight w = {fusion['ecapa_weight']:.2f}, "
                   f"T_ecapa = {fusion['ecapa_temperature']:.2f}, T_ge2e = {fusion['ge2e_temperature']:.2f}.", ""]
 
     lines += ["## Leave one corpus out (every clip of the held-out corpus)", "",
