@@ -129,7 +129,7 @@ def test_train_gender_with_channel_copies(tmp_path, two_corpora_env):
     from training.gender_train import train_gender
     from pipeline.testing import TINY_GENDER_WIDTHS as TINY_WIDTHS
 
-    meta = train_gender(tmp_path / "m", epochs=1, samples_per_epoch=16, batch_size=8, widths=TINY_WIDTHS,
+    meta = train_gender(tmp_path / "m", second_opinion=None, epochs=1, samples_per_epoch=16, batch_size=8, widths=TINY_WIDTHS,
                         speed_factors=(1.0,), exclude_corpora=("other",), channel_copies=2, evaluate_test=False)
     ch = meta["training"]["channel"]
     assert ch["copies"] == 2 and ch["share"] == 0.5 and ch["recipe"]["codecs"] == ["mp3", "opus"]
@@ -137,7 +137,7 @@ def test_train_gender_with_channel_copies(tmp_path, two_corpora_env):
     assert sum(ch["drawn"].values()) >= 48 and set(ch["drawn"]) <= {"reverb", "band_limit", "mp3", "opus"}
     assert "random recording channel" in meta["training"]["augmentation"]
     assert describe(str(tmp_path / "m"))["recording channels"] == "2 per clip, p=0.5"
-    plain = train_gender(tmp_path / "p", epochs=1, samples_per_epoch=16, batch_size=8, widths=TINY_WIDTHS,
+    plain = train_gender(tmp_path / "p", second_opinion=None, epochs=1, samples_per_epoch=16, batch_size=8, widths=TINY_WIDTHS,
                          speed_factors=(1.0,), exclude_corpora=("other",), evaluate_test=False)
     assert plain["training"]["channel"] is None and "recording channels" not in describe(str(tmp_path / "p"))
 
@@ -189,11 +189,11 @@ def test_select_rows_leaves_out_excluded_speakers(two_corpora_env):
     from training.gender_signals import select_rows
 
     speaker = next(u.speaker for u in read_manifest() if u.split == "train")
-    _, kept, fit, val = select_rows(GenderRecipe(exclude_speakers=(speaker,), fit_splits=("train",)),
+    _, kept, fit, val = select_rows(GenderRecipe(exclude_speakers=(speaker,), fit_splits=("train",), exclude_corpora=()),
                                     np.random.default_rng(0))
     assert fit and all(u.speaker != speaker for u in fit + val)
     assert any(u.speaker == speaker for u in kept)  # still scored, only not fitted
     # ids this manifest lacks (the shipped recipe's real speakers, here a synthetic corpus) are ignored
-    _, _, everyone, _ = select_rows(GenderRecipe(exclude_speakers=("nobody",), fit_splits=("train",)),
+    _, _, everyone, _ = select_rows(GenderRecipe(exclude_speakers=("nobody",), fit_splits=("train",), exclude_corpora=()),
                                     np.random.default_rng(0))
     assert len(everyone) == len(fit) + sum(u.speaker == speaker for u in kept if u.split == "train")

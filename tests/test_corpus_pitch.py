@@ -9,6 +9,7 @@ from training.pitch import clip_median_f0
 from studies.corpus_pitch.study import sample_rows, summarise, to_markdown
 from training.corpus import Utterance
 from pipeline.testing import speech_like
+from training.testing import SYNTHETIC_GENDER_RECIPE
 
 
 @pytest.mark.parametrize("f0", [110.0, 220.0])
@@ -102,7 +103,7 @@ def test_train_gender_with_pitch_balance(tmp_path, two_corpora_env):
     from training.gender_train import train_gender
     from pipeline.testing import TINY_GENDER_WIDTHS as TINY_WIDTHS
 
-    meta = train_gender(tmp_path / "m", epochs=1, samples_per_epoch=16, batch_size=8, widths=TINY_WIDTHS,
+    meta = train_gender(tmp_path / "m", **SYNTHETIC_GENDER_RECIPE, epochs=1, samples_per_epoch=16, batch_size=8, widths=TINY_WIDTHS,
                         speed_factors=(1.0,), evaluate_test=False, pitch_balance_power=0.5)
     assert meta["training"]["pitch_balance_power"] == 0.5 and "F0 bin" in meta["training"]["sampling"]
     assert describe(str(tmp_path / "m"))["pitch balance"] == "power 0.5"

@@ -13,6 +13,7 @@ from pipeline.gender import GENDER_LABELS, GenderClassifier
 from pipeline.paths import PROJECT_ROOT
 from pipeline.testing import TINY_GENDER_WIDTHS as TINY_WIDTHS, speech_like
 from training.testing import write_gender_corpus
+from training.testing import SYNTHETIC_GENDER_RECIPE
 
 DATA = Path(__file__).parent / "data"
 SR = 16000
@@ -322,7 +323,7 @@ def test_train_gender_fit_splits(tmp_path, monkeypatch, fit_splits, keep):
     write_gender_corpus(data)
     monkeypatch.setenv("SER_DATA_DIR", str(data))
     out = tmp_path / "model"
-    meta = train_gender(out, epochs=3, samples_per_epoch=32, batch_size=8, widths=TINY_WIDTHS,
+    meta = train_gender(out, **SYNTHETIC_GENDER_RECIPE, epochs=3, samples_per_epoch=32, batch_size=8, widths=TINY_WIDTHS,
                         fit_splits=fit_splits, speed_factors=(1.0,), keep=keep)
     tr = meta["training"]
     assert tr["fit_splits"] == list(fit_splits)
@@ -356,9 +357,9 @@ def test_train_gender_fit_splits(tmp_path, monkeypatch, fit_splits, keep):
     probs = GenderClassifier.load(out).predict_proba(speech_like(2.0, f0=110.0))
     assert probs.shape == (2,) and abs(float(probs.sum()) - 1.0) < 1e-5
     with pytest.raises(ValueError):
-        train_gender(out, epochs=1, fit_splits=("test",))
+        train_gender(out, **SYNTHETIC_GENDER_RECIPE, epochs=1, fit_splits=("test",))
     with pytest.raises(ValueError, match="keep"):
-        train_gender(out, epochs=1, fit_splits=("train", "val"), keep="best")
+        train_gender(out, **SYNTHETIC_GENDER_RECIPE, epochs=1, fit_splits=("train", "val"), keep="best")
 
 
 # --------------------------------------------------------------------------- the recipe (training/recipes/gender.yaml)
@@ -381,7 +382,8 @@ def test_gender_recipe_is_what_the_shipped_model_records():
     assert tr.get("noise_kinds", ["white"]) == list(r.noise_kinds)  # recorded before --noise existed: white only
     assert tr.get("channel") is None and r.channel_copies == 0
     assert tr.get("pitch_balance_power", 0.0) == r.pitch_balance_power == 0.0
-    assert tr.get("excluded_corpora", []) == list(r.exclude_corpora) == []
+    # nEMO joined the corpus after the ECAPA was fitted; the recipe keeps it out, so it fits the same rows
+    assert tr.get("excluded_corpora", []) == [] and list(r.exclude_corpora) == ["nemo"]
     assert tr.get("excluded_speakers", []) == sorted(r.exclude_speakers)
     assert tr["corpora"] == ["ased", "emovo", "librispeech", "ravdess", "savee", "speechocean"]
     # the recorded sentences, rebuilt from the recipe's values (lr, warm-up, speed, SNR, SpecAugment, ...)
@@ -389,6 +391,11 @@ def test_gender_recipe_is_what_the_shipped_model_records():
     assert tr["augmentation"] == augmentation_phrase(r, noise_phrase([("white", [None])]))
     assert tr["sampling"] == sampling_phrase(r)
     assert r.evaluate_test and r.max_rows is None
+    # the second opinion beside it: fusion.json holds the recipe's weight and temperatures
+    fusion = json.loads((PROJECT_ROOT / "gender_model" / "fusion.json").read_text())
+    assert r.second_opinion == "ge2e" and meta["second_opinion"]["degraded_copies_per_clip"] == r.ge2e_copies
+    assert (fusion["ecapa_weight"], fusion["ecapa_temperature"], fusion["ge2e_temperature"]) == (
+        r.fusion_ecapa_weight, r.fusion_ecapa_temperature, r.fusion_ge2e_temperature)
 
 
 def test_recipe_loader_known_answers(tmp_path):

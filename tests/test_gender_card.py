@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from pipeline.testing import TINY_GENDER_WIDTHS
+from training.testing import SYNTHETIC_GENDER_RECIPE
 
 LEFT_OUT = "syn_train_male_0"
 
@@ -32,7 +33,7 @@ def tiny_gender(tmp_path_factory) -> SimpleNamespace:
     write_two_corpora(data)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SER_DATA_DIR", str(data))
-        train_gender(root / "model", widths=TINY_GENDER_WIDTHS, epochs=1, samples_per_epoch=16, batch_size=8,
+        train_gender(root / "model", **SYNTHETIC_GENDER_RECIPE, widths=TINY_GENDER_WIDTHS, epochs=1, samples_per_epoch=16, batch_size=8,
                      speed_factors=(1.0,), evaluate_test=False, fit_splits=("train", "val"),
                      exclude_speakers=(LEFT_OUT,))
     return SimpleNamespace(data=data, model=root / "model")

@@ -50,7 +50,7 @@ def test_train_gender_without_a_corpus(corpus_dir, tmp_path, monkeypatch):
     from training.gender_train import train_gender
 
     monkeypatch.setenv("SER_DATA_DIR", str(corpus_dir))
-    meta = train_gender(tmp_path / "m", epochs=1, samples_per_epoch=16, batch_size=8, widths=TINY_WIDTHS,
+    meta = train_gender(tmp_path / "m", second_opinion=None, epochs=1, samples_per_epoch=16, batch_size=8, widths=TINY_WIDTHS,
                         speed_factors=(1.0,), exclude_corpora=("other",))
     tr = meta["training"]
     assert tr["excluded_corpora"] == ["other"] and tr["corpora"] == ["syn"]
@@ -61,9 +61,9 @@ def test_train_gender_without_a_corpus(corpus_dir, tmp_path, monkeypatch):
     assert set(meta["test_metrics"]["per_speaker"]) == {
         f"{c}_test_{g}_{s}" for c in ("syn", "other") for g in ("male", "female") for s in range(2)}
     with pytest.raises(ValueError, match="not in the manifest"):
-        train_gender(tmp_path / "x", epochs=1, exclude_corpora=("nonesuch",))
+        train_gender(tmp_path / "x", second_opinion=None, epochs=1, exclude_corpora=("nonesuch",))
     with pytest.raises(ValueError, match="babble"):
-        train_gender(tmp_path / "x", epochs=1, noise_kinds=("babble",), exclude_corpora=("librispeech", "other"))
+        train_gender(tmp_path / "x", second_opinion=None, epochs=1, noise_kinds=("babble",), exclude_corpora=("librispeech", "other"))
 
 
 def test_holdout_report_known_answers(corpus_dir, tmp_path, monkeypatch, capsys):

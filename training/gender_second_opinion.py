@@ -10,9 +10,9 @@ GE2E speaker embedding (:mod:`pipeline.speaker_encoder`), ``C`` by GroupKFold ov
 (:func:`training.gender_fusion.fit_ge2e_head`), fitted on the recipe's fitting rows as recorded
 **plus** ``ge2e_copies`` degraded copies of each (:func:`training.ge2e_copies.degrade`: a random
 recording channel, then noise at a random SNR). The fusion's weight and temperatures are recipe
-values: the medians of the six leave-one-corpus-out folds of ``studies/gender_fusion``
-(``rule_report.md``), where each fold fitted them on speakers neither model had seen. They cannot
-be fitted here: the ECAPA has seen every fitting row.
+values from ``studies/gender_fusion/rule_report.md`` (F*(E0,Gd)): fitted on every clip of the six
+leave-one-corpus-out folds, corpora each fold's models had never seen. They cannot be fitted here:
+the ECAPA has seen every fitting row.
 """
 from __future__ import annotations
 
@@ -65,7 +65,8 @@ def fit_second_opinion(out_dir: str | Path, recipe, fit_rows: Sequence, *, cache
                           provenance={"head": "logistic regression on GE2E embeddings (class_weight balanced)",
                                       "C": c, "clips": len({u.relpath for u in fit_rows if u.relpath in clean}),
                                       "rows_with_copies": len(y), "degraded_copies_per_clip": recipe.ge2e_copies,
-                                      "weights_and_temperatures": "medians of the six leave-one-corpus-out folds "
+                                      "weights_and_temperatures": "recipe values, fitted on the held-out corpora of "
+                                                                  "the six leave-one-corpus-out folds "
                                                                   "(studies/gender_fusion/rule_report.md)"})
     fusion.save(out_dir)
     print(f"second opinion: GE2E head C={c} on {len(y)} rows ({recipe.ge2e_copies} degraded copies per clip) "
