@@ -8,6 +8,7 @@ import torch
 from training.corpus import read_manifest
 from pipeline.ecapa import LogMelFrontEnd
 from pipeline.testing import TINY_GENDER_WIDTHS as TINY_WIDTHS, speech_like
+from training.testing import SYNTHETIC_GENDER_RECIPE
 from training.testing import write_gender_corpus
 
 
@@ -98,7 +99,7 @@ def test_train_gender_with_noise_mix_and_compare(tmp_path, librispeech_like):
     from training.gender_train import train_gender
 
     out = tmp_path / "model"
-    meta = train_gender(out, epochs=1, samples_per_epoch=16, batch_size=8, widths=TINY_WIDTHS,
+    meta = train_gender(out, **SYNTHETIC_GENDER_RECIPE, epochs=1, samples_per_epoch=16, batch_size=8, widths=TINY_WIDTHS,
                         fit_splits=("train",), speed_factors=(1.0,), evaluate_test=False,
                         noise_kinds=("white", "pink", "babble"))
     assert meta["training"]["noise_kinds"] == ["white", "pink", "babble"]
