@@ -45,7 +45,11 @@ st.title("How it works")
 st.markdown(
     "1. **Preparation.** The recording is mixed to one channel, resampled to 16 kHz, silence at both ends is "
     "cut and the level is evened out.\n"
-    "2. **Gender.** A voice model (ECAPA-TDNN) says whether the voice sounds male or female.\n"
+    "2. **Gender.** Two voice models give their opinion on whether the voice sounds male or female: one trained "
+    "for exactly this (an ECAPA-TDNN), and a speaker-recognition model (GE2E) whose description of the voice a "
+    "small classifier reads, trained also on copies of the clips made noisy, phone-like or badly compressed. "
+    "The answer weighs the two equally; the second keeps the answer when the recording is noisy or of poor "
+    "quality.\n"
     "3. **Emotion.** The recording goes to an emotion model trained on voices of that gender only. It reads "
     "two descriptions of the clip: acoustic measurements (pitch, loudness, the spectrum and how they move) and "
     "what the audio encoder of a speech recogniser trained on a very large amount of speech (OpenAI's Whisper) "
@@ -86,7 +90,7 @@ c1.markdown("**Gender**")
 c1.table(bins_table(GENDER_BINS, "gender").set_index("gender probability"))
 c2.markdown("**Emotion**")
 c2.table(bins_table(EMOTION_BINS, "emotion").set_index("emotion probability"))
-st.caption("Sources: reports/metrics.json, reports/test_predictions.csv, studies/gender_fusion/report.md, "
+st.caption("Sources: reports/metrics.json, reports/test_predictions.csv, studies/gender_fusion/rule_report.md, "
            "studies/emotion_encoder/report.md in the repository.")
 
 st.header("What you can upload")

@@ -136,10 +136,12 @@ def reliability_note() -> str:
     r = RELIABILITY
     lo_g, hi_g = r["gender_unseen_range"]
     lo_e, hi_e = r["emotion_unseen_range"]
+    lo_d, hi_d = r["gender_degraded_range"]
     return (
         f"**How reliable is this?** On new speakers recorded like the training data (acted or read speech "
         f"in English, Amharic, Italian and, for emotion, Polish), gender was right {r['gender_new_speakers']:.0%} of the time and "
-        f"emotion {r['emotion_new_speakers']:.0%} (eight emotions; guessing gives 12.5%). On recordings "
+        f"emotion {r['emotion_new_speakers']:.0%} (eight emotions; guessing gives 12.5%). The same clips as a phone "
+        f"call, a low-quality file or with background noise: gender {lo_d:.0%}-{hi_d:.0%}. On recordings "
         f"unlike them (another language, microphone or speaking style) gender was right {lo_g:.0%}-{hi_g:.0%} "
         f"and emotion only {lo_e:.0%}-{hi_e:.0%}, however sure the model says it is. Treat the emotion as a "
         "hint, not a fact."

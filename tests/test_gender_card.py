@@ -228,3 +228,24 @@ def test_speechocean_licence_is_listed_when_fitted():
     from training.gender_cards import LICENCES
 
     assert LICENCES["speechocean"].startswith("speechocean762 (Zhang et al. 2021): free for commercial")
+
+
+def test_rule_section_lists_the_complete_candidates_and_judges_the_shipped_one():
+    """The card's never-seen table from the rule report: candidates with all six folds, the shipped one marked."""
+    from training.gender_card_sections import LOCO_CORPORA, rule_section
+
+    def acc(a: float, female: float | None = 0.9, male: float = 0.8) -> dict:
+        return {"clips": 100, "accuracy": {"estimate": a, "low": a - 0.02, "high": a + 0.01}, "female": female, "male": male}
+
+    values = dict(ravdess=0.99, savee=0.93, librispeech=0.89, ased=0.78, emovo=0.99, speechocean=0.93)
+    folds = {c: {"candidates": {"E0": acc(a - 0.02), "F*(E0,Gd)": acc(a, female=None if c == "savee" else 0.95),
+                                **({"R": acc(0.8)} if c == "ased" else {})}} for c, a in values.items()}
+    lines = "\n".join(rule_section({"folds": folds, "decision": {"winner": "F*(E0,Gd)"}}, shipped="F*(E0,Gd)"))
+    assert "R" not in [n for n in lines.split("|")]  # R has one fold only: not a column
+    assert "fused: ECAPA + GE2E-LR with degraded copies (this folder)" in lines
+    assert "| ased | 100 | 76.0% (74.0%-77.0%) | 78.0% (76.0%-79.0%) |" in lines
+    assert "| **mean of 6** | | **89.8%** | **91.8%** |" in lines
+    assert "| women / men (mean of the folds) | | 90.0% / 80.0% | 95.0% / 80.0% |" in lines  # SAVEE: no women
+    assert "this folder's method: **not met** (below 88.0%: ased 78.0%; mean 91.8%)." in lines
+    assert rule_section({"folds": {"ravdess": folds["ravdess"]}}, shipped="E0") == []  # a fold missing: no section
+    assert rule_section({"folds": folds}, shipped="Gd") == []                           # the shipped one not in it

@@ -219,6 +219,7 @@ def score_test_conditions(rows: Sequence, manifest: Sequence, cache: Path, *, ec
     from training.gender_conditions import condition_batches, study_babble
 
     ecapa, encoder = GenderClassifier.load(ecapa_dir), SpeakerEncoder()
+    ecapa.fusion = None  # the ECAPA's own opinion, also for a folder that holds fusion.json
     keys, vectors, probs = [], [], []
     start, done = time.perf_counter(), 0
     for indices, prepared in condition_batches(rows, babble=study_babble(manifest, scored=rows)):
@@ -240,3 +241,74 @@ def score_test_conditions(rows: Sequence, manifest: Sequence, cache: Path, *, ec
     np.savez(tmp, **out)
     tmp.replace(cache)
     return out
+
+
+PITCH_SEMITONES = (2.0, 5.0)
+"""Range of the pitch move of :func:`pitch_moved`, semitones (up for men, down for women)."""
+
+
+def pitch_moved(y: np.ndarray, seed: int, gender: str) -> tuple[np.ndarray, float]:
+    """``y`` (float32 ``[shape=(n,)]`` at 16 kHz) with its F0 moved towards the other gender, formants kept.
+
+    Praat's PSOLA (``parselmouth``: Manipulation -> pitch tier x 2^(s/12) -> overlap-add resynthesis),
+    ``s`` drawn from :data:`PITCH_SEMITONES`, positive for ``"male"``, negative for ``"female"``.
+    Returns the moved signal (same length, float32) and ``s``.
+    """
+    import parselmouth
+    from parselmouth.praat import call
+
+    rng = np.random.default_rng(seed)
+    s = float(rng.uniform(*PITCH_SEMITONES)) * (1.0 if gender == "male" else -1.0)
+    sound = parselmouth.Sound(np.asarray(y, np.float64), SR)
+    manipulation = call(sound, "To Manipulation", 0.01, 60, 600)
+    tier = call(manipulation, "Extract pitch tier")
+    call(tier, "Multiply frequencies", sound.xmin, sound.xmax, 2 ** (s / 12))
+    call([tier, manipulation], "Replace pitch tier")
+    out = call(manipulation, "Get resynthesis (overlap-add)").values[0]
+    out = np.resize(out, y.size) if out.size != y.size else out
+    return out.astype(np.float32), s
+
+
+def embed_pitch_copies(rows: Sequence, cache: Path, *, chunk: int = 32) -> dict:
+    """GE2E embeddings of one :func:`pitch_moved` copy of each of ``rows`` (prepared clips), cached in ``cache``.
+
+    Returns ``{"keys": [shape=(m,)] paths, "embeddings": [shape=(m, 256)], "semitones": [shape=(m,)]}``.
+    """
+    from pipeline.audio import load_audio
+    from pipeline.errors import PipelineError
+    from pipeline.speaker_encoder import SpeakerEncoder
+
+    stored = _load_npz(cache)
+    keys = list(stored.get("keys", np.array([], str)).tolist())
+    vectors = list(stored.get("embeddings", np.zeros((0, 256), np.float32)))
+    moves = list(stored.get("semitones", np.zeros(0)).tolist())
+    have = set(keys)
+    todo = [u for u in rows if u.relpath not in have]
+    encoder = SpeakerEncoder() if todo else None
+    start = time.perf_counter()
+    for i in range(0, len(todo), chunk):
+        batch, signals, shifts = [], [], []
+        for u in todo[i:i + chunk]:
+            try:
+                moved, s = pitch_moved(load_audio(u.path).samples, clip_seed(f"{u.relpath}#pitch"), u.gender)
+            except (PipelineError, RuntimeError) as exc:  # parselmouth raises RuntimeError on clips Praat refuses
+                _log(f"skipped {u.relpath}: {exc}")
+                continue
+            batch.append(u.relpath)
+            signals.append(moved)
+            shifts.append(s)
+        if signals:
+            keys += batch
+            vectors += list(encoder.embed_many(signals))
+            moves += shifts
+        n, elapsed = min(i + chunk, len(todo)), time.perf_counter() - start
+        if (i // chunk) % 10 == 0 or n == len(todo):
+            _log(f"pitch copies: {n}/{len(todo)}, {n / elapsed:.1f}/s, eta {(len(todo) - n) * elapsed / n / 60:.1f} min")
+        if (i // chunk) % 20 == 19 or n == len(todo):
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_suffix(".tmp.npz")
+            np.savez(tmp, keys=np.array(keys, str), embeddings=np.asarray(vectors, np.float32).reshape(-1, 256),
+                     semitones=np.array(moves))
+            tmp.replace(cache)
+    return {"keys": np.array(keys), "embeddings": np.asarray(vectors, np.float32).reshape(-1, 256),
+            "semitones": np.array(moves)}

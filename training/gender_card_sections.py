@@ -37,7 +37,11 @@ RULE_REPORT = Path("studies") / "gender_fusion" / "rule_report.json"
 """The report of the gender decision rule (``studies/gender_fusion/plan.md``, amendment 3)."""
 
 RULE_NAMES = {"E0": "ECAPA", "R": "ECAPA, robust recipe", "G": "GE2E-LR", "Gd": "GE2E-LR + degraded copies",
-              "F(E0,Gd)": "fused: ECAPA + GE2E-LR with degraded copies", "F(R,Gd)": "fused: robust ECAPA + GE2E-LR"}
+              "Gdp": "GE2E-LR + degraded and pitch-moved copies",
+              "F(E0,Gd)": "fused (weight on `val`): ECAPA + GE2E-LR with degraded copies",
+              "F*(E0,Gd)": "fused: ECAPA + GE2E-LR with degraded copies",
+              "F*(E0,Gdp)": "fused: ECAPA + GE2E-LR with degraded and pitch-moved copies",
+              "F(R,Gd)": "fused: robust ECAPA + GE2E-LR"}
 """Candidates of the rule report as the card names them."""
 
 RULE_TARGET_CORPUS = 0.88

@@ -91,18 +91,20 @@ class Embeddings:
 
     def __init__(self, rows: Sequence[Utterance], fit_rows: Sequence[Utterance]) -> None:
         """``rows``: every clip to embed clean; ``fit_rows``: the clips that get degraded copies."""
-        from training.ge2e_copies import embed_corpus
-
-        from training.ge2e_copies import embed_fitting_copies
+        from training.ge2e_copies import embed_corpus, embed_fitting_copies, embed_pitch_copies
 
         self.clean = embed_corpus(rows, CACHE / "embeddings.npz")["vectors"]
         copies = embed_fitting_copies(fit_rows, CACHE / "degraded_copies.npz")
         self.copies: dict[str, list[tuple[np.ndarray, str]]] = {}
         for key, vector, noise in zip(copies["keys"].tolist(), copies["embeddings"], copies["noise"].tolist()):
             self.copies.setdefault(key.rsplit("#", 1)[0], []).append((vector, noise))
+        pitch = embed_pitch_copies(fit_rows, CACHE / "pitch_copies.npz") if (CACHE / "pitch_copies.npz").is_file() else None
+        self.pitch = dict(zip(pitch["keys"].tolist(), pitch["embeddings"])) if pitch is not None else {}
 
-    def fitting_matrix(self, rows: Sequence[Utterance], *, with_copies: bool, no_babble: bool = False):
-        """``(X [shape=(m, 256)], y [shape=(m,)], groups [shape=(m,)])`` of ``rows`` (clean) and their copies."""
+    def fitting_matrix(self, rows: Sequence[Utterance], *, with_copies: bool, no_babble: bool = False,
+                       with_pitch: bool = False):
+        """``(X [shape=(m, 256)], y [shape=(m,)], groups [shape=(m,)])`` of ``rows`` (clean) and their copies
+        (degraded copies with ``with_copies``, the pitch-moved copy with ``with_pitch``)."""
         X, y, g = [], [], []
         for u in rows:
             if u.relpath not in self.clean:
@@ -110,6 +112,8 @@ class Embeddings:
             versions = [self.clean[u.relpath]]
             if with_copies:
                 versions += [v for v, noise in self.copies.get(u.relpath, []) if not (no_babble and noise == "babble")]
+            if with_pitch and u.relpath in self.pitch:
+                versions.append(self.pitch[u.relpath])
             X += versions
             y += [int(u.gender == "female")] * len(versions)
             g += [u.speaker] * len(versions)
@@ -144,6 +148,11 @@ def run_folds(rows: Sequence[Utterance], emb: Embeddings, probs_out: list[dict])
         z_gd = head.log_odds(emb.of(held))
         out["Gd"] = _acc(_correct(z_gd, held), held)
         scores = {"Gd": (held, z_gd)}
+        if emb.pitch:  # amendment 5: Gd plus one pitch-moved copy of each clip
+            X, y_p, g = emb.fitting_matrix(fit, with_copies=True, no_babble=corpus == "librispeech", with_pitch=True)
+            z_gdp = fit_ge2e_head(X, y_p, g)[0].log_odds(emb.of(held))
+            out["Gdp"] = _acc(_correct(z_gdp, held), held)
+            scores["Gdp"] = (held, z_gdp)
         for name, p in ecapa.items():
             held_e = [u for u in held if u.relpath in p]
             z_e = _z([p[u.relpath] for u in held_e])
@@ -159,7 +168,8 @@ def run_folds(rows: Sequence[Utterance], emb: Embeddings, probs_out: list[dict])
                                                    "ge2e_temperature": f.ge2e_temperature, "ecapa_weight": f.ecapa_weight}
             scores[key] = (held_e, z_f)
         held_out[corpus] = {"E0": dict(zip([u.relpath for u in scores["F(E0,Gd)"][0]], _z([ecapa["E0"][u.relpath] for u in scores["F(E0,Gd)"][0]]))),
-                            "Gd": dict(zip([u.relpath for u in held], z_gd)),
+                            **{name: dict(zip([u.relpath for u in us], z)) for name, (us, z) in scores.items()
+                               if name in ("Gd", "Gdp")},
                             "y": {u.relpath: int(u.gender == "female") for u in held},
                             "speaker": {u.relpath: u.speaker for u in held}}
         for name, (us, z) in scores.items():
@@ -171,12 +181,12 @@ def run_folds(rows: Sequence[Utterance], emb: Embeddings, probs_out: list[dict])
     return folds, settings
 
 
-def _pooled(held_out: dict, corpora: Sequence[str]) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
-    """Paths, E0 and Gd log-odds and labels of the held-out clips of ``corpora`` that both scored."""
-    paths = [p for c in corpora for p in held_out[c]["E0"] if p in held_out[c]["Gd"]]
+def _pooled(held_out: dict, corpora: Sequence[str], second: str = "Gd") -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """Paths, E0 and ``second``'s log-odds and labels of the held-out clips of ``corpora`` that both scored."""
+    paths = [p for c in corpora for p in held_out[c]["E0"] if p in held_out[c][second]]
     where = {p: c for c in corpora for p in held_out[c]["E0"]}
     return (paths, np.array([held_out[where[p]]["E0"][p] for p in paths]),
-            np.array([held_out[where[p]]["Gd"][p] for p in paths]), np.array([held_out[where[p]]["y"][p] for p in paths]))
+            np.array([held_out[where[p]][second][p] for p in paths]), np.array([held_out[where[p]]["y"][p] for p in paths]))
 
 
 def never_seen_fusion(folds: dict, settings: dict, held_out: dict, probs_out: list[dict]) -> None:
@@ -185,13 +195,19 @@ def never_seen_fusion(folds: dict, settings: dict, held_out: dict, probs_out: li
     Adds ``folds[c]["candidates"]["F*(E0,Gd)"]``, ``settings["F*(E0,Gd)"][c]`` and, under
     ``settings["F*(E0,Gd)"]["six"]``, the values fitted on all six folds' held-out clips (the shipped form).
     """
+    for second in ("Gd", "Gdp"):
+        if all(second in held_out[c] for c in CORPORA):
+            _never_seen_fusion(folds, settings, held_out, probs_out, second)
+
+
+def _never_seen_fusion(folds: dict, settings: dict, held_out: dict, probs_out: list[dict], second: str) -> None:
     from training.gender_fusion import fit_weights
 
-    key = "F*(E0,Gd)"
+    key = f"F*(E0,{second})"
     for corpus in CORPORA:
-        _, z_e, z_g, y = _pooled(held_out, [c for c in CORPORA if c != corpus])
+        _, z_e, z_g, y = _pooled(held_out, [c for c in CORPORA if c != corpus], second)
         t_e, t_g, w, _ = fit_weights(z_e, z_g, y)
-        paths, h_e, h_g, h_y = _pooled(held_out, [corpus])
+        paths, h_e, h_g, h_y = _pooled(held_out, [corpus], second)
         z = w * h_e / t_e + (1 - w) * h_g / t_g
         correct = ((z > 0) == (h_y == 1)).astype(float)
         speakers = np.array([held_out[corpus]["speaker"][p] for p in paths])
@@ -201,7 +217,7 @@ def never_seen_fusion(folds: dict, settings: dict, held_out: dict, probs_out: li
         probs_out += [{"path": p, "part": f"fold:{corpus}", "model": key, "p_female": f"{1 / (1 + np.exp(-v)):.6f}"}
                       for p, v in zip(paths, z)]
         _log(f"fold {corpus}: {key} {pct(correct.mean())} (w {w}, T {t_e:.2f} / {t_g:.2f})")
-    _, z_e, z_g, y = _pooled(held_out, CORPORA)
+    _, z_e, z_g, y = _pooled(held_out, CORPORA, second)
     t_e, t_g, w, _ = fit_weights(z_e, z_g, y)
     settings[key]["six"] = {"ecapa_temperature": t_e, "ge2e_temperature": t_g, "ecapa_weight": w}
 
@@ -223,8 +239,13 @@ def run_test(rows: Sequence[Utterance], manifest: Sequence[Utterance], emb: Embe
 
     test = [u for u in rows if u.split == "test"]
     fit = [u for u in rows if u.split in ("train", "val") and u.speaker not in PITCH_CONTRADICTED]
-    X, y, g = emb.fitting_matrix(fit, with_copies=True)
-    head, c = fit_ge2e_head(X, y, g)
+    heads, fit_rows = {}, {}
+    for second, pitch in (("Gd", False), ("Gdp", True)):
+        if pitch and not emb.pitch:
+            continue
+        X, y, g = emb.fitting_matrix(fit, with_copies=True, with_pitch=pitch)
+        heads[second], fit_rows[second] = fit_ge2e_head(X, y, g), int(len(y))
+    head, c = heads["Gd"]
     cond = score_test_conditions(test, manifest, CACHE / "test_conditions.npz", ecapa_dir=PROJECT_ROOT / "gender_model")
     index = {k: i for i, k in enumerate(cond["keys"].tolist())}
     old = {}
@@ -235,8 +256,9 @@ def run_test(rows: Sequence[Utterance], manifest: Sequence[Utterance], emb: Embe
     for key, per_fold in settings.items():
         if "six" in per_fold:  # fitted on every fold's held-out clips (amendment 4)
             m = per_fold["six"]
-            fusions[key] = GenderFusion(head, m["ecapa_temperature"], m["ge2e_temperature"], m["ecapa_weight"],
-                                        {"ge2e_C": c, "fitted_on": "held-out clips of the six folds"})
+            h, c_h = heads[key[key.index(",") + 1:-1]]
+            fusions[key] = GenderFusion(h, m["ecapa_temperature"], m["ge2e_temperature"], m["ecapa_weight"],
+                                        {"ge2e_C": c_h, "fitted_on": "held-out clips of the six folds"})
         elif len(per_fold) == len(CORPORA):
             m = median_fusion(per_fold)
             fusions[key] = GenderFusion(head, m["ecapa_temperature"], m["ge2e_temperature"], m["ecapa_weight"],
@@ -248,6 +270,7 @@ def run_test(rows: Sequence[Utterance], manifest: Sequence[Utterance], emb: Embe
         z_e0 = np.where(ok, _z(np.where(ok, cond["p_ecapa"][idx], 0.5)), np.nan)
         z_gd = np.where(ok, head.log_odds(cond["embeddings"][idx]), np.nan)
         z = {"E0": z_e0, "Gd": z_gd,
+             **({"Gdp": np.where(ok, heads["Gdp"][0].log_odds(cond["embeddings"][idx]), np.nan)} if "Gdp" in heads else {}),
              "R": _z([old.get(("candidate", u.relpath, condition), np.nan) for u in test]),
              "G": _z([old.get(("ge2e_lr", u.relpath, condition), np.nan) for u in test])}
         for key, f in fusions.items():
@@ -268,12 +291,12 @@ def run_test(rows: Sequence[Utterance], manifest: Sequence[Utterance], emb: Embe
     p_e0 = ecapa_probabilities(PROJECT_ROOT / "gender_model", nemo, CACHE / "nemo_e0.csv")
     nemo = [u for u in nemo if u.relpath in p_e0]
     z_e0, E = _z([p_e0[u.relpath] for u in nemo]), emb.of(nemo)
-    nz = {"E0": z_e0, "Gd": head.log_odds(E)}
+    nz = {"E0": z_e0, **{name: h.log_odds(E) for name, (h, _) in heads.items()}}
     for key, f in fusions.items():
         if "(E0," in key:
             nz[key] = f.fused_log_odds(z_e0, E)
     nemo_out = {name: _acc(_correct(z, nemo), nemo) for name, z in nz.items()}
-    return {"test": out, "nemo": nemo_out, "ge2e_C": c, "fit_rows": int(len(y))}, fusions
+    return {"test": out, "nemo": nemo_out, "ge2e_C": {k: h[1] for k, h in heads.items()}, "fit_rows": fit_rows}, fusions
 
 
 def decide(table: dict) -> dict:

@@ -9,7 +9,8 @@ from training.reporting import pct
 from .study import CORPORA
 
 NAMES = {"E0": "E0: shipped ECAPA", "R": "R: robust-recipe ECAPA", "G": "G: GE2E-LR",
-         "Gd": "Gd: GE2E-LR + degraded copies", "F(E0,Gd)": "F(E0,Gd): fusion, w on val", "F*(E0,Gd)": "F*(E0,Gd): fusion, w on corpora never seen",
+         "Gd": "Gd: GE2E-LR + degraded copies", "Gdp": "Gdp: Gd + pitch-moved copies", "F(E0,Gd)": "F(E0,Gd): fusion, w on val", "F*(E0,Gd)": "F*(E0,Gd): fusion, w on corpora never seen",
+         "F*(E0,Gdp)": "F*(E0,Gdp): fusion with Gdp, w on corpora never seen",
          "F(R,Gd)": "F(R,Gd): fusion"}
 
 
