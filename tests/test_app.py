@@ -70,9 +70,9 @@ def test_uncertain_thresholds_and_quoted_figures_match_the_reports():
     emo = frame[(frame.status == "ok") & frame.emotion.isin(EMOTION_LABELS)]
     emo_conf = emo[[f"cascade_prob_{e}" for e in EMOTION_LABELS]].to_numpy().max(axis=1)
     assert c.reliability_bins(emo_conf, emo.cascade_pred == emo.emotion, c.EMOTION_EDGES) == list(c.EMOTION_BINS)
-    # the thresholds: below them accuracy drops clearly (gender ~80%, emotion < 50%)
+    # the thresholds: below them accuracy drops clearly (gender under 90%, emotion < 50%)
     below = gender_conf < c.GENDER_UNCERTAIN_BELOW
-    assert (seen.pred_gender == seen.gender)[below].mean() < 0.85 < 0.98 < (seen.pred_gender == seen.gender)[~below].mean()
+    assert (seen.pred_gender == seen.gender)[below].mean() < 0.90 < 0.98 < (seen.pred_gender == seen.gender)[~below].mean()
     below = emo_conf < c.EMOTION_UNCERTAIN_BELOW
     assert (emo.cascade_pred == emo.emotion)[below].mean() < 0.5 < (emo.cascade_pred == emo.emotion)[~below].mean()
 

@@ -242,9 +242,10 @@ def test_rule_section_lists_the_complete_candidates_and_judges_the_shipped_one()
                                 **({"R": acc(0.8)} if c == "ased" else {})}} for c, a in values.items()}
     lines = "\n".join(rule_section({"folds": folds, "decision": {"winner": "F*(E0,Gd)"}}, shipped="F*(E0,Gd)"))
     assert "R" not in [n for n in lines.split("|")]  # R has one fold only: not a column
-    assert "fused: ECAPA + GE2E-LR with degraded copies (this folder)" in lines
     assert "| ased | 100 | 76.0% (74.0%-77.0%) | 78.0% (76.0%-79.0%) |" in lines
     assert "| **mean of 6** | | **89.8%** | **91.8%** |" in lines
+    # the ECAPA alone, the second opinion alone (not in this report) and the shipped stage: no other column
+    assert "| held out | clips | ECAPA alone | fused: ECAPA + GE2E-LR with degraded copies (this folder) |" in lines
     assert "| women / men (mean of the folds) | | 90.0% / 80.0% | 95.0% / 80.0% |" in lines  # SAVEE: no women
     assert "this folder's method: **not met** (below 88.0%: ased 78.0%; mean 91.8%)." in lines
     assert rule_section({"folds": {"ravdess": folds["ravdess"]}}, shipped="E0") == []  # a fold missing: no section

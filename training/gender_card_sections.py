@@ -36,7 +36,7 @@ LOCO_METHODS = {"ecapa": "ECAPA", "ge2e_lr": "GE2E-LR", "fused": "fused"}
 RULE_REPORT = Path("studies") / "gender_fusion" / "rule_report.json"
 """The report of the gender decision rule (``studies/gender_fusion/plan.md``, amendment 3)."""
 
-RULE_NAMES = {"E0": "ECAPA", "R": "ECAPA, robust recipe", "G": "GE2E-LR", "Gd": "GE2E-LR + degraded copies",
+RULE_NAMES = {"E0": "ECAPA alone", "R": "ECAPA, robust recipe", "G": "GE2E-LR", "Gd": "GE2E-LR (degraded copies) alone",
               "Gdp": "GE2E-LR + degraded and pitch-moved copies",
               "F(E0,Gd)": "fused (weight on `val`): ECAPA + GE2E-LR with degraded copies",
               "F*(E0,Gd)": "fused: ECAPA + GE2E-LR with degraded copies",
@@ -268,7 +268,10 @@ def rule_section(report: dict | None, *, shipped: str) -> list[str]:
     folds = (report or {}).get("folds") or {}
     if not folds or not all(c in folds for c in LOCO_CORPORA):
         return []
-    names = [n for n in RULE_NAMES if all(n in folds[c]["candidates"] for c in LOCO_CORPORA)]
+    # the first opinion alone, the second alone and the shipped stage (the report has every other candidate)
+    second = shipped[shipped.index(",") + 1:-1] if "," in shipped else None
+    names = [n for n in dict.fromkeys(("E0", second, shipped))
+             if n and all(n in folds[c]["candidates"] for c in LOCO_CORPORA)]
     if shipped not in names:
         return []
 
