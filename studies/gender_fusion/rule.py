@@ -98,8 +98,8 @@ class Embeddings:
         self.copies: dict[str, list[tuple[np.ndarray, str]]] = {}
         for key, vector, noise in zip(copies["keys"].tolist(), copies["embeddings"], copies["noise"].tolist()):
             self.copies.setdefault(key.rsplit("#", 1)[0], []).append((vector, noise))
-        pitch = embed_pitch_copies(fit_rows, CACHE / "pitch_copies.npz") if (CACHE / "pitch_copies.npz").is_file() else None
-        self.pitch = dict(zip(pitch["keys"].tolist(), pitch["embeddings"])) if pitch is not None else {}
+        pitch = embed_pitch_copies(fit_rows, CACHE / "pitch_copies.npz")  # amendment 5 (about 10 min the first time)
+        self.pitch = dict(zip(pitch["keys"].tolist(), pitch["embeddings"]))
 
     def fitting_matrix(self, rows: Sequence[Utterance], *, with_copies: bool, no_babble: bool = False,
                        with_pitch: bool = False):
