@@ -25,7 +25,6 @@ import hashlib
 import json
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -46,16 +45,6 @@ def _log(message: str) -> None:
 def clip_seed(key: str) -> int:
     """A stable 63-bit seed from a text key (the clip's manifest path and copy number)."""
     return int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "little") >> 1
-
-
-@dataclass(frozen=True)
-class Copy:
-    """One degraded fitting copy: its signal ``[shape=(n,)]`` float32 at 16 kHz (prepared) and what was done."""
-
-    samples: np.ndarray
-    channel: str
-    noise: str          # "clean", "white", "pink" or "babble"
-    snr_db: float | None
 
 
 def degrade(y: np.ndarray, seed: int, babble: Sequence[np.ndarray]) -> tuple[np.ndarray, str, str, float | None]:
