@@ -405,13 +405,15 @@ else:
         shipped = r["name"] == decision["winner"]
         ax.scatter(r["folds mean"], r["degraded mean"], s=90 if shipped else 40,
                    marker="*" if shipped else "o", zorder=3)
+        below = r["name"] in ("Gdp", "F(E0,Gd)")  # keep neighbouring labels apart
         ax.annotate(r["name"] + (" (ships)" if shipped else ""), (r["folds mean"], r["degraded mean"]),
-                    xytext=(5, 4), textcoords="offset points", fontsize=8)
+                    xytext=(5, -11 if below else 4), textcoords="offset points", fontsize=8)
     ax.set_xlabel("mean over the six corpora left out")
     ax.set_ylabel("mean over the six degraded conditions (test)")
     ax.set_title("Gender candidates: corpora never seen and degraded recordings")
-    ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.0%}"))
-    ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.0%}"))
+    ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.1%}"))
+    ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.1%}"))
+    ax.margins(x=0.12, y=0.12)
     ax.grid(alpha=0.3)
     plt.show()
 
