@@ -84,8 +84,12 @@ class GenderClassifier:
         return self.models[0]
 
     @classmethod
-    def load(cls, source: str | os.PathLike | None = None, *, device: str = "cpu") -> "GenderClassifier":
+    def load(cls, source: str | os.PathLike | None = None, *, device: str = "cpu",
+             second_opinion: bool = True) -> "GenderClassifier":
         """Load a model folder (default: the shipped one), an ensemble folder, or a hub id.
+
+        ``second_opinion=False`` leaves out the folder's ``fusion.json``: the ECAPA's own opinion
+        (what the studies compare the fusion with).
 
         Raises:
             ModelError: a file is missing, the weights do not match the
@@ -104,7 +108,7 @@ class GenderClassifier:
                 "model.safetensors (or ensemble.json), or None for the shipped model",
                 path=str(path),
             )
-        fusion = GenderFusion.load(path) if is_local else None
+        fusion = GenderFusion.load(path) if is_local and second_opinion else None
         if is_local and (path / ENSEMBLE_FILE).is_file():
             models = [_load_network(member, is_local=True, device=device) for member in ensemble_members(path)]
             return cls(models, source=str(path), info=_read_metadata(path), device=device, fusion=fusion)

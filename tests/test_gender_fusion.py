@@ -154,6 +154,16 @@ def test_classifier_reuses_given_embeddings_without_loading_the_encoder(tmp_path
     assert classifier._encoder is None
 
 
+def test_second_opinion_can_be_left_out_at_load(tmp_path):
+    from pipeline.gender import GenderClassifier
+    from pipeline.testing import speech_like
+
+    folder = _fused_folder(tmp_path, female_logit=2.0, intercept=-4.0)
+    alone = GenderClassifier.load(folder, second_opinion=False)
+    assert alone.fusion is None
+    assert alone.predict_proba(speech_like(1.0))[1] == pytest.approx(1 / (1 + np.exp(-2.0)), abs=1e-5)
+
+
 def test_classifier_without_fusion_file_is_the_ecapa_alone(tmp_path):
     from pipeline.gender import GenderClassifier
     from pipeline.testing import make_gender_model, speech_like

@@ -62,6 +62,19 @@ class ClipCache:
         return self._clips[key]
 
 
+def speaker_speech(rng: np.random.Generator, utts: list[Utterance], cache: ClipCache, n_samples: int) -> np.ndarray:
+    """``n_samples`` of one speaker's speech ``[shape=(<= n_samples,)]``: their trimmed clips in random order,
+    concatenated and cut (shorter only if all their clips, eight times over, are shorter)."""
+    parts, have = [], 0
+    for j in rng.permutation(len(utts)).tolist() * 8:
+        clip = cache.get(utts[j])
+        parts.append(clip)
+        have += clip.size
+        if have >= n_samples:
+            break
+    return np.concatenate(parts)[:n_samples]
+
+
 def _pick_speakers(rng: np.random.Generator, speakers: dict[str, list[Utterance]], k: int, same: bool):
     by_corpus_gender: dict[tuple[str, str], list[str]] = defaultdict(list)
     for spk, utts in sorted(speakers.items()):
@@ -105,16 +118,7 @@ def make_conversation(rng: np.random.Generator, speakers: dict[str, list[Utteran
             pause = int(rng.uniform(0.2, 2.0) * SR)
             pieces.append((floor * rng.standard_normal(pause)).astype(np.float32))
             t += pause / SR
-        target = int(rng.uniform(1.0, 8.0) * SR)
-        utts = speakers[spk]
-        parts, have = [], 0
-        for j in rng.permutation(len(utts)).tolist() * 8:
-            clip = cache.get(utts[j])
-            parts.append(clip)
-            have += clip.size
-            if have >= target:
-                break
-        turn = np.concatenate(parts)[:target] * gains[spk]
+        turn = speaker_speech(rng, speakers[spk], cache, int(rng.uniform(1.0, 8.0) * SR)) * gains[spk]
         pieces.append(turn.astype(np.float32))
         turns.append((t, t + turn.size / SR, spk))
         t += turn.size / SR

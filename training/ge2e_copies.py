@@ -25,8 +25,9 @@ import hashlib
 import json
 import sys
 import time
+from functools import partial
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -83,6 +84,8 @@ def fitting_babble(rows: Sequence, *, tracks: int = 4, talkers: int = 6, seconds
 
     groups = babble_rows(rows, tracks=tracks, talkers=talkers, seed=seed,
                          exclude={u.path for u in study_babble_rows(rows)})
+    if not groups:
+        raise ValueError("degraded copies need babble: LibriSpeech readers of both genders among the rows")
     return [make_babble([load_audio(u.path).samples for u in group], seconds=seconds, seed=seed + k)
             for k, group in enumerate(groups)]
 
@@ -136,12 +139,68 @@ def embed_corpus(rows: Sequence, cache: Path, *, chunk: int = 32) -> dict:
 
 
 def _save(cache: Path, done: dict, failed: dict, timing: dict) -> None:
+    _save_npz(cache, paths=np.array(list(done), dtype=str),
+              embeddings=np.array(list(done.values()), np.float32).reshape(-1, 256),
+              failed_paths=np.array(list(failed), dtype=str), failed_reasons=np.array(list(failed.values()), dtype=str),
+              timing=json.dumps(timing))
+
+
+def _save_npz(cache: Path, **arrays) -> None:
+    """Write ``arrays`` to ``cache`` (npz) through a temporary file, so a crash never leaves half a cache."""
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_suffix(".tmp.npz")
-    np.savez(tmp, paths=np.array(list(done), dtype=str), embeddings=np.array(list(done.values()), np.float32).reshape(-1, 256),
-             failed_paths=np.array(list(failed), dtype=str), failed_reasons=np.array(list(failed.values()), dtype=str),
-             timing=json.dumps(timing))
+    np.savez(tmp, **arrays)
     tmp.replace(cache)
+
+
+def _embed_versions(items: Sequence[tuple[str, Callable[[], tuple[np.ndarray, object]]]], cache: Path, *,
+                    extra: str, label: str, chunk: int = 32, save_every: int = 640) -> dict:
+    """GE2E embeddings of made signals, cached by key in ``cache`` (npz); the keys already there are not made again.
+
+    Args:
+        items: ``(key, make)`` pairs; ``make()`` returns a prepared 16 kHz float32 signal ``[shape=(n,)]`` and one
+            value recorded beside it (``extra``), or raises :class:`pipeline.errors.PipelineError` /
+            ``RuntimeError`` to skip the item (logged).
+        extra: the name of those values in the cache and the result.
+
+    Returns: ``{"keys": [shape=(m,)], "embeddings": [shape=(m, 256)] float32, extra: [shape=(m,)]}``.
+    """
+    from pipeline.errors import PipelineError
+
+    stored = _load_npz(cache)
+    keys = list(stored.get("keys", np.array([], str)).tolist())
+    vectors = list(stored.get("embeddings", np.zeros((0, 256), np.float32)))
+    values = list(stored.get(extra, np.array([])).tolist())
+    have = set(keys)
+    todo = [(key, make) for key, make in items if key not in have]
+    encoder, start = None, time.perf_counter()
+    for i in range(0, len(todo), chunk):
+        batch, signals, made = [], [], []
+        for key, make in todo[i:i + chunk]:
+            try:
+                signal, value = make()
+            except (PipelineError, RuntimeError) as exc:  # parselmouth raises RuntimeError on clips Praat refuses
+                _log(f"skipped {key}: {exc}")
+                continue
+            batch.append(key)
+            signals.append(signal)
+            made.append(value)
+        if signals:
+            if encoder is None:
+                from pipeline.speaker_encoder import SpeakerEncoder
+
+                encoder = SpeakerEncoder()
+            keys += batch
+            vectors += list(encoder.embed_many(signals))
+            values += made
+        n, elapsed = min(i + chunk, len(todo)), time.perf_counter() - start
+        if (i // chunk) % 10 == 0 or n == len(todo):
+            _log(f"{label}: {n}/{len(todo)}, {n / elapsed:.1f}/s, eta {(len(todo) - n) * elapsed / n / 60:.1f} min")
+        if (i + chunk) % save_every < chunk or n == len(todo):
+            _save_npz(cache, keys=np.array(keys, str), embeddings=np.asarray(vectors, np.float32).reshape(-1, 256),
+                      **{extra: np.array(values)})
+    return {"keys": np.array(keys), "embeddings": np.asarray(vectors, np.float32).reshape(-1, 256),
+            extra: np.array(values)}
 
 
 def embed_fitting_copies(rows: Sequence, cache: Path, *, copies: int = 2, chunk: int = 32) -> dict:
@@ -151,47 +210,18 @@ def embed_fitting_copies(rows: Sequence, cache: Path, *, copies: int = 2, chunk:
     (clips that cannot be decoded are left out and logged).
     """
     from pipeline.audio import DEFAULT_AUDIO_CONFIG, decode_audio, prepare_signal, resample
-    from pipeline.errors import PipelineError
-    from pipeline.speaker_encoder import SpeakerEncoder
 
-    stored = _load_npz(cache)
-    keys = list(stored.get("keys", np.array([], str)).tolist())
-    vectors = list(stored.get("embeddings", np.zeros((0, 256), np.float32)))
-    noises = list(stored.get("noise", np.array([], str)).tolist())
-    have = set(keys)
-    todo = [(u, k) for u in rows for k in range(copies) if f"{u.relpath}#{k}" not in have]
-    if not todo:
-        return {"keys": np.array(keys), "embeddings": np.asarray(vectors, np.float32), "noise": np.array(noises)}
-    babble = fitting_babble(rows)
-    encoder, config = SpeakerEncoder(), DEFAULT_AUDIO_CONFIG
-    start = time.perf_counter()
-    for i in range(0, len(todo), chunk):
-        batch, signals, kinds = [], [], []
-        for u, k in todo[i:i + chunk]:
-            try:
-                decoded = decode_audio(u.path, mono=True, max_seconds=config.max_duration_s)
-                y = resample(decoded.samples, decoded.sample_rate, SR)
-                out, _, kind, _ = degrade(y, clip_seed(f"{u.relpath}#{k}"), babble)
-                signals.append(prepare_signal(out, SR, config=config).samples)
-            except PipelineError as exc:
-                _log(f"skipped {u.relpath}#{k}: {exc}")
-                continue
-            batch.append(f"{u.relpath}#{k}")
-            kinds.append(kind)
-        if signals:
-            keys += batch
-            vectors += list(encoder.embed_many(signals))
-            noises += kinds
-        n, elapsed = min(i + chunk, len(todo)), time.perf_counter() - start
-        if (i // chunk) % 10 == 0 or n == len(todo):
-            _log(f"copies: {n}/{len(todo)}, {n / elapsed:.1f}/s, eta {(len(todo) - n) * elapsed / n / 60:.1f} min")
-        if (i // chunk) % 40 == 39 or n == len(todo):
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_suffix(".tmp.npz")
-            np.savez(tmp, keys=np.array(keys, str), embeddings=np.asarray(vectors, np.float32).reshape(-1, 256),
-                     noise=np.array(noises, str))
-            tmp.replace(cache)
-    return {"keys": np.array(keys), "embeddings": np.asarray(vectors, np.float32), "noise": np.array(noises)}
+    config, babble = DEFAULT_AUDIO_CONFIG, []
+
+    def make(u, k: int) -> tuple[np.ndarray, str]:
+        if not babble:  # made once, and only when a copy is missing from the cache
+            babble.extend(fitting_babble(rows))
+        decoded = decode_audio(u.path, mono=True, max_seconds=config.max_duration_s)
+        out, _, kind, _ = degrade(resample(decoded.samples, decoded.sample_rate, SR), clip_seed(f"{u.relpath}#{k}"), babble)
+        return prepare_signal(out, SR, config=config).samples, kind
+
+    items = [(f"{u.relpath}#{k}", partial(make, u, k)) for u in rows for k in range(copies)]
+    return _embed_versions(items, cache, extra="noise", label="copies", chunk=chunk, save_every=1280)
 
 
 def score_test_conditions(rows: Sequence, manifest: Sequence, cache: Path, *, ecapa_dir: Path) -> dict:
@@ -207,8 +237,7 @@ def score_test_conditions(rows: Sequence, manifest: Sequence, cache: Path, *, ec
     from pipeline.speaker_encoder import SpeakerEncoder
     from training.gender_conditions import condition_batches, study_babble
 
-    ecapa, encoder = GenderClassifier.load(ecapa_dir), SpeakerEncoder()
-    ecapa.fusion = None  # the ECAPA's own opinion, also for a folder that holds fusion.json
+    ecapa, encoder = GenderClassifier.load(ecapa_dir, second_opinion=False), SpeakerEncoder()
     keys, vectors, probs = [], [], []
     start, done = time.perf_counter(), 0
     for indices, prepared in condition_batches(rows, babble=study_babble(manifest, scored=rows)):
@@ -225,10 +254,7 @@ def score_test_conditions(rows: Sequence, manifest: Sequence, cache: Path, *, ec
         _log(f"test conditions: {done}/{len(rows)} clips, eta {(len(rows) - done) * elapsed / max(done, 1) / 60:.1f} min")
     out = {"keys": np.array(keys, str), "embeddings": np.asarray(vectors, np.float32).reshape(-1, 256),
            "p_ecapa": np.asarray(probs, np.float64)}
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp.npz")
-    np.savez(tmp, **out)
-    tmp.replace(cache)
+    _save_npz(cache, **out)
     return out
 
 
@@ -264,40 +290,9 @@ def embed_pitch_copies(rows: Sequence, cache: Path, *, chunk: int = 32) -> dict:
     Returns ``{"keys": [shape=(m,)] paths, "embeddings": [shape=(m, 256)], "semitones": [shape=(m,)]}``.
     """
     from pipeline.audio import load_audio
-    from pipeline.errors import PipelineError
-    from pipeline.speaker_encoder import SpeakerEncoder
 
-    stored = _load_npz(cache)
-    keys = list(stored.get("keys", np.array([], str)).tolist())
-    vectors = list(stored.get("embeddings", np.zeros((0, 256), np.float32)))
-    moves = list(stored.get("semitones", np.zeros(0)).tolist())
-    have = set(keys)
-    todo = [u for u in rows if u.relpath not in have]
-    encoder = SpeakerEncoder() if todo else None
-    start = time.perf_counter()
-    for i in range(0, len(todo), chunk):
-        batch, signals, shifts = [], [], []
-        for u in todo[i:i + chunk]:
-            try:
-                moved, s = pitch_moved(load_audio(u.path).samples, clip_seed(f"{u.relpath}#pitch"), u.gender)
-            except (PipelineError, RuntimeError) as exc:  # parselmouth raises RuntimeError on clips Praat refuses
-                _log(f"skipped {u.relpath}: {exc}")
-                continue
-            batch.append(u.relpath)
-            signals.append(moved)
-            shifts.append(s)
-        if signals:
-            keys += batch
-            vectors += list(encoder.embed_many(signals))
-            moves += shifts
-        n, elapsed = min(i + chunk, len(todo)), time.perf_counter() - start
-        if (i // chunk) % 10 == 0 or n == len(todo):
-            _log(f"pitch copies: {n}/{len(todo)}, {n / elapsed:.1f}/s, eta {(len(todo) - n) * elapsed / n / 60:.1f} min")
-        if (i // chunk) % 20 == 19 or n == len(todo):
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_suffix(".tmp.npz")
-            np.savez(tmp, keys=np.array(keys, str), embeddings=np.asarray(vectors, np.float32).reshape(-1, 256),
-                     semitones=np.array(moves))
-            tmp.replace(cache)
-    return {"keys": np.array(keys), "embeddings": np.asarray(vectors, np.float32).reshape(-1, 256),
-            "semitones": np.array(moves)}
+    def make(u) -> tuple[np.ndarray, float]:
+        return pitch_moved(load_audio(u.path).samples, clip_seed(f"{u.relpath}#pitch"), u.gender)
+
+    return _embed_versions([(u.relpath, partial(make, u)) for u in rows], cache, extra="semitones",
+                           label="pitch copies", chunk=chunk)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from training.conversations import ClipCache, _pick_speakers
+from training.conversations import ClipCache, _pick_speakers, speaker_speech
 from training.corpus import Utterance
 
 SR = 16000
@@ -76,16 +76,8 @@ def overlap_share(turns: list[tuple[float, float, str]], *, step_s: float = 0.01
 
 
 def _speech(rng: np.random.Generator, utts: list[Utterance], cache: ClipCache, seconds: float) -> np.ndarray:
-    """``seconds`` of one speaker's speech: their clips (trimmed) in random order, concatenated and cut."""
-    target = max(1, int(seconds * SR))
-    parts, have = [], 0
-    for j in rng.permutation(len(utts)).tolist() * 8:
-        clip = cache.get(utts[j])
-        parts.append(clip)
-        have += clip.size
-        if have >= target:
-            break
-    return np.concatenate(parts)[:target].astype(np.float32)
+    """``seconds`` of one speaker's speech (:func:`training.conversations.speaker_speech`), float32."""
+    return speaker_speech(rng, utts, cache, max(1, int(seconds * SR))).astype(np.float32)
 
 
 def _timeline(rng: np.random.Generator, chosen: list[str], seconds: float) -> list[tuple[float, float, str]]:

@@ -180,9 +180,10 @@ def read_probs(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def write_probs(path: Path, probs: Sequence[dict]) -> None:
+def write_probs(path: Path, probs: Sequence[dict], fields: Sequence[str] = ("path", "condition", "model", "p_female")) -> None:
+    """Per-clip probabilities as a gzipped CSV with columns ``fields``."""
     with gzip.open(path, "wt", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["path", "condition", "model", "p_female"])
+        writer = csv.DictWriter(f, fieldnames=list(fields))
         writer.writeheader()
         writer.writerows(probs)
 

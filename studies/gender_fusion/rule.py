@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import gzip
 import json
 import sys
 from pathlib import Path
@@ -331,14 +330,8 @@ def summary_table(folds: dict, test: dict) -> dict:
     return table
 
 
-def write_probs(path: Path, probs: Sequence[dict]) -> None:
-    with gzip.open(path, "wt", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["path", "part", "model", "p_female"])
-        writer.writeheader()
-        writer.writerows(probs)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
+    from .robust import write_probs
     from .rule_render import render
 
     parser = argparse.ArgumentParser(prog="python -m studies.gender_fusion.rule", description=__doc__.splitlines()[0])
@@ -359,7 +352,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     payload = {"folds": folds, "fold_fusion_settings": settings, "test": test, "table": table, "decision": decision,
                "six_corpus_fusions": {k: {kk: vv for kk, vv in f.to_dict().items() if kk != "ge2e_head"}
                                       for k, f in fusions.items()}}
-    write_probs(HERE / "rule_probs.csv.gz", probs)
+    write_probs(HERE / "rule_probs.csv.gz", probs, ("path", "part", "model", "p_female"))
     winner = decision["winner"]
     if winner in fusions:
         fusions[winner].save(HERE)  # fusion.json of the winner, copied into the shipped folder by training

@@ -72,8 +72,7 @@ def ecapa_probabilities(model_dir: Path, rows: Sequence[Utterance], cache: Path,
     from pipeline.gender import GenderClassifier
 
     torch.set_num_threads(1)
-    model = GenderClassifier.load(model_dir)
-    model.fusion = None  # the ECAPA's own opinion, also for a folder that holds fusion.json
+    model = GenderClassifier.load(model_dir, second_opinion=False)  # the ECAPA's own opinion
     done: dict[str, float] = {}
     for i in range(0, len(rows), chunk):
         names, signals = [], []
