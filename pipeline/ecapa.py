@@ -21,24 +21,11 @@ import torch.nn.functional as F
 from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
-#: Front-end parameters (also written to the model folder's metadata.json).
-FRONTEND_PARAMS: dict = {
-    "sample_rate": 16000,
-    "pre_emphasis": 0.97,
-    "n_fft": 512,
-    "win_length": 400,
-    "hop_length": 160,
-    "window": "hamming (periodic)",
-    "center": True,
-    "pad_mode": "reflect",
-    "f_min": 20.0,
-    "f_max": 7600.0,
-    "n_mels": 80,
-    "mel_scale": "htk",
-    "mel_norm": None,
-    "log_offset": 1e-6,
-    "mean_normalisation": "subtract per-band mean over time",
-}
+from pipeline.frontends import ECAPA_FRONTEND
+
+#: Front-end parameters (also written to the model folder's metadata.json); the numpy twin of
+#: :class:`LogMelFrontEnd` for the ONNX path is :func:`pipeline.frontends.ecapa_log_mel`.
+FRONTEND_PARAMS: dict = ECAPA_FRONTEND
 
 
 class LogMelFrontEnd(nn.Module):

@@ -10,7 +10,10 @@ A model folder (``male_models/``, ``female_models/``) describes itself:
   and version, sample rate, the encoder input (``encoder``: which hidden states of
   :mod:`pipeline.whisper_encoder`, which pooling, how the network combines them;
   absent for librosa-only models), library versions and training summary;
-* ``README.md``     the model card.
+* ``README.md``     the model card;
+* ``model.onnx`` and ``model.onnx.json`` the network exported to ONNX
+  (``python -m training.export_onnx``), run by ONNX Runtime where TensorFlow is absent
+  or ``SER_BACKEND=onnx`` (:func:`pipeline.backend.resolve`).
 
 A model's input row is the librosa statistics (``n_features`` columns), followed,
 when any model of a cascade reads the encoder, by the encoder's five hidden states
@@ -29,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline import backend
 from pipeline.audio import AudioConfig
 from pipeline.errors import ModelError, PredictionError
 from pipeline.features import FeatureConfig, feature_names
@@ -37,6 +41,7 @@ EMOTION_LABELS: tuple[str, ...] = (
     "neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised",
 )
 MODEL_FILE = "model.keras"
+ONNX_FILE = "model.onnx"
 SCALER_FILE = "scaler.joblib"
 ENCODER_SCALER_FILE = "encoder_scaler.joblib"
 CONFIG_FILE = "config.json"
@@ -224,11 +229,17 @@ def build_cnn(n_features: int, n_classes: int = len(EMOTION_LABELS), *, seed: in
 
 
 class EmotionModel:
-    """A loaded emotion model folder: scaler(s) + Keras network + label order."""
+    """A loaded emotion model folder: scaler(s) + network + label order.
+
+    Attributes:
+        model: the Keras network, or its :class:`~pipeline.backend.OnnxNetwork` export.
+        backend: ``"native"`` (Keras/TensorFlow) or ``"onnx"``.
+    """
 
     def __init__(self, model: Any, scaler: Any, config: EmotionModelConfig, folder: Path | None = None, *,
                  encoder_scaler: Any = None) -> None:
         self.model = model
+        self.backend = "onnx" if isinstance(model, backend.OnnxNetwork) else "native"
         self.scaler = scaler
         self.encoder_scaler = encoder_scaler
         self.config = config
@@ -250,7 +261,8 @@ class EmotionModel:
         folder = Path(folder)
         if not folder.is_dir():
             raise ModelError(f"emotion model folder {folder} does not exist")
-        for name in REQUIRED_FILES:
+        engine = backend.resolve(("tensorflow", "keras"), folder / ONNX_FILE, what=f"the emotion model {folder.name}")
+        for name in REQUIRED_FILES if engine == "native" else (SCALER_FILE, CONFIG_FILE):
             if not (folder / name).is_file():
                 raise ModelError(
                     f"emotion model folder {folder} is missing {name}; expected {', '.join(REQUIRED_FILES)}. "
@@ -287,6 +299,15 @@ class EmotionModel:
             if getattr(encoder_scaler, "n_features_in_", config.encoder.dim) != config.encoder.dim:
                 raise ModelError(f"{folder / ENCODER_SCALER_FILE} expects {encoder_scaler.n_features_in_} columns, "
                                  f"config.json's encoder input has {config.encoder.dim}")
+        expected = _input_shapes(config)
+        if engine == "onnx":
+            model = backend.OnnxNetwork(folder / ONNX_FILE)
+            shapes = [tuple(t.shape[1:]) for t in model.spec.inputs]
+            outputs = model.spec.outputs[0].shape[-1]
+            if shapes != expected or outputs != len(config.labels):
+                raise ModelError(f"{folder / ONNX_FILE} has inputs {shapes} / {outputs} outputs; expected {expected} -> "
+                                 f"{len(config.labels)} classes: re-export with `python -m training.export_onnx`")
+            return cls(model, scaler, config, folder, encoder_scaler=encoder_scaler)
         configure_tensorflow()
         try:
             import keras
@@ -295,7 +316,6 @@ class EmotionModel:
         except Exception as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelError(f"{folder / MODEL_FILE} could not be loaded ({first}); the file may be truncated") from None
-        expected = _input_shapes(config)
         shapes = model.input_shape if isinstance(model.input_shape, list) else [model.input_shape]
         if [tuple(s[1:]) for s in shapes] != expected or model.output_shape[-1] != len(config.labels):
             raise ModelError(
@@ -310,8 +330,12 @@ class EmotionModel:
         return self.config.encoder is not None
 
     def save(self, folder: str | os.PathLike) -> None:
-        """Write ``model.keras``, the scaler(s) and ``config.json`` into ``folder``."""
+        """Write ``model.keras``, the scaler(s) and ``config.json`` into ``folder`` (a Keras model only)."""
         import joblib
+
+        if self.backend == "onnx":
+            raise ModelError("an emotion model loaded from its ONNX export cannot be saved as Keras; load it with "
+                             "TensorFlow installed (SER_BACKEND=native)")
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
@@ -343,7 +367,10 @@ class EmotionModel:
             return np.zeros((0, len(EMOTION_LABELS)))
         try:
             inputs = model_inputs(self.config, self.scaler, self.encoder_scaler, X)
-            probs = np.asarray(self.model(inputs, training=False), dtype=np.float64)
+            if self.backend == "onnx":
+                probs = np.asarray(self.model.run(*(inputs if isinstance(inputs, list) else [inputs]))[0], np.float64)
+            else:
+                probs = np.asarray(self.model(inputs, training=False), dtype=np.float64)
         except Exception as exc:
             raise PredictionError(f"emotion model '{self.config.name}' failed: {exc}") from None
         return probs[:, self._order]

@@ -9,6 +9,9 @@ the same way, and the classifier returns the mean of the members' probabilities.
 A folder holding ``fusion.json`` (:mod:`pipeline.gender_fusion`) adds a second
 opinion, a logistic regression on the pretrained GE2E speaker embedding, fused with
 the ECAPA's calibrated log-odds; the GE2E encoder is loaded on first use.
+Each network runs in PyTorch or, from its export ``model.onnx`` beside the weights, in ONNX
+Runtime (:func:`pipeline.backend.resolve`; the log-mel front end is then numpy's,
+:func:`pipeline.frontends.ecapa_log_mel`). A hub id always needs PyTorch.
 Input signals are 16 kHz mono float32 as returned by
 :func:`pipeline.audio.load_audio` / :func:`pipeline.audio.prepare_signal`.
 """
@@ -21,6 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
+from pipeline import backend
 from pipeline.errors import ModelError, PredictionError
 from pipeline.gender_fusion import GenderFusion
 from pipeline.paths import PROJECT_ROOT
@@ -29,6 +33,8 @@ GENDER_LABELS: tuple[str, str] = ("male", "female")
 DEFAULT_GENDER_MODEL_DIR = PROJECT_ROOT / "gender_model"
 PUBLIC_HUB_ID = "JaesungHuh/voice-gender-classifier"
 MODEL_FILES = ("config.json", "model.safetensors")
+ONNX_FILE = "model.onnx"  #: the ECAPA's export, log-mel in (``python -m training.export_onnx``)
+HUB_PACKAGES = ("torch", "huggingface_hub", "safetensors")  #: what loading a hub id imports
 ENSEMBLE_FILE = "ensemble.json"
 ENSEMBLE_COMBINE = "mean_probability"
 
@@ -48,7 +54,9 @@ class GenderClassifier:
     """Wraps one :class:`~pipeline.ecapa.ECAPAGender`, or several averaged, for inference.
 
     Attributes:
-        models: the networks (one, or the members of an ensemble), in eval mode, on ``device``.
+        models: the networks (one, or the members of an ensemble): torch modules in eval mode on ``device``,
+            or :class:`~pipeline.backend.OnnxNetwork` exports (log-mel in, logits out).
+        backend: ``"native"`` (PyTorch) or ``"onnx"``.
         model: the first (for a single model, the only) network.
         source: where it was loaded from (folder path or hub id).
         info: contents of the folder's optional ``metadata.json``, else ``{}``.
@@ -63,7 +71,8 @@ class GenderClassifier:
         models = list(model) if isinstance(model, (list, tuple)) else [model]
         if not models:
             raise ModelError("a gender classifier needs at least one network", path=source)
-        self.models = tuple(m.eval() for m in models)
+        self.backend = "onnx" if isinstance(models[0], backend.OnnxNetwork) else "native"
+        self.models = tuple(m if self.backend == "onnx" else m.eval() for m in models)
         self.source = source
         self.info = dict(info or {})
         self.device = device
@@ -93,13 +102,11 @@ class GenderClassifier:
 
         Raises:
             ModelError: a file is missing, the weights do not match the
-                architecture, CUDA is asked for but absent, or the hub cannot be reached.
+                architecture, CUDA is asked for but absent, the hub cannot be reached, or
+                neither PyTorch nor ONNX Runtime with the folder's export can run it (the
+                message names the missing package).
         """
-        import torch
-
         device = str(device)
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise ModelError(f"device {device!r} requested but CUDA is not available; use device='cpu'")
         path = Path(source) if source is not None else DEFAULT_GENDER_MODEL_DIR
         is_local = source is None or path.is_dir()
         if not is_local and _looks_like_path(os.fspath(source)):
@@ -108,16 +115,44 @@ class GenderClassifier:
                 "model.safetensors (or ensemble.json), or None for the shipped model",
                 path=str(path),
             )
+        if not is_local:
+            missing = [m for m in HUB_PACKAGES if not backend.installed(m)]
+            if missing:
+                raise ModelError(f"loading {os.fspath(source)!r} from the Hugging Face hub needs {', '.join(missing)}, "
+                                 "which this install lacks; install the full profile (pip install -r requirements.txt) "
+                                 "or use the shipped model (default) or a local folder with model.onnx")
+        members = ensemble_members(path) if is_local and (path / ENSEMBLE_FILE).is_file() else None
+        engine = "native"
+        if is_local:
+            engine = backend.resolve(("torch",), (members[0] if members else path) / ONNX_FILE, what="the gender model")
+        if engine == "onnx" and not device.startswith("cpu"):
+            raise ModelError(f"device {device!r}: the ONNX gender model runs on the CPU only; use device='cpu' "
+                             "or the full install")
+        if engine == "native":
+            import torch
+
+            if device.startswith("cuda") and not torch.cuda.is_available():
+                raise ModelError(f"device {device!r} requested but CUDA is not available; use device='cpu'")
+        load = _load_network if engine == "native" else _load_onnx
         fusion = GenderFusion.load(path) if is_local and second_opinion else None
-        if is_local and (path / ENSEMBLE_FILE).is_file():
-            models = [_load_network(member, is_local=True, device=device) for member in ensemble_members(path)]
+        if members is not None:
+            models = [load(member, is_local=True, device=device) for member in members]
             return cls(models, source=str(path), info=_read_metadata(path), device=device, fusion=fusion)
         label = str(path) if is_local else os.fspath(source)
-        model = _load_network(path if is_local else label, is_local=is_local, device=device)
+        model = load(path if is_local else label, is_local=is_local, device=device)
         return cls(model, source=label, info=_read_metadata(path) if is_local else {}, device=device, fusion=fusion)
 
     def _probabilities(self, batch: np.ndarray) -> np.ndarray:
         """Mean over the networks of their softmax, ``(n, 2)``, for a batch ``(n, samples)`` of equal-length clips."""
+        if self.backend == "onnx":
+            from pipeline.frontends import ecapa_log_mel
+
+            try:
+                features = ecapa_log_mel(batch)
+            except Exception as exc:
+                raise PredictionError(f"gender model failed: {type(exc).__name__}: {exc}") from exc
+            probs = sum(backend.softmax(m.run(features)[0]) for m in self.models)
+            return (probs / len(self.models)).astype(np.float32)
         import torch
 
         try:
@@ -214,6 +249,14 @@ def _read_metadata(path: Path) -> dict:
         return json.loads((path / "metadata.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ModelError(f"metadata.json is not valid JSON: {exc}", path=str(path)) from exc
+
+
+def _load_onnx(source: str | Path, *, is_local: bool = True, device: str = "cpu") -> backend.OnnxNetwork:
+    """The ECAPA export ``source/model.onnx`` (log-mel ``[batch, 80, frames]`` -> logits ``[batch, 2]``)."""
+    path = Path(source)
+    if not (path / "config.json").is_file():
+        raise ModelError("gender model folder is missing config.json; restore the folder", path=str(path))
+    return backend.OnnxNetwork(path / ONNX_FILE)
 
 
 def _load_network(source: str | Path, *, is_local: bool, device: str):

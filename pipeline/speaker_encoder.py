@@ -31,7 +31,9 @@ inputs under one analysis window (400 samples, 25 ms) raise
 :class:`pipeline.errors.TooShortError`; all-zero input raises
 :class:`pipeline.errors.SilentAudioError`.
 
-Runs on the CPU unless a ``device`` is given.
+The network runs in PyTorch (:mod:`pipeline.ge2e_network`) or, from its export
+``speaker_encoder/ge2e.onnx``, in ONNX Runtime (:func:`pipeline.backend.resolve`); the
+front end is numpy and librosa either way. Runs on the CPU unless a ``device`` is given.
 """
 from __future__ import annotations
 
@@ -40,14 +42,15 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import torch
-from torch import nn
 
+from pipeline import backend
 from pipeline.errors import AudioError, ModelError, NonFiniteAudioError, SilentAudioError, TooShortError
 from pipeline.paths import PROJECT_ROOT
 
 #: The shipped weights (14 tensors, float32).
 WEIGHTS_PATH = PROJECT_ROOT / "speaker_encoder" / "ge2e.safetensors"
+#: Their ONNX export (power mel ``[batch, frames, 40]`` -> ``[batch, 256]``), written by ``python -m training.export_onnx``.
+ONNX_PATH = WEIGHTS_PATH.with_suffix(".onnx")
 
 SAMPLE_RATE = 16000  #: Hz
 N_MELS = 40
@@ -59,50 +62,6 @@ MIN_COVERAGE = 0.75  #: share of real audio the last partial needs to be kept
 TARGET_DBFS = -30.0  #: volume normalisation target (increase only)
 EMBEDDING_DIM = 256
 _INT16_MAX = 2**15 - 1
-
-
-class GE2EEncoder(nn.Module):
-    """The GE2E d-vector network: ``LSTM(40, 256, 3 layers) -> Linear(256, 256) -> ReLU -> L2``.
-
-    Parameter names match the checkpoint (``lstm.weight_ih_l0`` ... ``linear.bias``).
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.lstm = nn.LSTM(N_MELS, 256, 3, batch_first=True)
-        self.linear = nn.Linear(256, EMBEDDING_DIM)
-        self.relu = nn.ReLU()
-
-    def forward(self, mels: torch.Tensor) -> torch.Tensor:
-        """``mels [shape=(batch, frames, 40)]`` power mel -> ``[shape=(batch, 256)]`` unit vectors."""
-        _, (hidden, _) = self.lstm(mels)
-        raw = self.relu(self.linear(hidden[-1]))
-        return raw / torch.norm(raw, dim=1, keepdim=True)
-
-
-def load_ge2e(path: str | Path = WEIGHTS_PATH, *, device: str | torch.device = "cpu") -> GE2EEncoder:
-    """Build :class:`GE2EEncoder` and load ``path`` (safetensors) with ``strict=True``, in eval mode.
-
-    Raises :class:`ModelError` (``path`` set) when the file is missing, is not a
-    safetensors file, or lacks, adds or reshapes any tensor.
-    """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    if not path.is_file():
-        raise ModelError("GE2E speaker-encoder weights not found (see speaker_encoder/README.md)", path=str(path))
-    try:
-        state = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise ModelError(f"not a readable safetensors file: {exc}", path=str(path)) from None
-    model = GE2EEncoder()
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        detail = " ".join(str(exc).split())
-        raise ModelError(f"weights do not match the GE2E encoder: {detail}", path=str(path)) from None
-    return model.to(device).eval()
 
 
 def normalize_volume(y: np.ndarray, target_dbfs: float = TARGET_DBFS) -> np.ndarray:
@@ -184,21 +143,40 @@ def _partial_mels(y: np.ndarray, *, rate: float, min_coverage: float) -> tuple[n
 
 
 class SpeakerEncoder:
-    """Waveform -> GE2E embedding (front end + :class:`GE2EEncoder`).
+    """Waveform -> GE2E embedding (front end + :class:`GE2EEncoder` or its ONNX export).
 
     Args:
-        path: safetensors weights (default :data:`WEIGHTS_PATH`).
-        device: torch device, ``"cpu"`` by default.
+        path: safetensors weights (default :data:`WEIGHTS_PATH`); the export is ``path`` with ``.onnx``.
+        device: torch device, ``"cpu"`` by default (the ONNX path runs on the CPU only).
         batch_size: partials per forward pass in :meth:`embed_many`.
+
+    Attributes:
+        backend: ``"native"`` (PyTorch) or ``"onnx"`` (:func:`pipeline.backend.resolve`).
     """
 
-    def __init__(self, path: str | Path = WEIGHTS_PATH, *, device: str | torch.device = "cpu",
-                 batch_size: int = 64) -> None:
-        self.device = torch.device(device)
-        self.model = load_ge2e(path, device=self.device)
+    def __init__(self, path: str | Path = WEIGHTS_PATH, *, device="cpu", batch_size: int = 64) -> None:
+        path = Path(path)
+        self.backend = backend.resolve(("torch",), path.with_suffix(".onnx"), what="the GE2E speaker encoder")
+        if self.backend == "onnx":
+            if not str(device).startswith("cpu"):
+                raise ModelError(f"device {device!r}: the ONNX speaker encoder runs on the CPU only")
+            self.device = "cpu"
+            self.model = backend.OnnxNetwork(path.with_suffix(".onnx"))
+        else:
+            import torch
+
+            from pipeline.ge2e_network import load_ge2e
+
+            self.device = torch.device(device)
+            self.model = load_ge2e(path, device=self.device)
         self.batch_size = int(batch_size)
 
     def _forward(self, mels: np.ndarray) -> np.ndarray:
+        """``mels [shape=(k, 160, 40)]`` float32 -> partial embeddings ``[shape=(k, 256)]`` float32."""
+        if self.backend == "onnx":
+            return self.model.run(mels)[0]
+        import torch
+
         with torch.inference_mode():
             return self.model(torch.from_numpy(mels).to(self.device)).cpu().numpy()
 
@@ -232,3 +210,12 @@ class SpeakerEncoder:
             mean = chunk.mean(axis=0)
             out[row] = mean / np.linalg.norm(mean)
         return out
+
+
+def __getattr__(name: str):
+    """The PyTorch network, imported on first use: ``from pipeline.speaker_encoder import GE2EEncoder`` still works."""
+    if name in ("GE2EEncoder", "load_ge2e"):
+        from pipeline import ge2e_network
+
+        return getattr(ge2e_network, name)
+    raise AttributeError(f"module 'pipeline.speaker_encoder' has no attribute {name!r}")

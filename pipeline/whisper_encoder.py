@@ -25,7 +25,11 @@ returns every hidden state: index 0 after the convolutions and positions, 1..3
 after blocks 1..3, 4 after block 4 and the final layer norm (what Whisper's decoder
 and CTranslate2's ``encode`` see).
 
-Runs on the CPU unless a ``device`` is given.
+The network runs in PyTorch (:mod:`pipeline.whisper_network`, :class:`EncoderRunner`) or, from
+its export ``emotion_encoder/whisper_tiny_en_encoder.onnx``, in ONNX Runtime
+(:class:`OnnxEncoderRunner`, with the numpy front end :func:`pipeline.frontends.whisper_log_mel`);
+:func:`shared_runner` picks one with :func:`pipeline.backend.resolve`. Runs on the CPU unless a
+``device`` is given.
 """
 from __future__ import annotations
 
@@ -36,14 +40,15 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import torch
-from torch import nn
 
-from pipeline.errors import ModelError, TooShortError
+from pipeline import backend
+from pipeline.errors import TooShortError
 from pipeline.paths import PROJECT_ROOT
 
 #: The shipped weights (encoder only, float16).
 WEIGHTS_PATH = PROJECT_ROOT / "emotion_encoder" / "whisper_tiny_en_encoder.safetensors"
+#: Their ONNX export (log-mel ``[batch, 80, frames]`` -> states ``[5, batch, ceil(frames / 2), 384]``).
+ONNX_PATH = WEIGHTS_PATH.with_suffix(".onnx")
 
 SAMPLE_RATE = 16000  #: Hz
 N_FFT = 400  #: 25 ms window
@@ -56,6 +61,14 @@ MLP_WIDTH = 1536
 MAX_FRAMES = 3000  #: mel frames in one 30 s window (1500 encoder positions)
 N_STATES = BLOCKS + 1  #: hidden states returned: after the stem, after each block
 MIN_SAMPLES = 2 * HOP  #: shortest input: two mel frames (20 ms)
+
+
+def _checked(samples: np.ndarray) -> np.ndarray:
+    samples = np.asarray(samples, dtype=np.float32)
+    if samples.ndim != 1 or samples.shape[0] < MIN_SAMPLES:
+        raise TooShortError(f"the encoder needs at least {MIN_SAMPLES} samples of 16 kHz mono audio, "
+                            f"got shape {samples.shape}")
+    return samples
 
 
 @lru_cache(maxsize=1)
@@ -75,10 +88,9 @@ def log_mel(samples: np.ndarray) -> np.ndarray:
     Returns:
         ``np.ndarray [shape=(80, n // 160)]`` float32, roughly in ``[-1.5, 1.5]``.
     """
-    samples = np.asarray(samples, dtype=np.float32)
-    if samples.ndim != 1 or samples.shape[0] < MIN_SAMPLES:
-        raise TooShortError(f"the encoder needs at least {MIN_SAMPLES} samples of 16 kHz mono audio, "
-                            f"got shape {samples.shape}")
+    import torch
+
+    samples = _checked(samples)
     audio = torch.from_numpy(samples)
     window = torch.hann_window(N_FFT)
     stft = torch.stft(audio, N_FFT, HOP, window=window, center=True, pad_mode="reflect", return_complex=True)
@@ -87,59 +99,6 @@ def log_mel(samples: np.ndarray) -> np.ndarray:
     log_spec = torch.clamp(mel, min=1e-10).log10()
     log_spec = torch.maximum(log_spec, log_spec.max() - 8.0)
     return ((log_spec + 4.0) / 4.0).numpy()
-
-
-def sinusoids(length: int, channels: int, max_timescale: float = 10000.0) -> torch.Tensor:
-    """Whisper's sinusoidal position table, ``[shape=(length, channels)]`` (sin half, then cos half)."""
-    increment = np.log(max_timescale) / (channels // 2 - 1)
-    inv = torch.exp(-increment * torch.arange(channels // 2, dtype=torch.float32))
-    scaled = torch.arange(length, dtype=torch.float32)[:, None] * inv[None, :]
-    return torch.cat([torch.sin(scaled), torch.cos(scaled)], dim=1)
-
-
-class _Block(nn.Module):
-    """One pre-norm transformer block; parameter names follow CTranslate2's spec."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.attn_norm = nn.LayerNorm(WIDTH)
-        self.qkv = nn.Linear(WIDTH, 3 * WIDTH)  # CTranslate2's fused linear_0 (k's bias is zero)
-        self.out = nn.Linear(WIDTH, WIDTH)
-        self.mlp_norm = nn.LayerNorm(WIDTH)
-        self.fc1 = nn.Linear(WIDTH, MLP_WIDTH)
-        self.fc2 = nn.Linear(MLP_WIDTH, WIDTH)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch, frames, _ = x.shape
-        q, k, v = self.qkv(self.attn_norm(x)).chunk(3, dim=-1)
-        q, k, v = (t.view(batch, frames, HEADS, WIDTH // HEADS).transpose(1, 2) for t in (q, k, v))
-        attended = nn.functional.scaled_dot_product_attention(q, k, v)
-        x = x + self.out(attended.transpose(1, 2).reshape(batch, frames, WIDTH))
-        return x + self.fc2(nn.functional.gelu(self.fc1(self.mlp_norm(x))))
-
-
-class WhisperEncoder(nn.Module):
-    """Whisper tiny.en's encoder; ``forward`` returns all :data:`N_STATES` hidden states."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv1d(N_MELS, WIDTH, 3, padding=1)
-        self.conv2 = nn.Conv1d(WIDTH, WIDTH, 3, stride=2, padding=1)
-        self.register_buffer("positions", sinusoids(MAX_FRAMES // 2, WIDTH))  # overwritten by the stored table
-        self.blocks = nn.ModuleList(_Block() for _ in range(BLOCKS))
-        self.final_norm = nn.LayerNorm(WIDTH)
-
-    def forward(self, mels: torch.Tensor) -> torch.Tensor:
-        """``mels [shape=(batch, 80, frames)]``, ``frames <= 3000`` -> ``[shape=(5, batch, ceil(frames / 2), 384)]``."""
-        x = nn.functional.gelu(self.conv1(mels))
-        x = nn.functional.gelu(self.conv2(x)).transpose(1, 2)
-        x = x + self.positions[: x.shape[1]]
-        states = [x]
-        for block in self.blocks:
-            x = block(x)
-            states.append(x)
-        states[-1] = self.final_norm(x)
-        return torch.stack(states)
 
 
 #: CTranslate2 variable name -> our parameter name (the converter's map; ``convert.py`` uses it too).
@@ -180,30 +139,65 @@ class EncoderStates:
         return np.concatenate(parts, axis=1).reshape(-1).astype(np.float32)
 
 
-class EncoderRunner:
-    """Loads the weights once and encodes clips one by one (no padding: attention is unmasked)."""
+class _Runner:
+    """Encodes clips one by one (no padding: attention is unmasked), in 30 s windows."""
 
-    def __init__(self, weights: str | Path = WEIGHTS_PATH, *, device: str = "cpu") -> None:
-        self.device = torch.device(device)
-        self.weights = Path(weights)
-        self.model = load_encoder(self.weights).to(self.device)
+    def _encode(self, mels: np.ndarray) -> np.ndarray:
+        """``mels [shape=(80, frames)]``, ``frames <= 3000`` -> ``[shape=(5, ceil(frames / 2), 384)]`` float32."""
+        raise NotImplementedError
 
-    @torch.inference_mode()
+    def _log_mel(self, samples: np.ndarray) -> np.ndarray:
+        return log_mel(samples)
+
     def states(self, samples: np.ndarray) -> EncoderStates:
         """Encode one clip ``samples [shape=(n,)]`` (16 kHz mono) -> :class:`EncoderStates`."""
-        mels = log_mel(samples)
+        mels = self._log_mel(samples)
         outputs = []
         for start in range(0, mels.shape[1], MAX_FRAMES):
             window = mels[:, start:start + MAX_FRAMES]
             if window.shape[1] < 2 and outputs:  # a trailing sliver of one frame adds nothing
                 break
-            x = torch.from_numpy(np.ascontiguousarray(window))[None].to(self.device)
-            outputs.append(self.model(x)[:, 0].float().cpu().numpy())
+            outputs.append(self._encode(np.ascontiguousarray(window)))
         return EncoderStates(np.concatenate(outputs, axis=1))
 
     def pooled(self, clips: Sequence[np.ndarray], layers: Sequence[int], pooling: str) -> np.ndarray:
         """Pooled vectors of several clips, ``np.ndarray [shape=(len(clips), dim)]`` float32."""
         return np.stack([self.states(c).pooled(layers, pooling) for c in clips]) if len(clips) else np.zeros((0, 0), np.float32)
+
+
+class EncoderRunner(_Runner):
+    """The PyTorch encoder (:mod:`pipeline.whisper_network`), weights loaded once, with the torch front end."""
+
+    def __init__(self, weights: str | Path = WEIGHTS_PATH, *, device: str = "cpu") -> None:
+        import torch
+
+        from pipeline.whisper_network import load_encoder
+
+        self.device = torch.device(device)
+        self.weights = Path(weights)
+        self.model = load_encoder(self.weights).to(self.device)
+
+    def _encode(self, mels: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            return self.model(torch.from_numpy(mels)[None].to(self.device))[:, 0].float().cpu().numpy()
+
+
+class OnnxEncoderRunner(_Runner):
+    """The ONNX export in ONNX Runtime, with the numpy front end (no torch)."""
+
+    def __init__(self, onnx_file: str | Path = ONNX_PATH, *, threads: int | None = None) -> None:
+        self.weights = Path(onnx_file)
+        self.model = backend.OnnxNetwork(self.weights, threads=threads)
+
+    def _log_mel(self, samples: np.ndarray) -> np.ndarray:
+        from pipeline.frontends import whisper_log_mel
+
+        return whisper_log_mel(_checked(samples), mel_filters())
+
+    def _encode(self, mels: np.ndarray) -> np.ndarray:
+        return self.model.run(mels[None])[0][:, 0]
 
 
 @lru_cache(maxsize=1)
@@ -214,15 +208,23 @@ def weights_sha256() -> str:
     return hashlib.sha256(WEIGHTS_PATH.read_bytes()).hexdigest()
 
 
-@lru_cache(maxsize=1)
-def shared_runner() -> EncoderRunner:
-    """This process's encoder (the shipped weights, CPU), loaded once.
+def shared_runner() -> EncoderRunner | OnnxEncoderRunner:
+    """This process's encoder (the shipped weights, CPU), loaded once per backend asked for, in PyTorch or ONNX Runtime.
 
     In stage-1 worker processes (``SER_ENCODER_THREADS=1``, set by :mod:`pipeline.batch`'s worker
-    set-up) torch gets one thread, as the pool already fills the cores.
+    set-up) torch (or the ONNX session) gets one thread, as the pool already fills the cores.
     """
+    return _shared_runner(backend.requested_backend())
+
+
+@lru_cache(maxsize=None)
+def _shared_runner(requested: str) -> EncoderRunner | OnnxEncoderRunner:
     threads = os.environ.get("SER_ENCODER_THREADS")
+    if backend.resolve(("torch",), ONNX_PATH, what="the emotion models' speech encoder") == "onnx":
+        return OnnxEncoderRunner(threads=int(threads) if threads else None)
     if threads:
+        import torch
+
         torch.set_num_threads(int(threads))
     return EncoderRunner()
 
@@ -239,25 +241,10 @@ def encoder_block(samples: np.ndarray) -> np.ndarray:
     return shared_runner().states(samples).pooled(range(N_STATES), "mean_std")
 
 
-def load_encoder(weights: str | Path = WEIGHTS_PATH) -> WhisperEncoder:
-    """The encoder with the shipped (or given) weights, float32, in eval mode.
+def __getattr__(name: str):
+    """The PyTorch network, imported on first use: ``from pipeline.whisper_encoder import WhisperEncoder`` still works."""
+    if name in ("WhisperEncoder", "load_encoder", "sinusoids"):
+        from pipeline import whisper_network
 
-    Raises:
-        ModelError: the file is missing, unreadable, or lacks / adds a tensor.
-    """
-    weights = Path(weights)
-    if not weights.is_file():
-        raise ModelError(f"emotion encoder weights {weights} are missing; restore emotion_encoder/ from the repository "
-                         "or rebuild them with `python -m emotion_encoder.convert`")
-    try:
-        from safetensors.torch import load_file
-
-        state = {k: v.float() for k, v in load_file(str(weights)).items()}
-    except Exception as exc:
-        raise ModelError(f"{weights} could not be read ({exc}); the file may be truncated") from None
-    model = WhisperEncoder()
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise ModelError(f"{weights} does not hold Whisper tiny.en's encoder: {str(exc).splitlines()[0]}") from None
-    return model.eval()
+        return getattr(whisper_network, name)
+    raise AttributeError(f"module 'pipeline.whisper_encoder' has no attribute {name!r}")
