@@ -333,11 +333,10 @@ class LocalEngine:
             for chunk in self.chunks:
                 yield from zip(chunk, cascade.score([featurise_input(f, self.settings) for f in chunk]))
             return
-        import torch
+        from pipeline.backend import torch_threads
 
-        torch_threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # the workers take the other cores; more torch threads oversubscribe them
-        try:
+        # the workers take the other cores; more torch threads oversubscribe them (ONNX sessions fix theirs at load)
+        with torch_threads(1):
             for k, chunk in enumerate(self.chunks):
                 futures = self._ahead.pop(0)
                 if k + 2 < len(self.chunks):
@@ -349,8 +348,6 @@ class LocalEngine:
                     except Exception as exc:  # a worker died: only this file fails
                         items.append(Featurised(f.name, failure=Prediction.failure(exc, file=f.name)))
                 yield from zip(chunk, cascade.score(items))
-        finally:
-            torch.set_num_threads(torch_threads)
 
     def close(self) -> None:
         if self._pool is not None:

@@ -155,9 +155,13 @@ class ModelActor:
     """Stage 2 (a Ray actor): loads the models once, then scores a batch of featurised inputs per call."""
 
     def __init__(self, spec: "ModelSpec | ray.ObjectRef", threads: int = 1) -> None:
-        import torch
+        from pipeline import backend
 
-        torch.set_num_threads(max(1, threads))
+        os.environ[backend.THREADS_ENV] = str(max(1, threads))  # the ONNX sessions made by spec.load()
+        if backend.installed("torch") and backend.requested_backend() != "onnx":
+            import torch
+
+            torch.set_num_threads(max(1, threads))
         if isinstance(spec, ray.ObjectRef):
             spec = ray.get(spec)
         self.cascade = spec.load()

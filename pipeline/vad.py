@@ -23,6 +23,9 @@ probabilities alone. Regions longer than ``max_segment_s`` are then cut into pie
 ``min_piece_s``..``max_segment_s`` at the quietest 32 ms frame near each even cut point
 (:func:`split_long`), the lengths the emotion model was trained on.
 
+Without torch (or with ``SER_BACKEND=onnx``) the wheel's ``silero_vad.onnx`` runs instead, in
+ONNX Runtime, with a numpy port of the regions rule (:mod:`pipeline.vad_onnx`).
+
 Note: silero ignores synthetic harmonic signals (:func:`pipeline.testing.speech_like`
 scores about 0.003); tests use the real example clips in ``examples/``.
 """
@@ -109,6 +112,12 @@ def _timestamps_from_probs():
     Importing ``silero_vad`` calls ``torch.set_num_threads(1)`` as a side effect; the
     caller's thread count is put back.
     """
+    from pipeline import backend
+
+    if backend.requested_backend() == "onnx" or not backend.installed("torch"):
+        from pipeline.vad_onnx import speech_timestamps_from_probs
+
+        return speech_timestamps_from_probs
     import torch
 
     threads = torch.get_num_threads()
@@ -126,9 +135,14 @@ class SileroVad:
     """
 
     def __init__(self, config: VadConfig = VadConfig(), *, path: str | Path | None = None) -> None:
+        self.config = config
+        from pipeline import vad_onnx
+
+        if path is None and vad_onnx.use_onnx():
+            self.model = vad_onnx.OnnxSilero()
+            return
         import torch
 
-        self.config = config
         path = Path(path) if path is not None else silero_model_path()
         try:
             self.model = torch.jit.load(str(path), map_location="cpu").eval()
@@ -140,8 +154,6 @@ class SileroVad:
 
         Returns ``[shape=(ceil(n / 512),)]`` float32 (the last frame zero-padded).
         """
-        import torch
-
         y = _check(y)
         n_frames = math.ceil(y.size / FRAME)
         if n_frames == 0:
@@ -154,7 +166,7 @@ class SileroVad:
         out = np.zeros((n_streams, per), np.float32)
         batch = np.zeros((n_streams, FRAME), np.float32)
         self.model.reset_states()
-        with torch.inference_mode():
+        with self._no_grad():
             for step in range(-warm, per):
                 batch.fill(0.0)
                 for b in range(n_streams):
@@ -162,14 +174,36 @@ class SileroVad:
                     if 0 <= frame < n_frames and (step >= 0 or b > 0):
                         chunk = y[frame * FRAME:(frame + 1) * FRAME]
                         batch[b, :chunk.size] = chunk
-                probs = self.model(torch.from_numpy(batch), SAMPLE_RATE)
+                probs = self._step(batch)
                 if step >= 0:
-                    out[:, step] = probs.numpy().reshape(-1)
+                    out[:, step] = probs.reshape(-1)
                 if progress is not None and step % 256 == 0:
                     progress((step + warm) / (per + warm))
         if progress is not None:
             progress(1.0)
         return out.reshape(-1)[:n_frames]
+
+    def _no_grad(self):
+        """``torch.inference_mode()`` for the TorchScript model; nothing for the ONNX one."""
+        from contextlib import nullcontext
+
+        from pipeline.vad_onnx import OnnxSilero
+
+        if isinstance(self.model, OnnxSilero):
+            return nullcontext()
+        import torch
+
+        return torch.inference_mode()
+
+    def _step(self, batch: np.ndarray) -> np.ndarray:
+        """One frame of every stream, ``[shape=(streams, 512)]`` -> probabilities (numpy)."""
+        from pipeline.vad_onnx import OnnxSilero
+
+        if isinstance(self.model, OnnxSilero):
+            return self.model(batch, SAMPLE_RATE)
+        import torch
+
+        return self.model(torch.from_numpy(batch), SAMPLE_RATE).numpy()
 
     def regions(self, y: np.ndarray, *, progress: Progress | None = None) -> list[SpeechRegion]:
         """Speech regions of ``y [shape=(n,)]`` at 16 kHz, time-ordered, before :func:`split_long`."""

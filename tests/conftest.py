@@ -53,6 +53,8 @@ SLOW_TESTS = {
     "test_notebooks.py::test_data_and_training_notebooks": "executes two notebooks",
     "test_notebooks.py::test_noise_notebook_on_a_few_clips": "executes a notebook",
     "test_notebooks.py::test_new_corpora_notebook_reads_the_reports": "executes a notebook twice",
+    "test_onnx_parity.py::test_runtime_answers_without_torch_or_tensorflow": "script.py and the app in a subprocess (20 s)",
+    "test_onnx_parity.py::test_whole_cascade_agrees_on_test_clips": "30 test clips through both backends (1-2 min)",
 }
 """Tests that take more than a few seconds without using a fixture of :data:`SLOW_FIXTURES`."""
 
