@@ -3,29 +3,33 @@
     streamlit run app.py        # or: make app  -> http://localhost:8501
 
 A thin front over :mod:`pipeline`: the models and CSV rows come from ``Cascade`` and
-``prediction_row``, what the page computes and draws from :mod:`pipeline.app_views`,
-the "uncertain" marks from :mod:`pipeline.confidence`, the operator's switches from
-:mod:`pipeline.app_settings`. This file lays out the widgets and keeps results in
-the session. Two pages: this one (analyse) and ``pages/how_it_works.py`` (the model
-cards and the measured figures). Operator settings: docs/app.md.
+``prediction_row``, what the page computes and draws from :mod:`pipeline.app_views` and
+:mod:`pipeline.app_voices`, the downloads from :mod:`pipeline.app_exports`, the "uncertain"
+marks from :mod:`pipeline.confidence`, what the session keeps from :mod:`pipeline.app_state`,
+the operator's switches from :mod:`pipeline.app_settings`. This file lays out the widgets.
+Two pages: this one (analyse) and ``pages/how_it_works.py``. Operator settings: docs/app.md.
 """
 from __future__ import annotations
 
-import hashlib
 import os
+from functools import partial
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import pandas as pd
 import streamlit as st
 
+from pipeline import app_state
+from pipeline.app_exports import RESULTS_COLUMNS, VOICE_CSV_COLUMNS, csv_bytes, results_rows, voices_rows
+from pipeline.app_models import CascadeOptions, ModelLoader, warm_up
 from pipeline.app_settings import SHIPPED_LABEL, AppSettings, read_settings
+from pipeline.app_state import AUTO_KEY, INPUTS_KEY, MESSAGES_KEY, RESULTS_KEY, Clip, clip_id
 from pipeline.app_views import (
     EXAMPLES,
     EXAMPLES_DIR,
     FORMATS_TEXT,
     MAX_UPLOAD_BYTES,
     MAX_UPLOAD_MB,
+    PLAIN_ENOUGH,
     SOFT_STATUSES,
     TIMELINE_MIN_S,
     ClipResult,
@@ -38,27 +42,32 @@ from pipeline.app_views import (
     voices_words,
     waveform_chart,
 )
-from pipeline.app_voices import segment_csv, segments_frame, voice_timeline_chart, voices_frame
-from pipeline.batch import CSV_COLUMNS
-from pipeline.cascade import Cascade
+from pipeline.app_voices import TIMELINE_PICK, segment_csv, segments_frame, voice_timeline_chart, voices_frame
 from pipeline.confidence import Judgement, percent, reliability_note
 
 __all__ = ["MAX_UPLOAD_BYTES", "MAX_UPLOAD_MB", "RESULTS_KEY", "analyse_clip", "analyse_clips"]
 
 DETAILS_PAGE = "pages/how_it_works.py"
-RESULTS_KEY = "ser_results"  # st.session_state[RESULTS_KEY]: {clip_id(...): ClipResult}
-EXAMPLES_KEY = "ser_examples"  # example clips added with the "Try an example" buttons
-INPUTS_KEY = "ser_inputs"  # bumped by "Clear" so the upload and record widgets start empty
-AUTO_KEY = "ser_analyse_now"  # set by an example button: analyse without pressing Analyse
 ROUTING_WORDS = {"hard": "Model of the detected gender", "soft": "Both models, weighed by gender"}
+PAGE_CSS = """
+<style>
+/* wide tables scroll sideways on a phone instead of squeezing or dropping columns */
+[data-testid="stTable"] { overflow-x: auto; }
+[data-testid="stTable"] table { min-width: 560px; }
+[data-testid="stTable"] th { white-space: nowrap; }
+.ser-phone-only { display: none; }
+@media (max-width: 640px) { .ser-phone-only { display: block; } }
+</style>
+"""
+SWIPE_HINT = '<div class="ser-phone-only"><small>Swipe the table sideways to see every column.</small></div>'
 
 
 # -- models ---------------------------------------------------------------------------------------
 @st.cache_resource(show_spinner=False)
-def load_cascade(gender_model: str | None, routing: str, male_dir: str, female_dir: str,
-                 denoise: bool = False) -> Cascade:
-    """The cascade for a gender model (``None`` = shipped), routing and noise reduction, loaded once per process."""
-    return Cascade.load(gender_model, male_dir=male_dir, female_dir=female_dir, routing=routing, denoise=denoise)
+def model_loader() -> ModelLoader:
+    """One loader per server process: cascades by options, the default one warmed up in the background."""
+    example = EXAMPLES_DIR / EXAMPLES[0][0]
+    return ModelLoader(warm=lambda cascade: warm_up(cascade, example.read_bytes() if example.is_file() else None))
 
 
 def app_settings() -> AppSettings:
@@ -69,120 +78,160 @@ def app_settings() -> AppSettings:
     return read_settings(secrets=secrets)
 
 
-def clip_id(name: str, data: bytes) -> tuple[str, int, str]:
-    """Identity of a clip on the page: ``(name, size, content hash)``."""
-    return (name, len(data), hashlib.sha256(data).hexdigest())
-
-
-# -- sidebar: the options only --------------------------------------------------------------------
-def sidebar(settings: AppSettings) -> tuple[str | None, str, bool, str]:
-    """Option widgets; returns ``(gender model or None, routing, denoise, settings label)``."""
-    with st.sidebar:
-        st.header("Options")
+# -- options: on the page (a phone hides the sidebar) ---------------------------------------------
+def options_box(settings: AppSettings) -> tuple[CascadeOptions, str]:
+    """Option widgets in an expander; returns ``(what to load, the options in words)``."""
+    with st.expander("Options: which models answer", icon=":material/tune:"):
         gender_model = settings.gender_model
-        options = settings.model_options()
-        if options:
-            choice = st.selectbox("Gender model", options, key="gender_choice",
+        choices = settings.model_options()
+        if choices:
+            choice = st.selectbox("Gender model", choices, key="gender_choice",
                                   help="Which model tells the voice's gender; only the models the operator allows.")
             gender_model = settings.resolve(choice)
         routing = st.radio("Which emotion model answers", ["hard", "soft"], key="routing",
-                           format_func=ROUTING_WORDS.get,
+                           format_func=ROUTING_WORDS.get, horizontal=True,
                            help="One model was trained on men's voices, one on women's. 'Both' helps when "
                                 "the gender is unclear.")
-        denoise = st.toggle("Noise reduction", value=False, key="denoise",
-                            help="Cleans background noise first. Off by default: in tests it made the "
-                                 "emotion answers slightly worse.")
-    words = [gender_model or SHIPPED_LABEL, ROUTING_WORDS[routing].lower(), "noise reduction" if denoise else ""]
-    return gender_model, routing, denoise, ", ".join(w for w in words if w)
+    words = [gender_model or SHIPPED_LABEL, ROUTING_WORDS[routing].lower()]
+    return CascadeOptions(gender_model, routing, settings.male_dir, settings.female_dir), ", ".join(words)
 
 
 # -- inputs ---------------------------------------------------------------------------------------
 def _add_example(file: str) -> None:
-    chosen = st.session_state.setdefault(EXAMPLES_KEY, [])
-    if file not in chosen:
-        chosen.append(file)
-    st.session_state[AUTO_KEY] = True
+    app_state.add_example(st.session_state, file, (EXAMPLES_DIR / file).read_bytes())
 
 
 def _clear() -> None:
-    st.session_state[RESULTS_KEY] = {}
-    st.session_state[EXAMPLES_KEY] = []
-    st.session_state[INPUTS_KEY] = st.session_state.get(INPUTS_KEY, 0) + 1
+    app_state.clear(st.session_state)
 
 
-def collect_inputs() -> list[tuple[str, bytes]]:
-    """Uploads, the recording and the chosen examples as ``(name, bytes)``, read from memory."""
+def collect_inputs() -> list[Clip]:
+    """Every recording on the page (uploads, the microphone, examples), kept in the session across pages."""
     generation = st.session_state.get(INPUTS_KEY, 0)
     suffix = f"_{generation}" if generation else ""
+    upload_key, record_key = f"uploads{suffix}", f"recording{suffix}"
+    fresh = {key: key not in st.session_state for key in (upload_key, record_key)}
     uploads = st.file_uploader(
         f"Speech recordings: {FORMATS_TEXT}; up to {MAX_UPLOAD_MB} MB each (an hour of WAV)",
-        accept_multiple_files=True, key=f"uploads{suffix}", max_upload_size=MAX_UPLOAD_MB,
+        accept_multiple_files=True, key=upload_key, max_upload_size=MAX_UPLOAD_MB,
     ) or []  # no type= filter: a file the app cannot read is named on the page with the reason
-    recording = st.audio_input("Or record from the microphone: speak for 3-10 seconds (one voice)",
-                               key=f"recording{suffix}")
+    app_state.sync_widget(st.session_state, upload_key, uploads, source="upload", fresh=fresh[upload_key])
+    recording = st.audio_input("Or record from the microphone: speak for 3-10 seconds",
+                               key=record_key)
+    app_state.sync_widget(st.session_state, record_key, [recording] if recording is not None else [],
+                          source="microphone", fresh=fresh[record_key], name="recording.wav")
     st.markdown("**No recording at hand? Try an example** (actors from RAVDESS; one click analyses it):")
     columns = st.columns(len(EXAMPLES))
     for column, (file, label) in zip(columns, EXAMPLES):
         column.button(label, key=f"example_{file}", on_click=_add_example, args=(file,), width="stretch")
-    clips: list[tuple[str, bytes]] = []
-    names: set[str] = set()
-    items = [(u.name, u.getvalue()) for u in uploads]
-    if recording is not None:
-        items.append(("recording.wav", recording.getvalue()))
-    for file in st.session_state.get(EXAMPLES_KEY, []):
-        items.append((f"example: {file}", (EXAMPLES_DIR / file).read_bytes()))
-    for name, data in items:
-        base, n = name, 1
-        while name in names:  # two uploads with the same name stay apart
-            n += 1
-            name = f"{base} ({n})"
-        names.add(name)
-        clips.append((name, data))
-    return clips
+    return app_state.page_clips(st.session_state)
 
 
 # -- results --------------------------------------------------------------------------------------
-def show_answer(column, title: str, j: Judgement) -> None:
-    measured = (f"In tests, answers this sure were right {percent(j.measured)} of the time ({j.clips} clips)."
-                if j.measured is not None else "")
+def measured_words(what: str, j: Judgement, *, gender_right_assumed: bool = False) -> str:
+    """What the tests measured for answers about this sure (a sentence; ``""`` when unknown)."""
+    if j.measured is None:
+        return ""
+    text = (f"In tests on recordings like the training data, {what} answers this sure were right "
+            f"{percent(j.measured)} of the time ({j.clips:,} clips)")
+    if gender_right_assumed:
+        text += ", and that assumes the gender, which picks the emotion model, was right"
+    return text + "."
+
+
+def show_answer(column, title: str, what: str, j: Judgement, *, gender: Judgement | None = None) -> None:
+    """A sure answer in large type with its probability; an uncertain one in a box that says why.
+
+    ``gender``: for the emotion, the gender judgement it depends on (the gender picks the model).
+    """
+    gender_doubt = gender is not None and gender.uncertain
+    measured = measured_words(what, j, gender_right_assumed=gender is not None)
     if not j.uncertain:
-        column.metric(title, j.label.capitalize(), f"{j.probability:.0%} probability",
+        column.metric(title, j.label.capitalize(), f"{percent(j.probability)} probability",
                       delta_color="off", delta_arrow="off", help=measured)
         column.caption(measured)
         return
     with column.container(border=True):
         st.markdown(f"{title}  \n:orange-badge[:material/help: Uncertain] :orange[leans **{j.label}**, "
                     f"{percent(j.probability)}]")
-        st.caption(f"Uncertain because {j.reason}. {measured}")
+        if gender_doubt and j.probability >= 0.5:
+            # sure by its own probability, uncertain only because the model that answered may be the wrong one
+            st.caption(f"Uncertain because the gender is uncertain: the gender picks which emotion model answers, "
+                       f"and the {percent(j.probability)} is the {gender.label}-voice model's own probability. If the "
+                       "voice is not "
+                       f"{gender.label}, the other model may hear another emotion; the test figures do not apply.")
+        else:
+            st.caption(f"Uncertain because {j.reason}. {measured}")
+
+
+def _play_index(index: int) -> int | None:
+    """The segment whose start the player of clip ``index`` plays from (the last one clicked), if any."""
+    value = st.session_state.get(f"play_{index}")
+    return value if isinstance(value, int) else None
+
+
+def _picked_in_table(index: int) -> None:
+    """Callback of the segment table: a clicked row or cell chooses the segment to play."""
+    try:
+        selection = st.session_state[f"segments_table_{index}"]["selection"]
+        rows = list(selection.get("rows") or []) + [cell[0] for cell in selection.get("cells") or []]
+    except (KeyError, TypeError, AttributeError):
+        return
+    if rows:
+        st.session_state[f"play_{index}"] = int(rows[0])
+
+
+def _picked_in_chart(index: int) -> None:
+    """Callback of the timeline: a clicked bar chooses the segment to play."""
+    try:
+        picked = st.session_state[f"timeline_{index}"]["selection"][TIMELINE_PICK]
+    except (KeyError, TypeError, AttributeError):
+        return
+    if picked:
+        st.session_state[f"play_{index}"] = int(picked[0]["segment"])
 
 
 def _selected_start(result: ClipResult, index: int) -> float | None:
-    """Start (s) of the segment selected in the segment table of clip ``index``, if any."""
+    """Start (s) of the segment last clicked in clip ``index``'s timeline or segment table, if any."""
+    k = _play_index(index)
     try:
-        rows = st.session_state[f"segments_table_{index}"]["selection"]["rows"]
-        return float(result.recording.segments[rows[0]].start_s) if rows else None
-    except (KeyError, IndexError, TypeError, AttributeError):
+        return float(result.recording.segments[k].start_s) if k is not None else None
+    except (IndexError, AttributeError):
         return None
 
 
-def render_voices(result: ClipResult, index: int) -> None:
-    """Who speaks when: a row per voice, the timeline by voice, the segment table and its CSV."""
+def render_voices(result: ClipResult, data: bytes, index: int) -> None:
+    """Who speaks when: a row per voice, the timeline by voice, a player, the segment table and its CSV."""
     rec = result.recording
-    st.markdown(f"#### Who speaks when\nThe recording lasts {result.prediction.duration_s:.0f} s, so it is split "
-                "into speech segments grouped by voice; each voice's gender is decided over all its speech, "
-                "each segment's emotion by the model of that gender.")
+    st.markdown("#### Who speaks when")
     if rec is None or not rec.ok:
         what, advice = recording_words(rec) if rec is not None else ("Voices not analysed", "")
         st.warning(f"Voices: {what.lower()}. {advice}" + (f"  \nDetails: {rec.error}." if rec and rec.error else ""),
                    icon=":material/groups:")
         return
-    st.markdown(f"**{voices_words(result).capitalize()}** in {rec.speech_s:.0f} s of speech "
-                "(one speaker may show as two voices, or two similar voices as one).")
+    st.markdown(f"The recording lasts {result.prediction.duration_s:.0f} s; **{rec.speech_s:.0f} s of it is speech**, "
+                f"from **{voices_words(result)}**. Each voice's gender is decided over all its speech; each "
+                "segment's emotion by the emotion model of that voice's gender. One speaker may show as two "
+                "voices, or two similar voices as one.")
+    st.html(SWIPE_HINT)
     st.table(voices_frame(rec).set_index("voice"))
-    st.altair_chart(voice_timeline_chart(rec), width="stretch")
-    st.caption("Select a segment in the table to play the recording from its start (player at the top).")
-    st.dataframe(segments_frame(rec), hide_index=True, key=f"segments_table_{index}", on_select="rerun",
-                 selection_mode="single-row")
+    st.caption("Emotions: how much of the voice's speaking time each emotion was heard in (a share of time, "
+               "not a probability). Turns: how often the voice took the floor.")
+    st.altair_chart(voice_timeline_chart(rec), width="stretch", key=f"timeline_{index}",
+                    on_select=partial(_picked_in_chart, index), selection_mode=TIMELINE_PICK)
+    start = _selected_start(result, index)
+    with st.container(border=True, key=f"player_box_{index}"):
+        if start is None:
+            st.caption("Click a bar above or a row below to play the recording from that segment.")
+        else:
+            segment = rec.segments[_play_index(index)]
+            st.caption(f"Playing from {start:.1f} s (voice {segment.voice}, "
+                       f"{segment.prediction.emotion or 'not judged'}).")
+        if data:
+            st.audio(data, format=_mime(result.name), start_time=start or 0, autoplay=start is not None)
+    st.dataframe(segments_frame(rec), hide_index=True, key=f"segments_table_{index}",
+                 on_select=partial(_picked_in_table, index), selection_mode=["single-row", "single-cell"], width="stretch")
+    st.caption("Probability: the emotion model's own probability for the segment (uncertain ones marked).")
     st.download_button("Download the segments (CSV)", segment_csv(rec, result.name),
                        file_name=f"{result.name.rsplit('.', 1)[0]}_segments.csv", mime="text/csv",
                        key=f"segments_csv_{index}")
@@ -190,40 +239,50 @@ def render_voices(result: ClipResult, index: int) -> None:
 
 def render_clip(result: ClipResult, data: bytes, index: int) -> None:
     p = result.prediction
-    if data:
-        start = _selected_start(result, index) if result.long else None
-        st.audio(data, format=_mime(result.name), start_time=start or 0, autoplay=start is not None)
+    if data and not result.long:
+        st.audio(data, format=_mime(result.name))
     for note in result.notes:
         st.info(note)
     if result.long:
-        render_voices(result, index)
-        st.markdown("#### Whole recording, all voices together")
+        render_voices(result, data, index)
+        if result.recording is None or not result.recording.ok:
+            return
     g, e = result.gender, result.emotion
-    c1, c2, c3 = st.columns(3)
-    show_answer(c1, "Gender" + (" (whole recording, all voices)" if result.long else ""), g)
-    show_answer(c2, "Emotion" + (" (whole recording, all voices)" if result.long else ""), e)
-    model = {"blended": "both emotion models"}.get(p.emotion_model, f"the {p.emotion_model}-voice emotion model")
-    c3.metric("Speech heard", f"{p.speech_duration_s:.1f} s", f"answered by {model}",
-              delta_color="off", delta_arrow="off")
-    if p.speech_duration_s < 1.5:
-        c3.caption("Very short clips are harder to judge: 3-10 seconds of speech works best.")
-    tab_bars, tab_wave, tab_spec = st.tabs(["Emotions", "Waveform", "Spectrogram"])
-    with tab_bars:
-        st.altair_chart(bar_chart(p.emotion_probabilities), width="stretch")
-        st.caption("Dashed line: below it an emotion answer counts as uncertain.")
-    with tab_wave:
+    if result.several_voices:
+        st.info("No single gender or emotion for the whole recording: it holds several voices, and one answer "
+                "would mix them. Each voice's answer is in the table above.", icon=":material/groups:")
+    else:
+        if result.long:
+            st.markdown("#### The one voice, over all its speech")
+        c1, c2, c3 = st.columns(3)
+        show_answer(c1, "Gender", "gender", g)
+        show_answer(c2, "Emotion", "emotion", e, gender=g)
+        model = {"blended": "both emotion models", "by voice": "the emotion model of the voice's gender"}.get(
+            p.emotion_model, f"the {p.emotion_model}-voice emotion model")
+        c3.metric("Speech found", f"{p.speech_duration_s:.1f} s", f"answered by {model}",
+                  delta_color="off", delta_arrow="off")
+        if p.speech_duration_s < 1.5:
+            c3.caption("Very short clips are harder to judge: 3-10 seconds of speech works best.")
+    tabs = ["Waveform", "Spectrogram"] if result.several_voices else ["Emotions", "Waveform", "Spectrogram"]
+    views = dict(zip(tabs, st.tabs(tabs)))
+    if "Emotions" in views:
+        with views["Emotions"]:
+            st.altair_chart(bar_chart(p.emotion_probabilities), width="stretch")
+            st.caption("Dashed line: below it an emotion answer counts as uncertain.")
+    with views["Waveform"]:
         if result.waveform is not None:
             st.altair_chart(waveform_chart(result.waveform), width="stretch")
-    with tab_spec:
+    with views["Spectrogram"]:
         if result.spectrogram is not None:
             st.image(result.spectrogram, width="stretch",
                      caption="Spectrogram: time across, pitch/frequency up; brighter = louder")
 
 
-def render_refused(result: ClipResult) -> None:
+def render_refused(result: ClipResult, recorded: bool) -> None:
     p = result.prediction
-    what, advice = plain_status(p)
-    text = f"**{result.name}** was not analysed: {what.lower()}. {advice}" + (f"  \nDetails: {p.error}." if p.error else "")
+    what, advice = plain_status(p, recorded=recorded)
+    detail = p.error if p.error and p.status not in PLAIN_ENOUGH else ""  # "silent": the words say it all
+    text = f"**{result.name}** was not analysed: {what.lower()}. {advice}" + (f"  \nDetails: {detail}." if detail else "")
     (st.warning if p.status in SOFT_STATUSES else st.error)(text)
 
 
@@ -234,50 +293,68 @@ def _mime(name: str) -> str:
             "mka": "audio/x-matroska", "amr": "audio/amr", "wma": "audio/x-ms-wma"}.get(ext, "audio/wav")
 
 
-def run_analysis(settings: AppSettings, gender_model, routing, denoise, label, todo) -> None:
-    """Analyse ``todo`` = ``[(clip id, name, bytes)]`` with a progress bar over clips (and speech segments)."""
+def run_analysis(options: CascadeOptions, label: str, todo: list[tuple[tuple, Clip]]) -> list[str]:
+    """Analyse ``todo`` = ``[(clip id, clip)]`` with a progress bar over the clips and their steps.
+
+    Returns the error messages to show (the page is redrawn afterwards, so they are kept in the session).
+    """
     store = st.session_state[RESULTS_KEY]
-    bar = st.progress(0.0, text="Loading the models (the first time takes up to a minute)...")
+    loader = model_loader()
+    bar = st.progress(0.0, text="Loading the models..." if loader.ready(options)
+                      else "Loading the models (after a restart this takes up to a minute)...")
     try:
-        cascade = load_cascade(gender_model, routing, settings.male_dir, settings.female_dir, denoise=denoise)
+        cascade = loader.get(options)
     except Exception as exc:
         bar.empty()
-        st.error(f"Could not load the models (gender model: {gender_model or 'shipped'}): {exc}")
-        return
+        return [f"Could not load the models (gender model: {options.gender_model or SHIPPED_LABEL}): {exc}"]
+    messages = []
     try:
-        for k, (key, name, data) in enumerate(todo):
+        for k, (key, clip) in enumerate(todo):
             def progress(fraction: float, text: str, k=k) -> None:
                 bar.progress(min(1.0, (k + fraction) / len(todo)),
                              text=f"Recording {k + 1} of {len(todo)}: {text}")
-            result = analyse_clip(cascade, name, data, progress)
+            result = analyse_clip(cascade, clip.name, clip.data, progress)
             result.settings = label
             store[key] = result
     except Exception as exc:  # never a traceback on the page
-        st.error(f"Analysis failed: {type(exc).__name__}: {exc}")
+        messages.append(f"Analysis failed: {type(exc).__name__}: {exc}")
     bar.empty()
+    return messages
+
+
+INTRO = (
+    "Upload recordings, record one, or try an example: the app tells each voice's **gender** and the "
+    "**emotion** heard (one of eight), and how sure the models are. A recording of "
+    f"{TIMELINE_MIN_S:.0f} s or more is split into voices: who speaks when, each voice's gender and each "
+    "turn's emotion. Audio stays in memory and is not stored. Trained on acted and read speech (English, "
+    "Amharic, Italian, Polish): research and non-commercial use only."
+)
 
 
 def analyse_page() -> None:
+    st.html(PAGE_CSS)
     st.title("Speech emotion recognition")
-    st.markdown(
-        "Upload a recording of one person speaking, record one, or try an example: the app tells the voice's "
-        "**gender** and the speaker's **emotion** (one of eight), and how sure it is. Audio stays in memory and "
-        f"is not stored. Recordings over {TIMELINE_MIN_S:.0f} s are split by voice: who speaks when, with each "
-        "turn's emotion. Trained on acted and read speech "
-        "(English, Amharic, Italian): research and non-commercial use only."
-    )
+    st.markdown(INTRO)
+    st.page_link(DETAILS_PAGE, label="How it works: what the models can and cannot do", icon=":material/info:")
     settings = app_settings()
-    gender_model, routing, denoise, label = sidebar(settings)
+    options, label = options_box(settings)
+    model_loader().start(options)  # the models load while the visitor picks a file
     clips = collect_inputs()
     store: dict[tuple, ClipResult] = st.session_state.setdefault(RESULTS_KEY, {})
-    ids = [clip_id(name, data) for name, data in clips]
+    ids = [clip_id(c.name, c.data) for c in clips]
     for gone in [k for k in store if k not in ids]:
         del store[gone]  # clips no longer on the page: free their results
     pending = [i for i, k in enumerate(ids) if k not in store]
     stale = [i for i, k in enumerate(ids) if k in store and store[k].settings != label]
+    if clips:
+        names = ", ".join(c.name for c in clips)
+        st.caption(f"On the page: {len(clips)} recording(s): {names}. They stay while you visit "
+                   "\"How it works\"; **Clear** removes them.")
 
-    b1, b2, _ = st.columns([1, 1, 4])
-    pressed = b1.button("Analyse", type="primary", key="analyse", disabled=not (pending or stale), width="stretch")
+    b1, b2, _ = st.columns([1, 1, 2])
+    todo = bool(pending or stale)
+    pressed = b1.button("Analyse", type="primary" if todo else "secondary", key="analyse", disabled=not todo,
+                        width="stretch")
     b2.button("Clear", key="clear", on_click=_clear, disabled=not clips, width="stretch",
               help="Remove every recording and result from the page.")
     notice = st.empty()
@@ -287,13 +364,13 @@ def analyse_page() -> None:
                     f"({store[ids[stale[0]]].settings}).")
             pressed = st.button("Re-analyse with the new options", key="reanalyse")
     auto = st.session_state.pop(AUTO_KEY, False)
-    if (pressed or auto) and (pending or stale):
+    if (pressed or auto) and todo:
         notice.empty()
-        run_analysis(settings, gender_model, routing, denoise, label,
-                     [(ids[i], *clips[i]) for i in sorted(pending + stale)])
-        pending = [i for i, k in enumerate(ids) if k not in store]
-        if not [i for i, k in enumerate(ids) if k in store and store[k].settings != label]:
-            stale = []
+        st.session_state[MESSAGES_KEY] = run_analysis(options, label,
+                                                      [(ids[i], clips[i]) for i in sorted(pending + stale)])
+        st.rerun()  # redraw: Analyse is disabled now that nothing waits
+    for message in st.session_state.get(MESSAGES_KEY, []):
+        st.error(message)
     if not clips:
         st.info("Add a recording above (or record one, or try an example), then press **Analyse**.")
         return
@@ -304,7 +381,7 @@ def analyse_page() -> None:
         show_results(done, clips)
 
 
-def show_results(done: list[tuple[int, ClipResult]], clips: list[tuple[str, bytes]]) -> None:
+def show_results(done: list[tuple[int, ClipResult]], clips: list[Clip]) -> None:
     results = [r for _, r in done]
     n_ok = sum(r.prediction.ok for r in results)
     failed = len(results) - n_ok
@@ -313,30 +390,41 @@ def show_results(done: list[tuple[int, ClipResult]], clips: list[tuple[str, byte
     st.markdown(f"### Results\n{summary}.")
     if n_ok:
         st.markdown(reliability_note())
-        st.page_link(DETAILS_PAGE, label="How the models were tested, and the model cards",
-                     icon=":material/info:")
-    for result in results:
+    for i, result in done:
         if not result.prediction.ok:
-            render_refused(result)
-    if len(results) > 1:
+            render_refused(result, recorded=clips[i].source == "microphone")
+    if len(results) > 1 or any(r.several_voices for r in results):
+        st.html(SWIPE_HINT)
         st.table(summary_frame(results).set_index("file"))
-    table = pd.DataFrame([r.row for r in results], columns=list(CSV_COLUMNS))
-    st.download_button("Download all results (CSV)", table.to_csv(index=False).encode("utf-8"),
-                       file_name="emotion_results.csv", mime="text/csv", key="download_csv")
+        st.caption("Model's probability: how sure the model itself is; how often such answers were right is under "
+                   "each result and in \"How it works\".")
+    c1, c2 = st.columns(2)
+    c1.download_button("Download all results (CSV)", csv_bytes(results_rows(results), RESULTS_COLUMNS),
+                       file_name="emotion_results.csv", mime="text/csv", key="download_csv", width="stretch",
+                       help="A row per file, then a row per voice of a recording split into voices; "
+                            "an 'uncertain' column says which answers to doubt, and why.")
+    voices = voices_rows(results)
+    if voices:
+        c2.download_button("Download the voices (CSV)", csv_bytes(voices, VOICE_CSV_COLUMNS),
+                           file_name="emotion_voices.csv", mime="text/csv", key="download_voices",
+                           width="stretch", help="A row per voice: gender, speech, turns, each emotion's share "
+                                                 "of its speaking time.")
     analysed = [(i, r) for i, r in done if r.prediction.ok]
     for i, result in analysed:
         try:
             if len(analysed) == 1 and len(results) == 1:
                 with st.container(border=True):
                     st.subheader(result.name)
-                    render_clip(result, clips[i][1], i)
+                    render_clip(result, clips[i].data, i)
             else:
                 g, e = result.gender, result.emotion
-                flag = " · uncertain" if (g.uncertain or e.uncertain) else ""
-                title = (f"{result.name}: {voices_words(result)}" if result.long
-                         else f"{result.name}: {g.label}, {e.label}{flag}")
+                if result.long:
+                    title = f"{result.name}: {voices_words(result)}"
+                else:
+                    flag = " · uncertain" if (g.uncertain or e.uncertain) else ""
+                    title = f"{result.name}: {g.label}, {e.label}{flag}"
                 with st.expander(title, expanded=len(analysed) == 1):
-                    render_clip(result, clips[i][1], i)
+                    render_clip(result, clips[i].data, i)
         except Exception as exc:  # one broken view never hides the others
             st.error(f"Could not display the result for {result.name}: {type(exc).__name__}: {exc}")
 

@@ -68,13 +68,15 @@ ADVICE = {
     "unreadable": "The file is damaged or is not audio. Try exporting it again from the recording app.",
     "empty": "The file holds no sound. Check the recording.",
     "non_finite": "The file holds invalid sample values. Try exporting it again.",
-    "silent": "No speech could be heard. Check the microphone and record a little louder.",
+    "silent": "The file holds no audible sound: check that it is the recording you meant to send.",
     "too_short": "Record at least a second of speech; 3-10 seconds works best.",
     "too_long": "Split it into parts shorter than an hour.",
     "no_speech": "The recording seems to hold only silence, noise or music.",
 }
 SOFT_STATUSES = {"silent", "too_short", "empty", "too_large", "unsupported", "too_long", "no_speech"}
 """Statuses about the recording itself (a warning), not a failure of the app (an error)."""
+PLAIN_ENOUGH = {"silent", "empty"}
+"""Statuses whose plain words say all there is: the page shows no technical detail for them."""
 
 
 @dataclass
@@ -103,7 +105,13 @@ class ClipResult:
 
     @property
     def long(self) -> bool:
-        return (self.prediction.duration_s or 0.0) >= TIMELINE_MIN_S
+        return (self.prediction.duration_s or 0.0) >= TIMELINE_MIN_S or self.recording is not None
+
+    @property
+    def several_voices(self) -> bool:
+        """True when the recording was split into two voices or more (no single answer then)."""
+        rec = self.recording
+        return rec is not None and rec.ok and len(rec.voices) > 1
 
 
 def refusal(name: str, size: int) -> Prediction | None:
@@ -125,20 +133,29 @@ Progress = Callable[[float, str], None]
 def analyse_clip(cascade: Cascade, name: str, data: bytes, progress: Progress | None = None) -> ClipResult:
     """Score one ``(name, bytes)`` clip and add what the page draws. Never raises for bad input.
 
-    ``progress(fraction, text)`` is called as the work advances (fraction 0..1 of this clip;
-    over speech segments for long recordings).
+    Clips shorter than :data:`TIMELINE_MIN_S` get the cascade's answer for the whole clip.
+    Longer recordings are split by voice (:func:`pipeline.app_voices.analyse_voices`) and their
+    whole-recording answer is summed up from the voices (:func:`recording_prediction`) instead
+    of running the models a second time over the whole recording. ``progress(fraction, text)``
+    is called as the work advances (fraction 0..1 of this clip; for long recordings after every
+    few speech segments).
     """
     report = progress or (lambda fraction, text: None)
     refused = refusal(name, len(data))
     if refused is not None:
         report(1.0, f"{name}: refused")
         return ClipResult(name, len(data), refused, prediction_row(refused, name=name))
-    report(0.0, f"{name}: gender and emotion")
+    report(0.0, f"{name}: reading the audio")
+    mono16 = _decode16(cascade, name, data)
+    rate = cascade.audio_config.sample_rate
+    if mono16 is not None and mono16.size / rate >= TIMELINE_MIN_S:
+        return _analyse_long(cascade, name, data, mono16, report)
+    report(0.1, f"{name}: gender and emotion")
     [p] = cascade.predict_files([data], names=[name])
     result = ClipResult(name, len(data), p, prediction_row(p, name=name))
-    if p.ok or p.status == "too_long":
+    if mono16 is not None and (p.ok or p.status == "too_long"):
         try:
-            _add_views(cascade, result, data, report)
+            _add_pictures(result, mono16, rate)
         except Exception as exc:  # the prediction stands even if a picture fails
             result.notes.append(f"Could not draw the pictures: {type(exc).__name__}: {exc}")
     report(1.0, f"{name}: done")
@@ -157,24 +174,87 @@ def analyse_clips(cascade: Cascade, clips: Sequence[tuple[str, bytes]],
     return results
 
 
-def _add_views(cascade: Cascade, result: ClipResult, data: bytes, report: Progress) -> None:
-    from pipeline.app_voices import analyse_voices
+def _decode16(cascade: Cascade, name: str, data: bytes) -> np.ndarray | None:
+    """The clip as mono float32 at the models' rate, ``[shape=(n,)]``; ``None`` if it cannot be decoded."""
     from pipeline.audio import decode_audio, resample, to_mono_float
 
-    decoded = decode_audio(data, name=result.name, mono=True)
-    mono, _ = to_mono_float(decoded.samples)
-    rate = cascade.audio_config.sample_rate
-    mono16 = resample(mono, decoded.sample_rate, rate)
-    del mono
+    try:
+        decoded = decode_audio(data, name=name, mono=True)
+        mono, _ = to_mono_float(decoded.samples)
+        return resample(mono, decoded.sample_rate, cascade.audio_config.sample_rate)
+    except Exception:  # noqa: BLE001 - the cascade names what is wrong with the file
+        return None
+
+
+def _add_pictures(result: ClipResult, mono16: np.ndarray, rate: int) -> None:
     result.waveform = waveform_frame(mono16, rate)
     result.spectrogram = spectrogram_png(mono16, rate)
-    if mono16.size / rate >= TIMELINE_MIN_S:
-        report(0.05, f"{result.name}: finding the speech and the voices")
 
-        def segments(done: int, total: int) -> None:
-            report(0.05 + 0.95 * done / max(total, 1), f"{result.name}: segment {done} of {total}")
 
-        result.recording = analyse_voices(cascade, mono16, rate, result.name, progress=segments)
+def _analyse_long(cascade: Cascade, name: str, data: bytes, mono16: np.ndarray, report: Progress) -> ClipResult:
+    """Who speaks when, and the whole-recording answer summed up from it (see :func:`recording_prediction`)."""
+    from pipeline.app_voices import analyse_voices
+
+    rate = cascade.audio_config.sample_rate
+    scoring = [False]  # True once the segments are being scored (the encoder is then used for them)
+    furthest = [0.0]
+    outer = report
+
+    def report(fraction: float, text: str) -> None:  # the bar never moves back
+        furthest[0] = max(furthest[0], fraction)
+        outer(furthest[0], text)
+
+    def speech(fraction: float) -> None:
+        report(0.05 * fraction, f"{name}: finding the speech ({fraction:.0%})")
+
+    def compared(pieces: int) -> None:
+        if not scoring[0]:
+            report(0.05 + 0.15 * (1 - 1 / (1 + pieces / 20)), f"{name}: telling the voices apart ({pieces} pieces)")
+
+    def segments(done: int, total: int) -> None:
+        scoring[0] = True
+        report(0.2 + 0.7 * done / max(total, 1), f"{name}: voices and emotions, segment {done} of {total}")
+
+    rec = analyse_voices(cascade, mono16, rate, name, progress=segments, vad_progress=speech, embed_progress=compared)
+    p = recording_prediction(rec, routing=cascade.routing)
+    p.file = name
+    result = ClipResult(name, len(data), p, prediction_row(p, name=name), recording=rec)
+    report(0.92, f"{name}: drawing the pictures")
+    try:
+        _add_pictures(result, mono16, rate)
+    except Exception as exc:  # the answer stands even if a picture fails
+        result.notes.append(f"Could not draw the pictures: {type(exc).__name__}: {exc}")
+    report(1.0, f"{name}: done")
+    return result
+
+
+def recording_prediction(rec: Recording, *, routing: str = "hard") -> Prediction:
+    """A whole-recording :class:`Prediction` summed up from its voices and segments.
+
+    Gender probabilities: the voices' means, weighted by their seconds of speech; emotion
+    probabilities: the judged segments' probabilities, weighted by their duration;
+    ``speech_duration_s``: the seconds of speech found (the same figure as the voice table);
+    ``emotion_model``: ``"by voice"`` (each segment answered by the model of its voice's gender,
+    or ``"blended"`` with soft routing). A recording whose voices were not found keeps its status.
+    """
+    if not rec.ok:
+        return Prediction(status=rec.status, error=rec.error, file=rec.file, duration_s=rec.duration_s)
+    voiced = [v for v in rec.voices if v.gender_probabilities]
+    judged = [s for s in rec.segments if s.prediction.ok and s.prediction.emotion_probabilities]
+    if not voiced or not judged:
+        return Prediction(status="too_short", error="no speech segment was long enough to judge",
+                          file=rec.file, duration_s=rec.duration_s)
+    weights = np.array([v.speech_s for v in voiced]) + 1e-9
+    female = float(np.average([v.gender_probabilities["female"] for v in voiced], weights=weights))
+    gender_probs = {"male": 1.0 - female, "female": female}
+    w = np.array([s.duration_s for s in judged]) + 1e-9
+    labels = list(judged[0].prediction.emotion_probabilities)
+    probs = np.average([[s.prediction.emotion_probabilities[e] for e in labels] for s in judged], axis=0, weights=w)
+    return Prediction(duration_s=rec.duration_s, speech_duration_s=rec.speech_s,
+                      gender=max(gender_probs, key=gender_probs.get), gender_probabilities=gender_probs,
+                      emotion=labels[int(np.argmax(probs))],
+                      emotion_probabilities={e: float(probs[i]) for i, e in enumerate(labels)},
+                      emotion_model="blended" if routing == "soft" else "by voice")
 
 
 def waveform_frame(y: np.ndarray, sr: int, points: int = 1500) -> pd.DataFrame:
@@ -216,35 +296,67 @@ def spectrogram_png(y: np.ndarray, sr: int, *, n_mels: int = 96, max_frames: int
     return buffer.getvalue()
 
 
-def plain_status(p: Prediction) -> tuple[str, str]:
-    """``(what happened, what to do)`` in plain words for a clip that was not analysed."""
+MICROPHONE_ADVICE = {
+    "silent": "No speech could be heard. Check that the microphone is allowed and switched on, and speak a little louder.",
+    "empty": "Nothing was recorded. Check that the browser may use the microphone.",
+}
+"""Advice for the microphone recording, where it differs from the advice for an uploaded file."""
+
+
+def plain_status(p: Prediction, *, recorded: bool = False) -> tuple[str, str]:
+    """``(what happened, what to do)`` in plain words for a clip that was not analysed.
+
+    ``recorded``: the clip came from the page's microphone recorder (the advice then names the microphone).
+    """
     words = STATUS_WORDS.get(p.status, "could not be analysed")
-    advice = ADVICE.get(p.status, "This is a problem in the app, not in your file; please report it.")
+    advice = (recorded and MICROPHONE_ADVICE.get(p.status)) or ADVICE.get(
+        p.status, "This is a problem in the app, not in your file; please report it.")
     return words[0].upper() + words[1:], advice
 
 
-def confidence_words(result: ClipResult) -> str:
+def probability_words(result: ClipResult) -> str:
+    """The model's probabilities for the answer, e.g. ``"gender 94%, emotion 90%"`` (uncertain ones marked)."""
     g, e = result.gender, result.emotion
     if g is None or e is None:
         return ""
-    if g.uncertain or e.uncertain:
-        shaky = [f"{what} {percent(j.probability)}" for what, j in (("gender", g), ("emotion", e)) if j.uncertain]
-        return "uncertain: " + ", ".join(shaky)
-    return f"fairly sure (gender {g.probability:.0%}, emotion {e.probability:.0%})"
+    return ", ".join(f"{what} {percent(j.probability)}" + (" (uncertain)" if j.uncertain else "")
+                     for what, j in (("gender", g), ("emotion", e)))
+
+
+def answer_words(result: ClipResult) -> str:
+    """The answer in a few words: ``"female, angry"``, ``"uncertain: leans male, sad"`` or ``"2 voices"``."""
+    g, e = result.gender, result.emotion
+    if g is None or e is None:
+        return ""
+    if result.several_voices:
+        return f"{len(result.recording.voices)} voices: see each voice below"
+    text = f"{g.label}, {e.label}"
+    return f"uncertain: leans {text}" if (g.uncertain or e.uncertain) else text
+
+
+SUMMARY_COLUMNS = ["file", "answer", "model's probability", "status"]
 
 
 def summary_frame(results: Sequence[ClipResult]) -> pd.DataFrame:
-    """One row per clip: file, gender, emotion, confidence and status in words (reason in full)."""
+    """One row per clip (and per voice of a recording split by voice): answer, probabilities, status in words."""
+    from pipeline.app_voices import gender_words, voice_rows
+
     rows = []
     for r in results:
         p = r.prediction
         if p.ok:
-            status = "analysed" + (f"; {voices_words(r)}" if r.long else "")
+            status = "analysed" + (f"; {voices_words(r)}" if r.recording is not None else "")
         else:
             status = f"not analysed: {STATUS_WORDS.get(p.status, p.status)}"
-        rows.append({"file": r.name, "gender": p.gender or "", "emotion": p.emotion or "",
-                     "confidence": confidence_words(r), "status": status})
-    return pd.DataFrame(rows, columns=["file", "gender", "emotion", "confidence", "status"])
+        rows.append({"file": r.name, "answer": answer_words(r), "model's probability": probability_words(r),
+                     "status": status})
+        if r.several_voices:
+            for v in voice_rows(r.recording):
+                main = next(iter(v.emotion_shares.items()), None)
+                mostly = f"mostly {main[0]} ({percent(main[1])} of its speaking time)" if main else ""
+                rows.append({"file": f"{r.name}, voice {v.label}", "answer": f"{gender_words(v)}",
+                             "model's probability": mostly, "status": f"{v.speech_s:.0f} s of speech"})
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 
 def voices_words(result: ClipResult) -> str:
@@ -272,7 +384,8 @@ def bar_chart(probabilities: dict[str, float]):
     """Horizontal bars, one per emotion, with the "uncertain below" level marked."""
     import altair as alt
 
-    probs = pd.DataFrame({"emotion": list(probabilities), "probability": list(probabilities.values())})
+    probs = pd.DataFrame({"emotion": list(probabilities), "probability": list(probabilities.values()),
+                          "shown": [percent(p) for p in probabilities.values()]})  # as the text rounds it
     base = alt.Chart(probs, title="Probability of each emotion").encode(
         x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1]), title=None,
                 axis=alt.Axis(format="%", values=[0, 0.25, 0.5, 0.75, 1.0], labelFlush=True)),
@@ -280,7 +393,7 @@ def bar_chart(probabilities: dict[str, float]):
         tooltip=["emotion", alt.Tooltip("probability:Q", format=".1%")],
     )
     bars = base.mark_bar(color="#4c78a8")
-    labels = base.mark_text(align="left", dx=4).encode(text=alt.Text("probability:Q", format=".0%"))
+    labels = base.mark_text(align="left", dx=4).encode(text="shown:N")
     rule = alt.Chart(pd.DataFrame({"x": [EMOTION_UNCERTAIN_BELOW]})).mark_rule(strokeDash=[4, 4], color="#888").encode(
         x="x:Q", tooltip=[alt.Tooltip("x:Q", format=".0%", title="uncertain below")])
     return (bars + labels + rule).properties(height=alt.Step(22))

@@ -1,0 +1,112 @@
+"""The web app's models: loaded once per server process, and started before the first visitor asks.
+
+Loading the cascade (TensorFlow, torch, the Whisper encoder) and its first answer take tens of
+seconds on a small machine. :class:`ModelLoader` loads a cascade once per set of options and
+can start that in a background thread as soon as the page is opened (:meth:`ModelLoader.start`),
+together with a warm-up answer on an example clip and the speaker models for long recordings,
+so the visitor's first analysis finds everything ready. :meth:`ModelLoader.get` waits for a
+load in progress instead of starting a second one. The app keeps one loader per process
+(``st.cache_resource``).
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Callable, Hashable
+
+
+@dataclass(frozen=True)
+class CascadeOptions:
+    """What a cascade is loaded with: gender model (``None`` = built in), routing, emotion model folders."""
+
+    gender_model: str | None
+    routing: str
+    male_dir: str
+    female_dir: str
+
+
+def one_torch_thread() -> None:
+    """Run torch on one thread per analysis (the server's sessions run side by side on the cores).
+
+    The speech detector and the speaker and speech encoders make many small torch calls; with
+    torch's default of one thread per core, on a busy two-core machine every call waits for the
+    other thread: a 77 s two-voice recording took 55 s to split into voices on two threads
+    against 8.6 s on one (measured while two trainings ran).
+    """
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def load_cascade(options: CascadeOptions):
+    from pipeline.cascade import Cascade
+
+    one_torch_thread()
+    return Cascade.load(options.gender_model, male_dir=options.male_dir, female_dir=options.female_dir,
+                        routing=options.routing)
+
+
+def warm_up(cascade, example: bytes | None) -> None:
+    """One answer on ``example`` (the first call traces the networks) and the speaker models loaded."""
+    if example is not None:
+        cascade.predict_files([example], names=["warm-up.flac"])
+    from pipeline.app_voices import speaker_models
+
+    speaker_models()
+
+
+@dataclass
+class ModelLoader:
+    """Cascades by :class:`CascadeOptions`, each loaded once; thread-safe.
+
+    Attributes:
+        load: ``load(options) -> cascade`` (default :func:`load_cascade`).
+        warm: ``warm(cascade)`` run after a background load (default: nothing).
+    """
+
+    load: Callable = load_cascade
+    warm: Callable | None = None
+    _done: dict = field(default_factory=dict)
+    _errors: dict = field(default_factory=dict)
+    _locks: dict = field(default_factory=dict)
+    _guard: threading.Lock = field(default_factory=threading.Lock)
+
+    def _lock(self, key: Hashable) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(key, threading.Lock())
+
+    def ready(self, options: CascadeOptions) -> bool:
+        return options in self._done
+
+    def get(self, options: CascadeOptions):
+        """The cascade for ``options``: loaded now, or waited for if a background load is under way.
+
+        Raises whatever loading raised (a failed background load is retried once here).
+        """
+        if options in self._done:
+            return self._done[options]
+        with self._lock(options):
+            if options not in self._done:
+                self._errors.pop(options, None)
+                self._done[options] = self.load(options)
+            return self._done[options]
+
+    def start(self, options: CascadeOptions) -> None:
+        """Load (and warm up) the cascade for ``options`` in a background thread, unless already done or under way."""
+        lock = self._lock(options)
+        if options in self._done or lock.locked():
+            return
+
+        def work() -> None:
+            with lock:
+                if options in self._done:
+                    return
+                try:
+                    cascade = self.load(options)
+                    if self.warm is not None:
+                        self.warm(cascade)
+                    self._done[options] = cascade
+                except Exception as exc:  # noqa: BLE001 - get() retries and shows the error
+                    self._errors[options] = exc
+
+        threading.Thread(target=work, name="ser-model-preload", daemon=True).start()
