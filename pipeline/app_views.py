@@ -317,7 +317,7 @@ def plain_status(p: Prediction, *, recorded: bool = False) -> tuple[str, str]:
 def probability_words(result: ClipResult) -> str:
     """The model's probabilities for the answer, e.g. ``"gender 94%, emotion 90%"`` (uncertain ones marked)."""
     g, e = result.gender, result.emotion
-    if g is None or e is None:
+    if g is None or e is None or result.several_voices:
         return ""
     return ", ".join(f"{what} {percent(j.probability)}" + (" (uncertain)" if j.uncertain else "")
                      for what, j in (("gender", g), ("emotion", e)))
@@ -403,6 +403,7 @@ def waveform_chart(wave: pd.DataFrame):
     import altair as alt
 
     return alt.Chart(wave).mark_area(opacity=0.8).encode(
-        x=alt.X("time_s:Q", title="time (s)", axis=alt.Axis(tickCount=8)),
+        x=alt.X("time_s:Q", title="time (s)", axis=alt.Axis(tickCount=8, labelFlush=True),
+                scale=alt.Scale(domain=[0, float(wave["time_s"].max()) if len(wave) else 1.0], nice=False)),
         y=alt.Y("min:Q", title="amplitude"), y2="max:Q",
     ).properties(height=160)

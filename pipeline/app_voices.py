@@ -251,15 +251,17 @@ def voice_timeline_chart(rec: Recording):
     pick = alt.selection_point(name=TIMELINE_PICK, fields=["segment", "start_s"], on="click", clear=False)
     domain = [*EMOTION_LABELS, "not judged"]
     colours = [*EMOTION_COLOURS[:len(EMOTION_LABELS)], "#e0e0e0"]
-    bars = alt.Chart(data, title=alt.Title("Who speaks when", subtitle="colour: the emotion of each segment; "
-                                           "click a bar to play from there")).mark_bar(
+    present = [e for e in domain if e in set(data["emotion"])]
+    bars = alt.Chart(data, title=alt.Title("Timeline", subtitle=["colour: the emotion of each segment",
+                                                                 "click a bar to play from there"])).mark_bar(
         cornerRadius=2, height={"band": 0.8}, cursor="pointer").encode(
         x=alt.X("start_s:Q", title="time (s)", scale=alt.Scale(domain=[0, end], nice=False, zero=True),
                 axis=alt.Axis(labelFlush=True)),
         x2="end_s:Q",
         y=alt.Y("voice:N", title="voice", sort=labels),
         color=alt.Color("emotion:N", scale=alt.Scale(domain=domain, range=colours),
-                        legend=alt.Legend(orient="bottom", title="emotion", columns=4, labelLimit=90)),
+                        legend=alt.Legend(orient="bottom", title="emotion", columns=3, labelLimit=90,
+                                          values=present)),
         tooltip=["voice", alt.Tooltip("start_s:Q", format=".1f", title="from (s)"),
                  alt.Tooltip("end_s:Q", format=".1f", title="to (s)"), "emotion", "probability"],
     ).add_params(pick)
