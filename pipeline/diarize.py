@@ -1,0 +1,259 @@
+"""Who speaks when from short windows: window embeddings, a spectral voice count, re-segmentation.
+
+The steps after speech detection (``studies/room_conversations``, round 2, chose them on
+conversations that share one room, microphone, noise and codec):
+
+1. :func:`speech_windows`: windows of ``window_s`` (1.5 s) every ``hop_s`` (0.75 s) inside each
+   speech region (a shorter region is one window); each gets a GE2E embedding. A whole VAD
+   segment often holds two voices (a turn changes inside it, or they overlap); a window rarely does.
+2. :func:`spectral_groups`: spectral clustering of the windows in the manner of NME-SC and
+   SpeechBrain's ``Spec_Clust_unorm`` (cosine affinity, each row pruned to its most similar
+   ``p`` share, symmetrised, unnormalised Laplacian, the number of groups from the largest
+   eigengap, seeded k-means on the eigenvectors), then :func:`merge_similar` joins groups whose
+   duration-weighted centroids are more similar than ``merge_similarity``, most similar pair
+   first; that is also how a recording of one voice gets one. Average linkage with one cut
+   (:func:`ahc_groups`) is the alternative the study compared.
+3. :func:`resegment`: every ``step_s`` (0.1 s) frame of speech takes the voice whose centroid is
+   most similar to the mean embedding of the windows covering it; runs of one voice become the
+   segments; runs under ``min_run_s`` join the neighbour they resemble most.
+
+SpeechBrain's own class is not used: importing it imports torch (5.6 s here), its k-means is not
+seeded and it never answers fewer than two speakers.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from pipeline.vad import SpeechRegion
+from pipeline.voices import MIN_VOICE_S, _average_linkage, _centroids, assign_voices
+
+
+@dataclass(frozen=True)
+class DiarizationConfig:
+    """How windows become voices and segments (seconds unless said otherwise).
+
+    Attributes:
+        vad_threshold: silero-vad's speech probability that starts a region.
+        window_s, hop_s: window length and step of the embeddings.
+        method: ``"spectral"`` (:func:`spectral_groups`) or ``"ahc"`` (:func:`ahc_groups`).
+        prune: share ``p`` of each affinity row kept (spectral).
+        max_voices: most voices the eigengap may propose (spectral).
+        merge_similarity: groups whose centroids' cosine similarity exceeds this are merged (spectral).
+        ahc_threshold: cosine distance of the average-linkage cut (ahc).
+        min_voice_s: a group with less speech than this folds into the nearest one.
+        step_s: frame step of the re-segmentation.
+        min_run_s: shorter runs of one voice join a neighbour.
+        max_cluster_windows: above this many windows, an even subset is clustered and the others
+            join the nearest centroid (keeps an hour at a few seconds).
+        seed: of k-means.
+    """
+
+    vad_threshold: float = 0.5
+    window_s: float = 1.5
+    hop_s: float = 0.75
+    method: str = "spectral"
+    prune: float = 0.3
+    max_voices: int = 8
+    merge_similarity: float = 0.8
+    ahc_threshold: float = 0.4
+    min_voice_s: float = MIN_VOICE_S
+    step_s: float = 0.1
+    min_run_s: float = 0.5
+    max_cluster_windows: int = 1500
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Window:
+    """One embedding window: its span and the index of the speech region it lies in."""
+
+    start_s: float
+    end_s: float
+    region: int
+
+    @property
+    def duration_s(self) -> float:
+        return self.end_s - self.start_s
+
+    def samples(self, sr: int = 16000) -> slice:
+        return slice(int(round(self.start_s * sr)), int(round(self.end_s * sr)))
+
+
+def speech_windows(regions: Sequence[SpeechRegion], *, window_s: float = 1.5, hop_s: float = 0.75) -> list[Window]:
+    """Windows of ``window_s`` every ``hop_s`` inside each region, the last one ending at the region's end."""
+    out: list[Window] = []
+    for k, r in enumerate(regions):
+        if r.duration_s <= window_s:
+            out.append(Window(r.start_s, r.end_s, k))
+            continue
+        starts = list(np.arange(r.start_s, r.end_s - window_s, hop_s))
+        starts.append(r.end_s - window_s)
+        out.extend(Window(float(s), float(s) + window_s, k) for s in starts)
+    return out
+
+
+def _unit(X: np.ndarray) -> np.ndarray:
+    X = np.asarray(X, np.float64)
+    return X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
+
+
+def merge_similar(X: np.ndarray, w: np.ndarray, groups: np.ndarray, similarity: float) -> np.ndarray:
+    """Join the two groups with the most similar duration-weighted centroids while that similarity exceeds ``similarity``.
+
+    ``X [shape=(n, d)]`` unit vectors, ``w [shape=(n,)]`` seconds, ``groups [shape=(n,)]`` -> groups ``0..k-1``.
+    """
+    groups = np.unique(np.asarray(groups, int), return_inverse=True)[1]
+    while groups.max() > 0:
+        C = _centroids(X, w, groups)
+        S = C @ C.T
+        np.fill_diagonal(S, -np.inf)
+        i, j = np.unravel_index(int(np.argmax(S)), S.shape)
+        if S[i, j] <= similarity:
+            break
+        groups[groups == max(i, j)] = min(i, j)
+        groups = np.unique(groups, return_inverse=True)[1]
+    return groups
+
+
+def spectral_groups(X: np.ndarray, w: np.ndarray, *, prune: float = 0.3, max_voices: int = 8,
+                    merge_similarity: float = 0.8, seed: int = 0) -> np.ndarray:
+    """Group of each window: spectral clustering with an eigengap count, then :func:`merge_similar`.
+
+    Args:
+        X: ``[shape=(n, d)]`` window embeddings; w: ``[shape=(n,)]`` their durations, seconds.
+    Returns ``[shape=(n,)]`` int groups ``0..k-1``.
+    """
+    X = _unit(X)
+    n = len(X)
+    if n < 4:
+        return merge_similar(X, w, np.arange(n), merge_similarity)
+    from scipy.linalg import eigh
+    from sklearn.cluster import KMeans
+
+    A = X @ X.T
+    keep = max(2, int(np.ceil(prune * n)))
+    drop = np.argsort(-A, axis=1)[:, keep:]
+    np.put_along_axis(A, drop, 0.0, axis=1)
+    A = np.maximum(0.5 * (A + A.T), 0.0)
+    np.fill_diagonal(A, 0.0)
+    L = np.diag(A.sum(axis=1)) - A
+    top = min(max_voices, n - 1)
+    lam, vec = eigh(L, subset_by_index=[0, top])
+    gaps = np.diff(lam)  # gaps[i] = lam[i+1] - lam[i]; i + 1 groups below the gap
+    k = int(np.argmax(gaps[1:top])) + 2 if top >= 2 else 2
+    groups = KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(vec[:, :k])
+    return merge_similar(X, w, groups, merge_similarity)
+
+
+def ahc_groups(X: np.ndarray, w: np.ndarray, *, threshold: float = 0.4) -> np.ndarray:
+    """Group of each window: average linkage on cosine distance cut at ``threshold``."""
+    return np.unique(_average_linkage(_unit(X), threshold), return_inverse=True)[1]
+
+
+def window_voices(X: np.ndarray, windows: Sequence[Window], config: DiarizationConfig = DiarizationConfig()) -> np.ndarray:
+    """Voice index ``0..k-1`` (first appearance order) of each window; ``X [shape=(n, d)]`` their embeddings."""
+    n = len(windows)
+    if n == 0:
+        return np.zeros(0, int)
+    X = _unit(X)
+    w = np.array([win.duration_s for win in windows])
+    pick = np.arange(n)
+    if n > config.max_cluster_windows:
+        pick = np.unique(np.linspace(0, n - 1, config.max_cluster_windows).round().astype(int))
+    if config.method == "spectral":
+        groups = spectral_groups(X[pick], w[pick], prune=config.prune, max_voices=config.max_voices,
+                                 merge_similarity=config.merge_similarity, seed=config.seed)
+    elif config.method == "ahc":
+        groups = ahc_groups(X[pick], w[pick], threshold=config.ahc_threshold)
+    else:
+        raise ValueError(f"unknown method {config.method!r}: 'spectral' or 'ahc'")
+    return assign_voices(X, w, pick, groups, min_voice_s=config.min_voice_s)
+
+
+@dataclass(frozen=True)
+class VoiceSegment:
+    """A stretch of one voice: seconds from the start of the recording and the voice index."""
+
+    start_s: float
+    end_s: float
+    voice: int
+
+    @property
+    def region(self) -> SpeechRegion:
+        return SpeechRegion(self.start_s, self.end_s)
+
+
+def resegment(regions: Sequence[SpeechRegion], windows: Sequence[Window], X: np.ndarray, labels: np.ndarray, *,
+              step_s: float = 0.1, min_run_s: float = 0.5) -> list[VoiceSegment]:
+    """Frame-level voices inside each region -> time-ordered runs of one voice.
+
+    Args:
+        regions: the speech regions the ``windows`` were cut from.
+        X: ``[shape=(n_windows, d)]`` window embeddings; labels: ``[shape=(n_windows,)]`` voice per window.
+        step_s: frame step, seconds; min_run_s: shorter runs join the neighbour they resemble most.
+    """
+    X = _unit(X)
+    labels = np.asarray(labels, int)
+    if not len(windows):
+        return []
+    w = np.array([win.duration_s for win in windows])
+    C = _centroids(X, w, labels)
+    by_region: dict[int, list[int]] = {}
+    for i, win in enumerate(windows):
+        by_region.setdefault(win.region, []).append(i)
+    out: list[VoiceSegment] = []
+    for k, r in enumerate(regions):
+        mine = by_region.get(k)
+        if not mine:
+            continue
+        n_frames = max(1, int(round(r.duration_s / step_s)))
+        edges = np.linspace(r.start_s, r.end_s, n_frames + 1)
+        centres = 0.5 * (edges[:-1] + edges[1:])
+        starts = np.array([windows[i].start_s for i in mine])
+        ends = np.array([windows[i].end_s for i in mine])
+        cover = (centres[:, None] >= starts[None, :]) & (centres[:, None] < ends[None, :])
+        empty = ~cover.any(axis=1)  # frames no window covers take the nearest window
+        if empty.any():
+            mid = 0.5 * (starts + ends)
+            cover[np.flatnonzero(empty), np.argmin(np.abs(centres[empty, None] - mid[None, :]), axis=1)] = True
+        frame_emb = _unit(cover.astype(np.float64) @ X[mine])
+        frame_voice = np.argmax(frame_emb @ C.T, axis=1)
+        runs = _runs(frame_voice)
+        runs = _absorb_short(runs, frame_emb, C, max(1, int(round(min_run_s / step_s))))
+        out.extend(VoiceSegment(float(edges[a]), float(edges[b]), v) for a, b, v in runs)
+    return out
+
+
+def _runs(values: np.ndarray) -> list[tuple[int, int, int]]:
+    """``(first, end, value)`` of each run of equal values (``end`` exclusive)."""
+    change = np.flatnonzero(np.diff(values)) + 1
+    bounds = np.concatenate([[0], change, [len(values)]])
+    return [(int(a), int(b), int(values[a])) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def _absorb_short(runs, frame_emb: np.ndarray, C: np.ndarray, min_frames: int):
+    """Merge runs shorter than ``min_frames`` into the adjacent run whose voice their mean embedding resembles most."""
+    runs = list(runs)
+    while len(runs) > 1:
+        lengths = [b - a for a, b, _ in runs]
+        i = int(np.argmin(lengths))
+        if lengths[i] >= min_frames:
+            break
+        a, b, _ = runs[i]
+        mean = frame_emb[a:b].mean(axis=0)
+        neighbours = [j for j in (i - 1, i + 1) if 0 <= j < len(runs)]
+        j = max(neighbours, key=lambda j: float(C[runs[j][2]] @ mean))
+        lo, hi = min(i, j), max(i, j)
+        runs[lo:hi + 1] = [(runs[lo][0], runs[hi][1], runs[j][2])]
+        # neighbours of one voice that now touch become one run
+        merged = [runs[0]]
+        for run in runs[1:]:
+            if run[2] == merged[-1][2]:
+                merged[-1] = (merged[-1][0], run[1], run[2])
+            else:
+                merged.append(run)
+        runs = merged
+    return runs

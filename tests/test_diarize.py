@@ -1,0 +1,86 @@
+"""pipeline.diarize: windows, the spectral voice count and re-segmentation on embeddings with known answers."""
+import numpy as np
+import pytest
+
+from pipeline.diarize import (DiarizationConfig, Window, merge_similar, resegment, spectral_groups, speech_windows,
+                              window_voices)
+from pipeline.vad import SpeechRegion
+
+
+def voices_around(centres: np.ndarray, counts: list[int], *, spread: float, seed: int = 0) -> np.ndarray:
+    """Unit vectors scattered around each row of ``centres`` (``counts[i]`` of voice i), in that order."""
+    rng = np.random.default_rng(seed)
+    rows = [c + spread * rng.standard_normal((n, centres.shape[1])) for c, n in zip(centres, counts)]
+    X = np.concatenate(rows)
+    return X / np.linalg.norm(X, axis=1, keepdims=True)
+
+
+def distinct_centres(k: int, d: int = 64, seed: int = 1) -> np.ndarray:
+    q, _ = np.linalg.qr(np.random.default_rng(seed).standard_normal((d, k)))
+    return q.T  # k orthonormal directions
+
+
+def test_windows_cover_each_region_and_end_at_its_end():
+    windows = speech_windows([SpeechRegion(0.0, 4.0), SpeechRegion(5.0, 6.0)], window_s=1.5, hop_s=0.75)
+    first = [w for w in windows if w.region == 0]
+    assert [round(w.start_s, 2) for w in first] == [0.0, 0.75, 1.5, 2.25, 2.5]
+    assert all(w.duration_s == pytest.approx(1.5) for w in first)
+    assert windows[-1] == Window(5.0, 6.0, 1)  # a short region is one window
+
+
+@pytest.mark.parametrize("k", [2, 3, 5])
+def test_spectral_finds_the_number_of_distinct_voices(k):
+    X = voices_around(distinct_centres(k), [30] * k, spread=0.08)
+    groups = spectral_groups(X, np.full(len(X), 1.5))
+    truth = np.repeat(np.arange(k), 30)
+    assert groups.max() + 1 == k
+    # each true voice maps to one group
+    assert all(len(set(groups[truth == v])) == 1 for v in range(k))
+
+
+def test_one_voice_stays_one_voice():
+    """Stray windows k-means puts apart are merged back or folded in (under min_voice_s of speech)."""
+    X = voices_around(distinct_centres(1), [80], spread=0.08, seed=3)
+    windows = [Window(i * 0.75, i * 0.75 + 1.5, 0) for i in range(80)]
+    assert window_voices(X, windows).max() == 0
+
+
+def test_merge_joins_only_groups_more_similar_than_the_bound():
+    centres = distinct_centres(2)
+    close = centres[0] + 0.2 * centres[1]
+    X = voices_around(np.stack([centres[0], close, centres[1]]), [10, 10, 10], spread=0.01)
+    groups = merge_similar(X, np.ones(30), np.repeat([0, 1, 2], 10), similarity=0.9)
+    assert list(np.unique(groups[:20])) == [0] and set(groups[20:]) == {1}
+
+
+def test_many_windows_cluster_on_a_subset_and_all_get_a_voice():
+    X = voices_around(distinct_centres(2), [400, 400], spread=0.08)
+    windows = [Window(i * 0.75, i * 0.75 + 1.5, 0) for i in range(800)]
+    labels = window_voices(X, windows, DiarizationConfig(max_cluster_windows=200))
+    assert labels.shape == (800,) and set(labels[:400]) == {0} and set(labels[400:]) == {1}
+
+
+def test_resegmentation_cuts_at_the_change_of_voice():
+    """A 10 s region: voice A for 6 s then voice B; windows of 1.5 s every 0.75 s labelled by their centre."""
+    region = SpeechRegion(0.0, 10.0)
+    windows = speech_windows([region])
+    centres = distinct_centres(2)
+    labels = np.array([0 if 0.5 * (w.start_s + w.end_s) < 6.0 else 1 for w in windows])
+    X = centres[labels] + 0.01 * np.random.default_rng(0).standard_normal((len(windows), centres.shape[1]))
+    segments = resegment([region], windows, X, labels)
+    assert [s.voice for s in segments] == [0, 1]
+    assert segments[0].start_s == 0.0 and segments[-1].end_s == 10.0
+    assert abs(segments[0].end_s - 6.0) <= 0.8
+
+
+def test_short_runs_join_a_neighbour():
+    """One stray window of another voice inside a long turn leaves no run under min_run_s."""
+    region = SpeechRegion(0.0, 8.0)
+    windows = speech_windows([region])
+    centres = distinct_centres(2)
+    labels = np.zeros(len(windows), int)
+    X = np.repeat(centres[:1], len(windows), axis=0)
+    X[4] = 0.45 * centres[0] + 0.55 * centres[1]  # frames covered by it alone lean to voice 1
+    labels[4] = 1
+    segments = resegment([region], windows, X, labels, min_run_s=0.5)
+    assert all(s.end_s - s.start_s >= 0.5 - 1e-9 for s in segments)
