@@ -43,7 +43,15 @@ from pipeline.app_views import (
     waveform_chart,
 )
 from pipeline.app_voices import TIMELINE_PICK, segment_csv, segments_frame, voice_timeline_chart, voices_frame
-from pipeline.confidence import Judgement, percent, reliability_note
+from pipeline.confidence import (
+    EMOTION_BINS,
+    EMOTION_UNCERTAIN_BELOW,
+    GENDER_BINS,
+    GENDER_UNCERTAIN_BELOW,
+    Judgement,
+    percent,
+    reliability_note,
+)
 
 __all__ = ["MAX_UPLOAD_BYTES", "MAX_UPLOAD_MB", "RESULTS_KEY", "analyse_clip", "analyse_clips"]
 
@@ -139,6 +147,15 @@ def measured_words(what: str, j: Judgement, *, gender_right_assumed: bool = Fals
     return text + "."
 
 
+def above_level_words(what: str) -> str:
+    """How often answers above the uncertain level were right, for comparison (a sentence)."""
+    bins, level = ((GENDER_BINS, GENDER_UNCERTAIN_BELOW) if what == "gender"
+                   else (EMOTION_BINS, EMOTION_UNCERTAIN_BELOW))
+    rows = [(n, share) for lo, hi, n, share in bins if lo >= level and n]
+    right = sum(n * share for n, share in rows) / sum(n for n, _ in rows)
+    return f"Above {level:.0%}: right {percent(right)} of the time."
+
+
 def show_answer(column, title: str, what: str, j: Judgement, *, gender: Judgement | None = None) -> None:
     """A sure answer in large type with its probability; an uncertain one in a box that says why.
 
@@ -161,7 +178,7 @@ def show_answer(column, title: str, what: str, j: Judgement, *, gender: Judgemen
                        "voice is not "
                        f"{gender.label}, the other model may hear another emotion; the test figures do not apply.")
         else:
-            st.caption(f"Uncertain because {j.reason}. {measured}")
+            st.caption(f"Uncertain because {j.reason}. {measured} {above_level_words(what)}")
 
 
 def _play_index(index: int) -> int | None:

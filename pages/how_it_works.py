@@ -32,7 +32,7 @@ def _below(bins, level: float) -> float:
 
 
 def bins_table(bins, what: str) -> pd.DataFrame:
-    return pd.DataFrame([{f"the model's probability": f"{lo:.0%}-{hi:.0%}", "test clips": f"{n:,}",
+    return pd.DataFrame([{"the model's probability": f"{lo:.0%}-{hi:.0%}", "test clips": f"{n:,}",
                           "answers right": percent(share)} for lo, hi, n, share in bins if n])
 
 
@@ -93,7 +93,7 @@ limits = [
 if figures.voices:
     v = figures.voices
     limits.append(
-        "* **Telling voices apart** is approximate. On conversations that sound like one room (2-6 people, some "
+        "* **Telling voices apart** is approximate. On simulated conversations that sound like one room (some "
         f"noise, some overlap; {int(v['recordings'])} tested), the number of voices was right in "
         f"{percent(v['count_right'])} of them and off by at most one in {percent(v['count_within_one'])}; the "
         f"gender of a voice was right for {percent(v['gender_per_voice'])} of the speech. Two similar voices may "

@@ -473,7 +473,7 @@ def test_two_voices_get_the_who_speaks_when_view(servers, driver, tmp_path):
         # item 5: no whole-recording answer presented as a fact; the summary has a row per voice
         assert "No single gender or emotion for the whole recording" in text
         assert "Gender" not in [e.text for e in driver.find_elements(By.CSS_SELECTOR, "[data-testid='stMetricLabel']")]
-        assert f"conversation.wav, voice A" in text and f"{n_voices} voices: see each voice below" in text
+        assert "conversation.wav, voice A" in text and f"{n_voices} voices: see each voice below" in text
         if _shipped_models_ready():  # a row per voice with its gender: the man speaks first
             assert re.search(r"\bA\s+male \(\d+", text) and re.search(r"\bfemale \(\d+", text), text
         # item 7: the voices' speech adds up to the speech stated; time shares are labelled as such
