@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: setup setup-ray test-ray app test test-fast train evaluate recipe-cv experiments bench demo notebooks gender-holdout emotion-holdout corpus-pitch
+.PHONY: setup setup-ray test-ray setup-runtime app-runtime test-runtime export-onnx app test test-fast train evaluate recipe-cv experiments bench demo notebooks gender-holdout emotion-holdout corpus-pitch
 
 setup:
 	@bash scripts/setup.sh
@@ -12,6 +12,24 @@ setup-ray: setup  ## add the optional Ray engine (script.py --engine ray, docs/r
 
 test-ray: setup-ray  ## the Ray engine's tests alone, on a two-node local Ray cluster (about 2 minutes)
 	$(PY) -m pytest -q tests/test_ray.py
+
+setup-runtime:  ## .venv-runtime: the runtime profile (ONNX Runtime, no torch or TensorFlow; docs/runtime.md)
+	@PROFILE=runtime bash scripts/setup.sh
+
+app-runtime: setup-runtime  ## the web app on the runtime profile
+	.venv-runtime/bin/streamlit run app.py
+
+# The tests that need neither torch nor TensorFlow; on the runtime profile the framework halves of
+# test_onnx_parity.py skip themselves.
+RUNTIME_TESTS := tests/test_onnx_parity.py tests/test_audio.py tests/test_features.py tests/test_formats.py \
+	tests/test_stats.py tests/test_properties.py tests/test_structure.py
+
+test-runtime: setup-runtime  ## the runtime profile's tests (pytest and hypothesis added to .venv-runtime, pinned as in requirements.txt)
+	grep -E '^(pytest|hypothesis)==' requirements.txt | .venv-runtime/bin/python -m pip install --disable-pip-version-check -q -r /dev/stdin
+	.venv-runtime/bin/python -m pytest -q $(RUNTIME_TESTS)
+
+export-onnx: setup  ## re-export every shipped network to ONNX beside its weights (after `make train`)
+	$(PY) -m training.export_onnx
 
 app: setup  ## set up and start the web app
 	.venv/bin/streamlit run app.py
@@ -25,8 +43,9 @@ test: setup  ## set up and run the test suite (everything: what CI runs)
 test-fast: setup  ## the fast loop while editing: every test not marked slow (about 30 s)
 	$(PY) -m pytest -q -m "not slow"
 
-train: setup  ## rebuild every shipped model from ../shared/data
+train: setup  ## rebuild every shipped model from ../shared/data, then their ONNX exports
 	$(PY) -m pipeline.train --processes 2
+	$(PY) -m training.export_onnx
 
 evaluate: setup  ## speaker-independent metrics -> reports/ and the model cards
 	$(PY) -m pipeline.evaluate

@@ -57,6 +57,11 @@ def _encoder_limit(study: dict | None) -> list[str]:
         f"{figures} (`studies/emotion_encoder/report.md` of the project)."]
 
 
+ONNX_LINE = ("* ONNX: `model.onnx` is the same network from its standardised inputs, exported by "
+             "`python -m training.export_onnx` (card `model.onnx.json`: opset, input shapes, the difference from "
+             "the Keras network); ONNX Runtime runs it where TensorFlow is absent (`docs/runtime.md`).")
+
+
 def emotion_card(model: EmotionModel, metrics: dict, holdout: dict | None = None, study: dict | None = None) -> str:
     """Markdown model card for ``model`` given the evaluation ``metrics``.
 
@@ -99,6 +104,7 @@ def emotion_card(model: EmotionModel, metrics: dict, holdout: dict | None = None
          + ", joined before the output; averaged inside `model.keras`; inputs standardised by `scaler.joblib` and "
          "`encoder_scaler.joblib`. The design was chosen by `studies/emotion_encoder`."),
         f"* Output: probabilities for {', '.join(EMOTION_LABELS)} (order in `config.json`).",
+        ONNX_LINE,
         "",
         "## Training data",
         "",

@@ -206,7 +206,9 @@ def model_card(metadata: dict, out_dir: Path) -> str:
                 f"{metadata['n_parameters']:,} parameters, model.safetensors {size_mb:.1f} MB"),
             "",
             "Files: `config.json` (widths, read by `ECAPAGender.from_pretrained`), `model.safetensors`, "
-            "`metadata.json` (labels, front end, audio config, training history, metrics).",
+            "`metadata.json` (labels, front end, audio config, training history, metrics); `model.onnx` (the "
+            "network from its log-mel input, the front end left to numpy) and its card `model.onnx.json`, written by "
+            "`python -m training.export_onnx` for ONNX Runtime (`docs/runtime.md`).",
         ]
     parts = [
         *head,
