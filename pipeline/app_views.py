@@ -339,7 +339,7 @@ SUMMARY_COLUMNS = ["file", "answer", "model's probability", "status"]
 
 def summary_frame(results: Sequence[ClipResult]) -> pd.DataFrame:
     """One row per clip (and per voice of a recording split by voice): answer, probabilities, status in words."""
-    from pipeline.app_voices import gender_words, voice_rows
+    from pipeline.app_voices import voice_rows
 
     rows = []
     for r in results:
@@ -353,9 +353,13 @@ def summary_frame(results: Sequence[ClipResult]) -> pd.DataFrame:
         if r.several_voices:
             for v in voice_rows(r.recording):
                 main = next(iter(v.emotion_shares.items()), None)
-                mostly = f"mostly {main[0]} ({percent(main[1])} of its speaking time)" if main else ""
-                rows.append({"file": f"{r.name}, voice {v.label}", "answer": f"{gender_words(v)}",
-                             "model's probability": mostly, "status": f"{v.speech_s:.0f} s of speech"})
+                gender = v.gender or "gender unknown"
+                answer = (f"uncertain: leans {gender}" if v.uncertain and v.gender else gender) + (
+                    f", mostly {main[0]} ({percent(main[1])} of its speaking time)" if main else "")
+                sure = (f"gender {percent(v.gender_probability)}" + (" (uncertain)" if v.uncertain else "")
+                        if v.gender_probability is not None else "")
+                rows.append({"file": f"{r.name}, voice {v.label}", "answer": answer, "model's probability": sure,
+                             "status": f"{v.speech_s:.0f} s of speech"})
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 

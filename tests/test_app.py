@@ -337,8 +337,8 @@ def test_long_recordings_get_voices_segments_and_the_segment_csv(tiny_app):
     assert summary.loc["talk.wav", "status"] == f"analysed; {k} voices"
     assert summary.loc["talk.wav", "answer"] == f"{k} voices: see each voice below"
     assert list(summary.index)[:k + 1] == ["talk.wav", *[f"talk.wav, voice {v}" for v in letters]]
-    assert summary.loc["talk.wav, voice A", "answer"].startswith("female (")
-    assert summary.loc["talk.wav, voice A", "model's probability"] == "mostly angry (100% of its speaking time)"
+    assert summary.loc["talk.wav, voice A", "answer"] == "female, mostly angry (100% of its speaking time)"
+    assert summary.loc["talk.wav, voice A", "model's probability"] == "gender 98%"  # a share of time is not one
     assert summary.loc["hum.wav", "status"] == "not analysed: no speech found"
     assert "hum.wav** was not analysed: no speech found" in texts(at.warning)
     assert [e.label for e in result_expanders(at)] == [f"talk.wav: {k} voices"]
@@ -555,3 +555,31 @@ def test_clicking_a_segment_plays_from_its_start(tiny_cascade, monkeypatch):
     state["timeline_0"] = {"selection": {TIMELINE_PICK: [{"segment": 5, "start_s": rec.segments[5].start_s}]}}
     app._picked_in_chart(0)  # then a click on a bar of the timeline
     assert app._selected_start(result, 0) == pytest.approx(rec.segments[5].start_s)
+
+
+def test_timeline_axis_ends_at_the_recording_and_bars_are_clickable():
+    """The time axis runs from 0 to the file's length exactly; bars carry a click selection; no cut labels."""
+    from pipeline.app_voices import TIMELINE_PICK, voice_timeline_chart
+    from pipeline.cascade import Prediction
+    from pipeline.recording import Recording, SegmentResult
+    from pipeline.voices import VoiceSummary
+
+    p = Prediction(emotion="disgust", emotion_probabilities={"disgust": 0.6})
+    rec = Recording(duration_s=30.0, segments=[SegmentResult(1.0, 4.0, "A", p), SegmentResult(20.0, 29.5, "B", p)],
+                    voices=[VoiceSummary("A", 3.0, 1, 1.0), VoiceSummary("B", 9.5, 1, 20.0)])
+    spec = voice_timeline_chart(rec).to_dict()
+    x = spec["encoding"]["x"]["scale"]
+    assert x["domain"] == [0, 30.0] and x["nice"] is False
+    assert [param["name"] for param in spec["params"]] == [TIMELINE_PICK]
+    assert spec["mark"]["type"] == "bar"  # the emotion is the bar's colour (legend below), not cut text on it
+    assert spec["encoding"]["color"]["legend"]["values"] == ["disgust"]
+
+
+def test_bar_labels_round_like_the_text():
+    """The bar chart's labels are the page's own rounding (down): never "90%" in the text beside a "91%" bar."""
+    from pipeline.app_views import bar_chart
+    from pipeline.confidence import percent
+
+    spec = bar_chart({"angry": 0.9087, "sad": 0.0913}).to_dict()
+    datasets = [rows for rows in spec["datasets"].values() if rows and "shown" in rows[0]]
+    assert [r["shown"] for r in datasets[0]] == [percent(0.9087), percent(0.0913)] == ["90%", "9%"]

@@ -476,6 +476,7 @@ def test_two_voices_get_the_who_speaks_when_view(servers, driver, tmp_path):
         assert "conversation.wav, voice A" in text and f"{n_voices} voices: see each voice below" in text
         if _shipped_models_ready():  # a row per voice with its gender: the man speaks first
             assert re.search(r"\bA\s+male \(\d+", text) and re.search(r"\bfemale \(\d+", text), text
+        assert re.search(r"voice A\s+(uncertain: leans )?(fe)?male, mostly \w+ \(\d+% of its speaking time\)", text)
         # item 7: the voices' speech adds up to the speech stated; time shares are labelled as such
         voice_seconds = [float(s) for s in re.findall(r"([\d.]+) s \(\d+% of all speech\)", text)]
         assert len(voice_seconds) == n_voices and abs(sum(voice_seconds) - speech_s) <= 1.0, voice_seconds
@@ -489,7 +490,6 @@ def test_two_voices_get_the_who_speaks_when_view(servers, driver, tmp_path):
 
     at_both_widths(driver, check)
     assert_clean(driver)
-    screenshots(driver, tmp_path, "conversation")
 
     def play(label: str) -> None:
         # item 7: a click on a cell of the segment table plays from that segment, the player close to the click
@@ -504,6 +504,7 @@ def test_two_voices_get_the_who_speaks_when_view(servers, driver, tmp_path):
         assert "Playing from" in body_text(driver)
 
     at_both_widths(driver, play)
+    screenshots(driver, tmp_path, "conversation")  # with the player started from a clicked segment
 
 
 def test_ambiguous_voice_is_marked_uncertain(servers, driver, tiny_models, tmp_path):
