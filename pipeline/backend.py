@@ -252,6 +252,20 @@ def torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def set_threads(n: int) -> None:
+    """``n`` intra-op threads for the networks from now on, without importing torch where it will not run.
+
+    Sets ``$SER_ONNX_THREADS`` (read by every ONNX Runtime session made after this call) and, where
+    torch is already imported or will run the networks (installed, ``SER_BACKEND`` not ``onnx``),
+    ``torch.set_num_threads(n)``.
+    """
+    os.environ[THREADS_ENV] = str(max(1, int(n)))
+    if "torch" in sys.modules or (installed("torch") and requested_backend() != "onnx"):
+        import torch
+
+        torch.set_num_threads(max(1, int(n)))
+
+
 def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
     """Numerically stable softmax of ``logits`` along ``axis`` (float32 in, float32 out)."""
     shifted = logits - np.max(logits, axis=axis, keepdims=True)

@@ -155,13 +155,9 @@ class ModelActor:
     """Stage 2 (a Ray actor): loads the models once, then scores a batch of featurised inputs per call."""
 
     def __init__(self, spec: "ModelSpec | ray.ObjectRef", threads: int = 1) -> None:
-        from pipeline import backend
+        from pipeline.backend import set_threads
 
-        os.environ[backend.THREADS_ENV] = str(max(1, threads))  # the ONNX sessions made by spec.load()
-        if backend.installed("torch") and backend.requested_backend() != "onnx":
-            import torch
-
-            torch.set_num_threads(max(1, threads))
+        set_threads(threads)  # torch's pool, or the ONNX sessions that spec.load() makes
         if isinstance(spec, ray.ObjectRef):
             spec = ray.get(spec)
         self.cascade = spec.load()

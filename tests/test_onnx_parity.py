@@ -213,6 +213,15 @@ def test_onnx_backend_loads_every_stage(monkeypatch):
         GenderClassifier.load(device="cuda")
 
 
+def test_set_threads_reaches_onnx_sessions_without_importing_torch(monkeypatch):
+    monkeypatch.setenv(backend.BACKEND_ENV, "onnx")
+    monkeypatch.delenv(backend.THREADS_ENV, raising=False)
+    before = "torch" in sys.modules
+    backend.set_threads(1)
+    assert os.environ[backend.THREADS_ENV] == "1" and backend.session_threads() == 1
+    assert ("torch" in sys.modules) == before
+
+
 BLOCKER = """
 import sys
 class _Blocked:
