@@ -102,11 +102,14 @@ class ModelLoader:
                 if options in self._done:
                     return
                 try:
-                    cascade = self.load(options)
-                    if self.warm is not None:
-                        self.warm(cascade)
-                    self._done[options] = cascade
+                    cascade = self._done[options] = self.load(options)
                 except Exception as exc:  # noqa: BLE001 - get() retries and shows the error
                     self._errors[options] = exc
+                    return
+            if self.warm is not None:  # outside the lock: a visitor's first analysis need not wait for it
+                try:
+                    self.warm(cascade)
+                except Exception:  # noqa: BLE001 - a failed warm-up only costs time later
+                    pass
 
         threading.Thread(target=work, name="ser-model-preload", daemon=True).start()

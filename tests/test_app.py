@@ -583,3 +583,33 @@ def test_bar_labels_round_like_the_text():
     spec = bar_chart({"angry": 0.9087, "sad": 0.0913}).to_dict()
     datasets = [rows for rows in spec["datasets"].values() if rows and "shown" in rows[0]]
     assert [r["shown"] for r in datasets[0]] == [percent(0.9087), percent(0.0913)] == ["90%", "9%"]
+
+
+def test_models_load_once_in_the_background():
+    """The page starts loading while the visitor picks a file; a first analysis waits for the load, not the warm-up."""
+    import threading
+    import time
+
+    from pipeline.app_models import CascadeOptions, ModelLoader
+
+    loads, warmed, release = [], threading.Event(), threading.Event()
+
+    def load(options):
+        time.sleep(0.2)
+        loads.append(options)
+        return object()
+
+    def warm(cascade):
+        release.wait(5)  # a slow warm-up
+        warmed.set()
+
+    loader = ModelLoader(load=load, warm=warm)
+    options = CascadeOptions(None, "hard", "m", "f")
+    loader.start(options)
+    loader.start(options)  # a second page view does not load again
+    start = time.perf_counter()
+    cascade = loader.get(options)
+    assert time.perf_counter() - start < 3 and not warmed.is_set()  # did not wait for the warm-up
+    assert loader.get(options) is cascade and loads == [options]
+    release.set()
+    assert warmed.wait(5)
