@@ -92,21 +92,26 @@ class ModelLoader:
             return self._done[options]
 
     def start(self, options: CascadeOptions) -> None:
-        """Load (and warm up) the cascade for ``options`` in a background thread, unless already done or under way."""
+        """Load (and warm up) the cascade for ``options`` in a background thread, unless already done or under way.
+
+        The load holds the options' lock from this call on, so a :meth:`get` right after waits for it
+        instead of loading a second copy; the warm-up runs after the lock is released.
+        """
+        if options in self._done:
+            return
         lock = self._lock(options)
-        if options in self._done or lock.locked():
+        if not lock.acquire(blocking=False):  # a load is under way
             return
 
         def work() -> None:
-            with lock:
-                if options in self._done:
-                    return
-                try:
-                    cascade = self._done[options] = self.load(options)
-                except Exception as exc:  # noqa: BLE001 - get() retries and shows the error
-                    self._errors[options] = exc
-                    return
-            if self.warm is not None:  # outside the lock: a visitor's first analysis need not wait for it
+            try:
+                cascade = self._done[options] = self.load(options)
+            except Exception as exc:  # noqa: BLE001 - get() retries and shows the error
+                self._errors[options] = exc
+                return
+            finally:
+                lock.release()
+            if self.warm is not None:  # a visitor's first analysis need not wait for it
                 try:
                     self.warm(cascade)
                 except Exception:  # noqa: BLE001 - a failed warm-up only costs time later
