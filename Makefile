@@ -19,10 +19,10 @@ setup-runtime:  ## .venv-runtime: the runtime profile (ONNX Runtime, no torch or
 app-runtime: setup-runtime  ## the web app on the runtime profile
 	.venv-runtime/bin/streamlit run app.py
 
-# The tests that need neither torch nor TensorFlow; on the runtime profile the framework halves of
-# test_onnx_parity.py skip themselves.
+# The tests that need neither torch nor TensorFlow (test_structure.py reads sources only: `make test`
+# covers it); on the runtime profile the framework halves of test_onnx_parity.py skip themselves.
 RUNTIME_TESTS := tests/test_onnx_parity.py tests/test_audio.py tests/test_features.py tests/test_formats.py \
-	tests/test_stats.py tests/test_properties.py tests/test_structure.py
+	tests/test_stats.py tests/test_properties.py
 
 test-runtime: setup-runtime  ## the runtime profile's tests (pytest and hypothesis added to .venv-runtime, pinned as in requirements.txt)
 	grep -E '^(pytest|hypothesis)==' requirements.txt | .venv-runtime/bin/python -m pip install --disable-pip-version-check -q -r /dev/stdin
