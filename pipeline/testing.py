@@ -18,6 +18,7 @@ Nothing in the runtime imports this module.
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -195,13 +196,24 @@ def make_gender_model(folder: str | os.PathLike, *, female_logit: float) -> Path
     ``predict_proba`` is ``softmax([0, female_logit])`` = ``[p_male, p_female]``
     (``female_logit=4.0``: female, p=0.982; ``-4.0``: male; ``0.0``: 50/50).
     The folder (``config.json``, ``model.safetensors``) loads with
-    :meth:`pipeline.gender.GenderClassifier.load`.
+    :meth:`pipeline.gender.GenderClassifier.load`. Where the ``onnx`` package is installed the
+    folder also gets a ``model.onnx`` with the same answer (:func:`write_constant_onnx`); without
+    torch (the runtime profile) it gets only that and ``config.json``.
     """
+    from pipeline.backend import installed
+
+    folder = Path(folder)
+    if installed("onnx"):
+        folder.mkdir(parents=True, exist_ok=True)
+        write_constant_onnx(folder / "model.onnx", inputs={"features": 80}, logits=[0.0, female_logit],
+                            network="fake-gender", source="model.safetensors", softmax=False, feature_axis_3d=True)
+    if not installed("torch"):
+        (folder / "config.json").write_text(json.dumps(TINY_GENDER_WIDTHS) + "\n", encoding="utf-8")
+        return folder
     import torch
 
     from pipeline.ecapa import ECAPAGender
 
-    folder = Path(folder)
     torch.manual_seed(0)
     model = ECAPAGender(**TINY_GENDER_WIDTHS)
     with torch.no_grad():
@@ -223,22 +235,32 @@ def make_emotion_model(folder: str | os.PathLike, *, name: str, favourite: str, 
     ``config.json``; the folder loads with :meth:`pipeline.emotion.EmotionModel.load`.
     ``encoder`` (a :class:`pipeline.emotion.EncoderInput`): the model also reads the speech
     encoder's states (a second input branch and an encoder scaler), so a cascade with it runs
-    the encoder.
+    the encoder. Where the ``onnx`` package is installed the folder also gets a ``model.onnx`` with the
+    same answer (:func:`write_constant_onnx`); without TensorFlow (the runtime profile) it gets only
+    that, the scaler(s) and ``config.json``.
     """
     from sklearn.preprocessing import StandardScaler
 
     from pipeline.audio import DEFAULT_AUDIO_CONFIG
+    from pipeline.backend import installed
     from pipeline.emotion import EMOTION_LABELS, EmotionModel, EmotionModelConfig, build_cnn
     from pipeline.features import DEFAULT_FEATURE_CONFIG, feature_names
 
     folder = Path(folder)
     n = len(feature_names(DEFAULT_FEATURE_CONFIG))
-    net = build_cnn(n, seed=1, encoder=encoder)
-    last = net.get_layer("emotion")
-    kernel, bias = last.get_weights()
-    bias = np.zeros_like(bias)
+    bias = np.zeros(len(EMOTION_LABELS), np.float32)
     bias[EMOTION_LABELS.index(favourite)] = strength
-    last.set_weights([np.zeros_like(kernel), bias])
+    if installed("onnx"):
+        folder.mkdir(parents=True, exist_ok=True)
+        widths = {} if encoder is not None and encoder.combine == "encoder_only" else {"features": n}
+        write_constant_onnx(folder / "model.onnx", inputs=widths | ({"encoder": encoder.dim} if encoder else {}),
+                            logits=list(bias), network="fake-emotion", source="model.keras", softmax=True)
+    net = None
+    if installed("tensorflow") and installed("keras"):
+        net = build_cnn(n, seed=1, encoder=encoder)
+        last = net.get_layer("emotion")
+        kernel, _ = last.get_weights()
+        last.set_weights([np.zeros_like(kernel), bias])
     scaler = StandardScaler().fit(np.random.default_rng(0).standard_normal((32, n)))
     encoder_scaler = None
     if encoder is not None:
@@ -247,5 +269,60 @@ def make_emotion_model(folder: str | os.PathLike, *, name: str, favourite: str, 
         name=name, labels=EMOTION_LABELS, feature_config=DEFAULT_FEATURE_CONFIG,
         audio_config=DEFAULT_AUDIO_CONFIG, sample_rate=SR, n_features=n, encoder=encoder,
     )
+    if net is None:  # the runtime profile: the ONNX twin, the scalers and the config only
+        import joblib
+
+        joblib.dump(scaler, folder / "scaler.joblib")
+        if encoder_scaler is not None:
+            joblib.dump(encoder_scaler, folder / "encoder_scaler.joblib")
+        (folder / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n", encoding="utf-8")
+        return folder
     EmotionModel(net, scaler, config, encoder_scaler=encoder_scaler).save(folder)
     return folder
+
+
+def write_constant_onnx(path: str | os.PathLike, *, inputs: dict[str, int], logits: list[float], network: str,
+                        source: str, softmax: bool, feature_axis_3d: bool = False) -> Path:
+    """An ONNX graph (and its card) whose output ignores its inputs: ``logits`` (or their softmax) per row.
+
+    Args:
+        inputs: name -> width of each float32 input, ``[batch, width]``, or ``[batch, width, frames]``
+            with ``feature_axis_3d`` (the gender ECAPA's log-mel input).
+        logits: the answer before the softmax, one per output column.
+        network, source: written to the card (:class:`pipeline.backend.OnnxSpec`); ``source`` names
+            weights that need not exist (no stale check then).
+
+    Needs the ``onnx`` package (the full profile, or ``make test-runtime``'s test extras).
+    """
+    from onnx import TensorProto, helper, numpy_helper
+
+    from pipeline.backend import OnnxSpec, TensorSpec, spec_path
+
+    path = Path(path)
+    nodes, inits, zero_rows = [], [numpy_helper.from_array(np.zeros(1, np.float32), "zero")], []
+    for name in inputs:
+        axes = [1, 2] if feature_axis_3d else [1]
+        inits.append(numpy_helper.from_array(np.array(axes, np.int64), f"{name}_axes"))
+        nodes.append(helper.make_node("ReduceSum", [name, f"{name}_axes"], [f"{name}_sum"], keepdims=0))
+        nodes.append(helper.make_node("Mul", [f"{name}_sum", "zero"], [f"{name}_zero"]))
+        zero_rows.append(f"{name}_zero")
+    inits.append(numpy_helper.from_array(np.array([1], np.int64), "column"))
+    inits.append(numpy_helper.from_array(np.asarray([logits], np.float32), "logits_row"))
+    nodes.append(helper.make_node("Sum", zero_rows, ["rows"]))
+    nodes.append(helper.make_node("Unsqueeze", ["rows", "column"], ["rows_2d"]))
+    output = "probabilities" if softmax else "logits"
+    nodes.append(helper.make_node("Add", ["rows_2d", "logits_row"], [output + ("_raw" if softmax else "")]))
+    if softmax:
+        nodes.append(helper.make_node("Softmax", [output + "_raw"], [output], axis=-1))
+    shape = (lambda w: ["batch", w, "frames"]) if feature_axis_3d else (lambda w: ["batch", w])
+    graph = helper.make_graph(
+        nodes, network, [helper.make_tensor_value_info(n, TensorProto.FLOAT, shape(w)) for n, w in inputs.items()],
+        [helper.make_tensor_value_info(output, TensorProto.FLOAT, ["batch", len(logits)])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="pipeline.testing")
+    model.ir_version = 8
+    path.write_bytes(model.SerializeToString())
+    spec = OnnxSpec(network=network, source=source, source_sha256="", opset=17,
+                    inputs=tuple(TensorSpec(n, tuple(shape(w))) for n, w in inputs.items()),
+                    outputs=(TensorSpec(output, ("batch", len(logits))),), front_end="a test fake: the answer ignores the input")
+    spec_path(path).write_text(json.dumps(spec.to_dict(), indent=2) + "\n", encoding="utf-8")
+    return path
