@@ -187,25 +187,41 @@ def _play_index(index: int) -> int | None:
     return value if isinstance(value, int) else None
 
 
+def _widget_key(kind: str, index: int) -> str:
+    """Key of clip ``index``'s segment table (``kind="segments_table"``) or timeline (``"timeline"``).
+
+    Each click in one of them starts the other afresh (a new key), so that clicking the same bar or
+    row again after a click in the other one still counts as a new choice.
+    """
+    return f"{kind}_{index}_{st.session_state.get(f'{kind}_generation_{index}', 0)}"
+
+
+def _renew(kind: str, index: int) -> None:
+    name = f"{kind}_generation_{index}"
+    st.session_state[name] = st.session_state.get(name, 0) + 1
+
+
 def _picked_in_table(index: int) -> None:
     """Callback of the segment table: a clicked row or cell chooses the segment to play."""
     try:
-        selection = st.session_state[f"segments_table_{index}"]["selection"]
+        selection = st.session_state[_widget_key("segments_table", index)]["selection"]
         rows = list(selection.get("rows") or []) + [cell[0] for cell in selection.get("cells") or []]
     except (KeyError, TypeError, AttributeError):
         return
     if rows:
         st.session_state[f"play_{index}"] = int(rows[0])
+        _renew("timeline", index)
 
 
 def _picked_in_chart(index: int) -> None:
     """Callback of the timeline: a clicked bar chooses the segment to play."""
     try:
-        picked = st.session_state[f"timeline_{index}"]["selection"][TIMELINE_PICK]
+        picked = st.session_state[_widget_key("timeline", index)]["selection"][TIMELINE_PICK]
     except (KeyError, TypeError, AttributeError):
         return
     if picked:
         st.session_state[f"play_{index}"] = int(picked[0]["segment"])
+        _renew("segments_table", index)
 
 
 def _selected_start(result: ClipResult, index: int) -> float | None:
@@ -234,7 +250,7 @@ def render_voices(result: ClipResult, data: bytes, index: int) -> None:
     st.table(voices_frame(rec).set_index("voice"))
     st.caption("Emotions: how much of the voice's speaking time each emotion was heard in (a share of time, "
                "not a probability). Turns: how often the voice took the floor.")
-    st.altair_chart(voice_timeline_chart(rec), width="stretch", key=f"timeline_{index}",
+    st.altair_chart(voice_timeline_chart(rec), width="stretch", key=_widget_key("timeline", index),
                     on_select=partial(_picked_in_chart, index), selection_mode=TIMELINE_PICK)
     start = _selected_start(result, index)
     with st.container(border=True, key=f"player_box_{index}"):
@@ -246,7 +262,7 @@ def render_voices(result: ClipResult, data: bytes, index: int) -> None:
                        f"{segment.prediction.emotion or 'not judged'}).")
         if data:
             st.audio(data, format=_mime(result.name), start_time=start or 0, autoplay=start is not None)
-    st.dataframe(segments_frame(rec), hide_index=True, key=f"segments_table_{index}",
+    st.dataframe(segments_frame(rec), hide_index=True, key=_widget_key("segments_table", index),
                  on_select=partial(_picked_in_table, index), selection_mode=["single-row", "single-cell"], width="stretch")
     st.caption("Probability: the emotion model's own probability for the segment (uncertain ones marked).")
     st.download_button("Download the segments (CSV)", segment_csv(rec, result.name),

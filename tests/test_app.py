@@ -546,14 +546,16 @@ def test_clicking_a_segment_plays_from_its_start(tiny_cascade, monkeypatch):
 
     rec = tiny_cascade.analyse_recording(conversation_wav(), name="talk.wav")
     result = ClipResult("talk.wav", 0, Prediction(duration_s=rec.duration_s), {}, recording=rec)
-    state = {"segments_table_0": {"selection": {"rows": [], "cells": [[3, "emotion"]]}}}
+    state = {"segments_table_0_0": {"selection": {"rows": [], "cells": [[3, "emotion"]]}}}
     monkeypatch.setattr(streamlit, "session_state", state)
     assert app._selected_start(result, 0) is None
     app._picked_in_table(0)  # a click on any cell of row 3
     assert app._selected_start(result, 0) == pytest.approx(rec.segments[3].start_s)
     assert app._selected_start(result, 1) is None  # another clip's table
-    state["timeline_0"] = {"selection": {TIMELINE_PICK: [{"segment": 5, "start_s": rec.segments[5].start_s}]}}
+    assert app._widget_key("timeline", 0) == "timeline_0_1"  # the timeline starts afresh: any bar is a new click
+    state["timeline_0_1"] = {"selection": {TIMELINE_PICK: [{"segment": 5, "start_s": rec.segments[5].start_s}]}}
     app._picked_in_chart(0)  # then a click on a bar of the timeline
+    assert app._widget_key("segments_table", 0) == "segments_table_0_1"  # row 3 can be clicked again
     assert app._selected_start(result, 0) == pytest.approx(rec.segments[5].start_s)
 
 

@@ -323,6 +323,20 @@ def two_voice_recording(tmp_path: Path) -> Path:
     return path
 
 
+def click_first_timeline_bar(drv) -> None:
+    """Click the first bar (the first segment, voice A) of the timeline, the first chart of a recording of several voices."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    charts = [c for c in drv.find_elements(By.CSS_SELECTOR, "[data-testid='stVegaLiteChart']") if c.is_displayed()]
+    assert charts, "no chart on the page"
+    bars = charts[0].find_elements(By.CSS_SELECTOR, "g.mark-rect path")
+    assert bars, "no bars on the timeline"
+    drv.execute_script("arguments[0].scrollIntoView({block: 'center'});", charts[0])
+    time.sleep(0.5)
+    ActionChains(drv).move_to_element(bars[0]).click().perform()
+
+
 def click_segment_row(drv, row: int) -> None:
     """Click a cell (not the checkbox) of a row of the segment table (a canvas grid)."""
     from selenium.webdriver.common.action_chains import ActionChains
@@ -504,6 +518,20 @@ def test_two_voices_get_the_who_speaks_when_view(servers, driver, tmp_path):
         assert "Playing from" in body_text(driver)
 
     at_both_widths(driver, play)
+
+    def play_from_timeline(label: str) -> None:
+        # item 7: a click on a bar of the timeline plays from that segment too, also after a click in the table
+        click_segment_row(driver, 4)
+        wait_idle(driver)
+        before = re.search(r"Playing from [\d.]+ s \(voice \w+", body_text(driver)).group(0)
+        click_first_timeline_bar(driver)
+        wait_for(driver, lambda d: "Playing from" in body_text(d) and re.search(
+            r"Playing from [\d.]+ s \(voice A", body_text(d)) and re.search(
+            r"Playing from [\d.]+ s \(voice \w+", body_text(d)).group(0) != before, 60,
+            f"the player to start from the clicked bar ({label}; before: {before})")
+        wait_idle(driver)
+
+    at_both_widths(driver, play_from_timeline)
     screenshots(driver, tmp_path, "conversation")  # with the player started from a clicked segment
 
 
