@@ -51,13 +51,13 @@ class DiarizationConfig:
         seed: of k-means.
     """
 
-    vad_threshold: float = 0.5
+    vad_threshold: float = 0.35
     window_s: float = 1.5
     hop_s: float = 0.75
     method: str = "spectral"
     prune: float = 0.3
     max_voices: int = 8
-    merge_similarity: float = 0.8
+    merge_similarity: float = 0.9
     ahc_threshold: float = 0.4
     min_voice_s: float = MIN_VOICE_S
     step_s: float = 0.1

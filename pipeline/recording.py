@@ -21,7 +21,7 @@ or one that cannot be decoded, gets a :class:`Recording` with that ``status`` an
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
 
 import numpy as np
@@ -31,7 +31,8 @@ from pipeline.prediction import Prediction
 from pipeline.emotion import EMOTION_LABELS, EmotionModel
 from pipeline.errors import NoSpeechError, SilentAudioError, TooShortError
 from pipeline.gender import GENDER_LABELS, GenderClassifier
-from pipeline.vad import SAMPLE_RATE, SileroVad, SpeechRegion
+from pipeline.diarize import DiarizationConfig, resegment, speech_windows, window_voices
+from pipeline.vad import SAMPLE_RATE, SileroVad, SpeechRegion, regions_from_probabilities, split_long
 from pipeline.voices import (CLUSTER_THRESHOLD, VoiceSummary, cluster_voices, embed_segments, summarise_voices,
                              voice_genders, voice_label)
 
@@ -49,6 +50,9 @@ class Models(Protocol):
 
     def featurise_signal(self, y: np.ndarray, sr: int, *, name: str | None = None) -> Any: ...
 
+
+DIARIZATION = DiarizationConfig()
+"""How voices are found by default (``studies/room_conversations``, round 2)."""
 
 MIN_RECORDING_S = 0.25  #: shorter inputs are refused as ``too_short``
 SILENCE_PEAK = 10 ** (-80 / 20)  #: below this peak (-80 dBFS) the recording is ``silent``
@@ -112,7 +116,8 @@ class Recording:
 def analyse_recording(cascade: Models, source: AudioSource | np.ndarray, sr: int | None = None, *,
                       name: str | None = None, progress: Callable[[int, int], None] | None = None,
                       vad: SileroVad | None = None, encoder: "SpeakerEncoder | None" = None,
-                      threshold: float = CLUSTER_THRESHOLD, batch_size: int = 32) -> Recording:
+                      threshold: float = CLUSTER_THRESHOLD, batch_size: int = 32,
+                      diarization: DiarizationConfig | None = DIARIZATION) -> Recording:
     """Segments, voices, gender per voice and emotion per segment of a recording of any length.
 
     Args:
@@ -124,8 +129,14 @@ def analyse_recording(cascade: Models, source: AudioSource | np.ndarray, sr: int
         progress: ``progress(done, total)`` over the segments, after each batch
             (first called with ``done=0`` once the speech segments are known).
         vad, encoder: loaded models to reuse (default: loaded here, about 0.2 s).
-        threshold: clustering threshold (cosine distance), default :data:`pipeline.voices.CLUSTER_THRESHOLD`.
+        threshold: cosine distance of the first average-linkage cut over whole segments
+            (default :data:`pipeline.voices.CLUSTER_THRESHOLD`): the one-voice guard, or with
+            ``diarization=None`` the first cut of :func:`pipeline.voices.cluster_voices`.
         batch_size: segments per model call (memory vs. speed; results do not depend on it).
+        diarization: how voices are found when the guard hears more than one (:mod:`pipeline.diarize`:
+            1.5 s windows, spectral voice count, re-segmentation; default :data:`DIARIZATION`);
+            ``None``: whole VAD segments grouped by :func:`pipeline.voices.cluster_voices` (the
+            first pipeline).
 
     Never raises for bad audio: the :class:`Recording` carries the status.
     """
@@ -135,15 +146,26 @@ def analyse_recording(cascade: Models, source: AudioSource | np.ndarray, sr: int
     try:
         y, duration_s = _load(source, sr, name=name)
         vad = vad or SileroVad()
-        regions = vad.segments(y)
+        probs = vad.probabilities(y)
+        regions = split_long(regions_from_probabilities(probs, y.size, vad.config), y, vad.config)
         if not regions:
             raise NoSpeechError("no speech found: the recording holds only silence, noise or other sounds")
         if encoder is None:
             from pipeline.speaker_encoder import SpeakerEncoder
 
             encoder = SpeakerEncoder()
+        embeddings = labels = None
+        if diarization is not None:
+            embeddings = embed_segments(encoder, y, regions, batch=batch_size)
+            durations = np.array([r.duration_s for r in regions])
+            if cluster_voices(embeddings, durations, threshold=threshold, centred_threshold=None).max() == 0:
+                labels = np.zeros(len(regions), int)  # the guard: one voice, as the first cut finds it
+            else:
+                speech = regions_from_probabilities(probs, y.size, replace(vad.config, threshold=diarization.vad_threshold))
+                regions, labels = _voice_segments(y, speech, vad, encoder, diarization, batch_size)
+                embeddings = None
         return _analyse(cascade, y, regions, duration_s, name=name, progress=progress, encoder=encoder,
-                        threshold=threshold, batch_size=batch_size)
+                        threshold=threshold, batch_size=batch_size, labels=labels, embeddings=embeddings)
     except Exception as exc:  # one bad recording never stops the caller
         failure = Prediction.failure(exc)
         return Recording(duration_s=duration_s, status=failure.status, error=failure.error, file=name)
@@ -168,19 +190,49 @@ def _load(source, sr: int | None, *, name: str | None) -> tuple[np.ndarray, floa
     return resample(mono, rate, SAMPLE_RATE), duration_s
 
 
+def _voice_segments(y: np.ndarray, speech: list[SpeechRegion], vad: SileroVad, encoder: "SpeakerEncoder",
+                    config: DiarizationConfig, batch_size: int) -> tuple[list[SpeechRegion], np.ndarray]:
+    """Speech regions -> time-ordered segments of one voice each (2-6 s pieces) and their voice indices.
+
+    Window embeddings, :func:`pipeline.diarize.window_voices`, :func:`pipeline.diarize.resegment`;
+    long runs cut by :func:`pipeline.vad.split_long`; voices numbered by first speech.
+    """
+    windows = speech_windows(speech, window_s=config.window_s, hop_s=config.hop_s)
+    X = np.zeros((len(windows), 256), np.float32)
+    for start in range(0, len(windows), batch_size):
+        chunk = windows[start:start + batch_size]
+        X[start:start + len(chunk)] = encoder.embed_many([y[w.samples(SAMPLE_RATE)] for w in chunk])
+    runs = resegment(speech, windows, X, window_voices(X, windows, config), step_s=config.step_s,
+                     min_run_s=config.min_run_s)
+    regions: list[SpeechRegion] = []
+    voices: list[int] = []
+    for run in runs:
+        pieces = split_long([run.region], y, vad.config)
+        regions += pieces
+        voices += [run.voice] * len(pieces)
+    _, first = np.unique(voices, return_index=True)
+    order = np.argsort(np.argsort(first))  # voice -> rank of its first speech
+    return regions, order[np.unique(voices, return_inverse=True)[1]]
+
+
 def _analyse(cascade: Models, y: np.ndarray, regions: list[SpeechRegion], duration_s: float, *, name, progress,
-             encoder, threshold: float, batch_size: int) -> Recording:
+             encoder, threshold: float, batch_size: int, labels: np.ndarray | None = None,
+             embeddings: np.ndarray | None = None) -> Recording:
+    """Per segment: GE2E embedding (unless given), features, gender; then voices (unless ``labels`` are given) and emotion."""
     n = len(regions)
     if progress is not None:
         progress(0, n)
-    embeddings = np.zeros((n, 256), np.float32)
+    given = embeddings is not None
+    if not given:
+        embeddings = np.zeros((n, 256), np.float32)
     female = np.full(n, np.nan)
     features: dict[int, np.ndarray] = {}
     failures: dict[int, Prediction] = {}
     speech: dict[int, float | None] = {}
     for start in range(0, n, batch_size):
         batch = list(range(start, min(n, start + batch_size)))
-        embeddings[batch] = embed_segments(encoder, y, [regions[i] for i in batch], batch=batch_size)
+        if not given:
+            embeddings[batch] = embed_segments(encoder, y, [regions[i] for i in batch], batch=batch_size)
         prepared = {}
         for i in batch:
             item = cascade.featurise_signal(y[regions[i].samples()], SAMPLE_RATE)
@@ -204,7 +256,8 @@ def _analyse(cascade: Models, y: np.ndarray, regions: list[SpeechRegion], durati
             progress(batch[-1] + 1, n)
 
     durations = np.array([r.duration_s for r in regions])
-    labels = cluster_voices(embeddings, durations, threshold=threshold)
+    if labels is None:
+        labels = cluster_voices(embeddings, durations, threshold=threshold)
     genders = voice_genders(labels, durations, female)
     voices = summarise_voices(regions, labels, genders)
     predictions = _emotions(cascade, regions, labels, genders, features, failures, speech)

@@ -183,3 +183,43 @@ def test_real_conversation_finds_exactly_two_voices(shipped_cascade, shared_data
     # mean-removed cut (studies/diarization_clustering, round 4) keeps each actor whole
     rec = shipped_cascade.analyse_recording(ravdess_pair(shared_data), 16000)
     assert len(rec.voices) == 2
+
+
+def reader_monologue(shared_data) -> np.ndarray:
+    """The LibriSpeech `test` reader (a woman) with the most speech, up to about 40 s, 0.5 s pauses: one voice."""
+    import soundfile as sf
+
+    from training.corpus import read_manifest
+
+    rows = [u for u in read_manifest(shared_data) if u.corpus == "librispeech" and u.split == "test" and u.gender == "female"]
+    speech: dict = {}
+    for u in rows:
+        speech[u.speaker] = speech.get(u.speaker, 0.0) + u.duration_s
+    who = max(sorted(speech), key=speech.get)  # the reader with the most speech
+    parts, total = [], 0.0
+    for u in sorted((u for u in rows if u.speaker == who), key=lambda u: str(u.path)):
+        clip = sf.read(u.path, dtype="float32")[0]
+        parts += [clip, silence(0.5)]
+        total += clip.size / 16000
+        if total >= 40.0:
+            break
+    return np.concatenate(parts)
+
+
+@pytest.mark.parametrize("diarization", ["default", None], ids=["windows", "first_pipeline"])
+def test_one_speaker_stays_one_voice(shipped_cascade, shared_data, diarization):
+    """The guard (the first cut over whole segments) keeps a monologue whole before any window grouping."""
+    options = {} if diarization == "default" else {"diarization": None}
+    rec = shipped_cascade.analyse_recording(reader_monologue(shared_data), 16000, **options)
+    assert rec.ok and len(rec.voices) == 1 and rec.voices[0].gender == "female"
+
+
+def test_two_voices_through_windows_cut_where_the_speaker_changes(shipped_cascade, shared_data):
+    """With more than one voice heard, segments come from the window re-segmentation: each lies in one turn."""
+    y = ravdess_pair(shared_data)
+    rec = shipped_cascade.analyse_recording(y, 16000)
+    assert len(rec.voices) == 2
+    first = rec.segments[0].voice
+    # turns alternate man, woman, ...; each segment's voice matches the gender of the speaker of its turn
+    for s in rec.segments:
+        assert (s.voice == first) == (s.prediction.gender == "male")
