@@ -47,12 +47,23 @@ def load_cascade(options: CascadeOptions):
 
 
 def warm_up(cascade, example: bytes | None) -> None:
-    """One answer on ``example`` (the first call traces the networks) and the speaker models loaded."""
-    if example is not None:
-        cascade.predict_files([example], names=["warm-up.flac"])
-    from pipeline.app_voices import speaker_models
+    """One answer on ``example`` and one pass of the speaker models over it (first calls trace the networks).
 
-    speaker_models()
+    Without it a visitor's first answer, and the first long recording's voice step, each wait seconds longer.
+    """
+    from pipeline.app_voices import SingleThreadVad, speaker_models
+
+    vad, encoder = speaker_models()
+    if example is None:
+        return
+    cascade.predict_files([example], names=["warm-up.flac"])
+    from pipeline.audio import decode_audio, resample, to_mono_float
+    from pipeline.vad import SAMPLE_RATE
+
+    decoded = decode_audio(example, name="warm-up.flac", mono=True)
+    y = resample(to_mono_float(decoded.samples)[0], decoded.sample_rate, SAMPLE_RATE)
+    SingleThreadVad(vad).segments(y)
+    encoder.embed_many([y])
 
 
 @dataclass

@@ -380,7 +380,6 @@ def recording_words(rec: Recording) -> tuple[str, str]:
 
 
 # -- charts (Altair, imported lazily) -------------------------------------------------------------
-EMOTION_COLOURS = ["#9e9e9e", "#80cbc4", "#fdd835", "#1e88e5", "#e53935", "#8e24aa", "#6d4c41", "#fb8c00"]
 GENDER_COLOURS = {"female": "#d81b60", "male": "#00897b"}
 
 

@@ -20,7 +20,8 @@ from pipeline.confidence import judge_emotion, judge_gender, percent
 from pipeline.recording import Recording
 from pipeline.segments_csv import segment_rows, segments_csv_bytes
 
-VOICE_COLOURS = ["#1e88e5", "#fb8c00", "#43a047", "#8e24aa", "#e53935", "#00acc1", "#6d4c41", "#757575"]
+EMOTION_COLOURS = ["#9e9e9e", "#80cbc4", "#fdd835", "#1e88e5", "#e53935", "#8e24aa", "#6d4c41", "#fb8c00"]
+"""One colour per emotion, in the order of :data:`pipeline.emotion.EMOTION_LABELS`."""
 SEGMENT_WORDS = {"ok": "analysed", "too_short": "too short to judge", "silent": "too quiet to judge"}
 
 
@@ -238,7 +239,6 @@ def voice_timeline_chart(rec: Recording):
     """
     import altair as alt
 
-    from pipeline.app_views import EMOTION_COLOURS
     from pipeline.emotion import EMOTION_LABELS
 
     data = pd.DataFrame([{"segment": k, "start_s": s.start_s, "end_s": s.end_s, "voice": s.voice,

@@ -1,4 +1,5 @@
-"""Shared fixtures (tiny models with known answers, synthetic audio, the shipped cascade) and markers.
+"""Shared fixtures (tiny models with known answers, synthetic audio, the shipped cascade, the
+Streamlit servers and headless Chromium of the browser tests) and markers.
 
 The fakes themselves live in :mod:`pipeline.testing` and :mod:`training.testing`; test
 modules import them from there. Markers (declared in ``pyproject.toml``) are assigned
@@ -8,6 +9,11 @@ or the tables below; ``pytest -m "not slow"`` is the fast loop.
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -45,6 +51,8 @@ SLOW_TESTS = {
     "test_emotion_encoder_input.py::test_train_family_with_an_encoder_input": "trains two-branch emotion CNNs (15-40 s)",
     "test_app.py::test_page_without_input": "the Streamlit page through AppTest (3-6 s)",
     "test_app.py::test_shipped_models_on_a_real_clip": "the shipped models end to end",
+    "test_app_views.py::test_long_recording_progress_moves_through_the_steps": "VAD + GE2E, a slowed model (5-10 s)",
+    "test_app_views.py::test_clicking_a_segment_plays_from_its_start": "VAD + GE2E + tiny cascade (3-5 s)",
     "test_gender.py::test_shipped_model_on_real_test_clips": "the shipped gender model on real clips",
     "test_voices.py::test_analyse_recording_returns_time_ordered_segments_with_voices": "VAD + GE2E + tiny cascade (3 s)",
     "test_grouping.py::test_worker_processes_give_the_same_rows": "spawns two GE2E worker processes (15-25 s)",
@@ -151,3 +159,114 @@ def two_corpora_env(tmp_path, monkeypatch) -> Path:
     write_two_corpora(data)
     monkeypatch.setenv("SER_DATA_DIR", str(data))
     return data
+
+
+# ----------------------------------------------------------------------------- browser (test_browser.py)
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+SERVER_START_S = 120
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _shipped_models_ready() -> bool:  # the trained emotion models are in the repository
+    return all((ROOT / d / f).is_file() for d in ("male_models", "female_models")
+               for f in ("model.keras", "scaler.joblib", "config.json"))
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + SERVER_START_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"streamlit exited with {proc.returncode}:\n{log.read_text(errors='replace')[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"streamlit did not answer on {url} within {SERVER_START_S} s:\n{log.read_text(errors='replace')[-3000:]}")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=15)
+
+
+@pytest.fixture(scope="module")
+def browser_tools():
+    for binary in (CHROMIUM, CHROMEDRIVER):
+        if not os.path.exists(binary):
+            pytest.skip(f"{binary} not found: install Debian's chromium and chromium-driver "
+                        "(apt-get install -y chromium chromium-driver) to run the browser test")
+    pytest.importorskip("selenium", reason="selenium is not installed (pip install -r requirements.txt)")
+
+
+@pytest.fixture(scope="module")
+def servers(browser_tools, tiny_models, tmp_path_factory):
+    """Factory: ``servers(name, **env)`` starts (once per name) ``streamlit run app.py``; returns its URL."""
+    started: dict[str, tuple[str, subprocess.Popen]] = {}
+    logs = tmp_path_factory.mktemp("streamlit_logs")
+
+    def start(name: str, **extra: str) -> str:
+        if name in started:
+            return started[name][0]
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", HF_HUB_OFFLINE="1")
+        for key in ("SER_GENDER_MODEL", "SER_ALLOW_MODEL_CHOICE", "SER_MODEL_ALLOWLIST"):
+            env.pop(key, None)
+        if not _shipped_models_ready():  # still being trained: exercise the app with the tiny models
+            env["SER_MALE_MODEL_DIR"] = str(tiny_models["male"])
+            env["SER_FEMALE_MODEL_DIR"] = str(tiny_models["female"])
+        env.update(extra)
+        port = _free_port()
+        url = f"http://127.0.0.1:{port}"
+        log = logs / f"{name}.log"
+        with open(log, "wb") as handle:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+                 "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
+                cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT,
+            )
+        started[name] = (url, proc)
+        _wait_healthy(url, proc, log)
+        return url
+
+    yield start
+    for _, proc in started.values():
+        _stop(proc)
+
+
+@pytest.fixture(scope="module")
+def driver(browser_tools, tmp_path_factory):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                f"--user-data-dir={profile}", "--disable-background-networking", "--hide-scrollbars",
+                "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1400,1800"):
+        options.add_argument(arg)
+    drv = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    drv.set_page_load_timeout(60)
+    yield drv
+    drv.quit()
+
+
+@pytest.fixture(scope="session")
+def shipped_models_ready() -> bool:
+    """True when the shipped emotion models are in male_models/ and female_models/."""
+    return _shipped_models_ready()

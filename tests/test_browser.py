@@ -14,11 +14,7 @@ from __future__ import annotations
 
 import os
 import re
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -26,109 +22,10 @@ import pytest
 import soundfile as sf
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
-SERVER_START_S = 120
+SERVER_START_S = 120  # the servers and the browser are fixtures of conftest.py: servers, driver
 RESULT_WAIT_S = 240  # model loading (TensorFlow + torch) on a busy 2-core machine, then the analysis
 WIDTHS = {"desktop": 1400, "phone": 390}
 MAX_SHOT_HEIGHT = 4000
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _shipped_models_ready() -> bool:
-    return all((ROOT / d / f).is_file() for d in ("male_models", "female_models")
-               for f in ("model.keras", "scaler.joblib", "config.json"))
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + SERVER_START_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"streamlit exited with {proc.returncode}:\n{log.read_text(errors='replace')[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"streamlit did not answer on {url} within {SERVER_START_S} s:\n{log.read_text(errors='replace')[-3000:]}")
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
-
-
-@pytest.fixture(scope="module")
-def browser_tools():
-    for binary in (CHROMIUM, CHROMEDRIVER):
-        if not os.path.exists(binary):
-            pytest.skip(f"{binary} not found: install Debian's chromium and chromium-driver "
-                        "(apt-get install -y chromium chromium-driver) to run the browser test")
-    pytest.importorskip("selenium", reason="selenium is not installed (pip install -r requirements.txt)")
-
-
-@pytest.fixture(scope="module")
-def servers(browser_tools, tiny_models, tmp_path_factory):
-    """Factory: ``servers(name, **env)`` starts (once per name) ``streamlit run app.py``; returns its URL."""
-    started: dict[str, tuple[str, subprocess.Popen]] = {}
-    logs = tmp_path_factory.mktemp("streamlit_logs")
-
-    def start(name: str, **extra: str) -> str:
-        if name in started:
-            return started[name][0]
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", HF_HUB_OFFLINE="1")
-        for key in ("SER_GENDER_MODEL", "SER_ALLOW_MODEL_CHOICE", "SER_MODEL_ALLOWLIST"):
-            env.pop(key, None)
-        if not _shipped_models_ready():  # still being trained: exercise the app with the tiny models
-            env["SER_MALE_MODEL_DIR"] = str(tiny_models["male"])
-            env["SER_FEMALE_MODEL_DIR"] = str(tiny_models["female"])
-        env.update(extra)
-        port = _free_port()
-        url = f"http://127.0.0.1:{port}"
-        log = logs / f"{name}.log"
-        with open(log, "wb") as handle:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-                 "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
-                cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT,
-            )
-        started[name] = (url, proc)
-        _wait_healthy(url, proc, log)
-        return url
-
-    yield start
-    for _, proc in started.values():
-        _stop(proc)
-
-
-@pytest.fixture(scope="module")
-def driver(browser_tools, tmp_path_factory):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    profile = tmp_path_factory.mktemp("chromium-profile")
-    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                f"--user-data-dir={profile}", "--disable-background-networking", "--hide-scrollbars",
-                "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1400,1800"):
-        options.add_argument(arg)
-    drv = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    drv.set_page_load_timeout(60)
-    yield drv
-    drv.quit()
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -465,7 +362,7 @@ def test_several_files_with_a_voice_memo_and_a_refused_file(servers, driver, tmp
     assert "voice memo.m4a: male" in body_text(driver)
 
 
-def test_two_voices_get_the_who_speaks_when_view(servers, driver, tmp_path):
+def test_two_voices_get_the_who_speaks_when_view(servers, driver, tmp_path, shipped_models_ready):
     """Items 5, 7, 8, 9: per-voice answers, consistent figures, click to play, progress that moves."""
     from selenium.webdriver.common.by import By
 
@@ -488,7 +385,7 @@ def test_two_voices_get_the_who_speaks_when_view(servers, driver, tmp_path):
         assert "No single gender or emotion for the whole recording" in text
         assert "Gender" not in [e.text for e in driver.find_elements(By.CSS_SELECTOR, "[data-testid='stMetricLabel']")]
         assert "conversation.wav, voice A" in text and f"{n_voices} voices: see each voice below" in text
-        if _shipped_models_ready():  # a row per voice with its gender: the man speaks first
+        if shipped_models_ready:  # a row per voice with its gender: the man speaks first
             assert re.search(r"\bA\s+male \(\d+", text) and re.search(r"\bfemale \(\d+", text), text
         assert re.search(r"voice A\s+(uncertain: leans )?(fe)?male, mostly \w+ \(\d+% of its speaking time\)", text)
         # item 7: the voices' speech adds up to the speech stated; time shares are labelled as such

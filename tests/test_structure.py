@@ -27,8 +27,8 @@ SHIMS = {"pipeline.train": "training.train", "pipeline.evaluate": "training.eval
 FAKES = "pipeline.testing"
 """Public test fakes: in the package, but not part of the runtime."""
 
-RUNTIME_ROOTS = ("app", "script", "pipeline")
-"""What users run: the app, the batch scorer and ``from pipeline import Cascade``."""
+RUNTIME_ROOTS = ("app", "pages.how_it_works", "script", "pipeline")
+"""What users run: the app (and its "How it works" page), the batch scorer and ``from pipeline import Cascade``."""
 
 
 def _python_files() -> list[Path]:
