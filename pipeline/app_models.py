@@ -26,16 +26,17 @@ class CascadeOptions:
 
 
 def one_torch_thread() -> None:
-    """Run torch on one thread per analysis (the server's sessions run side by side on the cores).
+    """Run the networks on one thread per analysis (the server's sessions run side by side on the cores).
 
-    The speech detector and the speaker and speech encoders make many small torch calls; with
-    torch's default of one thread per core, on a busy two-core machine every call waits for the
-    other thread: a 77 s two-voice recording took 55 s to split into voices on two threads
-    against 8.6 s on one (measured while two trainings ran).
+    The speech detector and the speaker and speech encoders make many small calls; with one
+    thread per core, on a busy two-core machine every call waits for the other thread: a 77 s
+    two-voice recording took 55 s to split into voices on two torch threads against 8.6 s on one
+    (measured while two trainings ran). :func:`pipeline.backend.set_threads` sets torch's threads
+    where torch runs and the ONNX Runtime sessions' otherwise (it imports no torch on that path).
     """
-    import torch
+    from pipeline.backend import set_threads
 
-    torch.set_num_threads(1)
+    set_threads(1)
 
 
 def load_cascade(options: CascadeOptions):

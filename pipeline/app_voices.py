@@ -52,16 +52,12 @@ class SingleThreadVad:
         self.vad, self.progress = vad, progress
 
     def _one_thread(self, method: str, y, **kwargs):
-        import torch
+        from pipeline.backend import torch_threads  # a no-op where torch does not run (the ONNX path)
 
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            if self.progress is not None and "progress" not in kwargs:
-                kwargs["progress"] = self.progress
+        if self.progress is not None and "progress" not in kwargs:
+            kwargs["progress"] = self.progress
+        with torch_threads(1):
             return getattr(self.vad, method)(y, **kwargs)
-        finally:
-            torch.set_num_threads(threads)
 
     def segments(self, y, **kwargs):
         return self._one_thread("segments", y, **kwargs)
