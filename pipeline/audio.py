@@ -375,7 +375,7 @@ def prepare_signal(
     peak = _peak(mono)
     if peak < 10 ** (config.silence_peak_dbfs / 20):
         raise SilentAudioError(
-            f"clip is silent (peak below {config.silence_peak_dbfs:.0f} dBFS); check the microphone or the file"
+            f"clip is silent (peak below {config.silence_peak_dbfs:.0f} dBFS): there is no sound to analyse"
         )
     # Peak-normalise first: librosa's trim clamps frames at -100 dB and its float32 RMS
     # overflows above ~1e19, so trimming is only level-invariant near full scale. The

@@ -6,11 +6,15 @@ per-batch work beyond it; no whole-file spectrogram):
 1. decode to mono (:func:`pipeline.audio.decode_audio`, no length limit) and resample to 16 kHz;
 2. speech segments (:class:`pipeline.vad.SileroVad`: streamed silero-vad, turns over 6 s split
    into 2-6 s pieces);
-3. per batch of segments: GE2E embedding (:mod:`pipeline.voices`), and the cascade's own
-   per-clip preparation and features plus its gender classifier's probabilities (the
-   segment's samples are freed after the batch; only features and probabilities stay);
-4. voices: clustering of the embeddings, each voice's gender from the duration-weighted
-   mean of its segments' gender probabilities;
+3. who speaks when: a GE2E embedding per segment and the first average-linkage cut
+   (:func:`pipeline.voices.cluster_voices`); if it hears one voice, that is the answer (the
+   guard that keeps a monologue whole). Otherwise the speech found at a lower silero threshold
+   is embedded in 1.5 s windows, grouped by spectral clustering and re-segmented
+   (:mod:`pipeline.diarize`): the segments are then runs of one voice, cut to 2-6 s;
+4. per batch of segments: the cascade's own per-clip preparation and features plus its gender
+   classifier's probabilities (the segment's samples are freed after the batch; only features
+   and probabilities stay); each voice's gender from the duration-weighted mean of its
+   segments' gender probabilities;
 5. emotion per segment from the emotion model of its *voice's* gender (``routing="soft"``
    blends both with the voice's gender probabilities).
 
@@ -186,7 +190,7 @@ def _load(source, sr: int | None, *, name: str | None) -> tuple[np.ndarray, floa
         raise TooShortError(f"recording lasts {duration_s * 1000:.0f} ms; at least "
                             f"{MIN_RECORDING_S * 1000:.0f} ms is needed")
     if float(np.max(np.abs(mono))) < SILENCE_PEAK:
-        raise SilentAudioError("the recording is silent (peak below -80 dBFS); check the microphone or the file")
+        raise SilentAudioError("the recording is silent (peak below -80 dBFS): there is no sound to analyse")
     return resample(mono, rate, SAMPLE_RATE), duration_s
 
 

@@ -252,20 +252,20 @@ def click_segment_row(drv, row: int) -> None:
 
 
 def test_start_page_and_how_it_works(servers, driver, tmp_path):
-    """Start page wording and options (items 2, 6, 10) and "How it works" for visitors (item 4)."""
+    """Start page wording and options and "How it works" for visitors."""
     url = servers("main")
     open_page(driver, url)
 
     def start(label: str) -> None:
         text = body_text(driver)
         assert "400 MB" in text and "Try an example" in text and "3-10 seconds" in text
-        assert "one person speaking" not in text and "Shipped" not in text  # item 10
-        assert "Noise reduction" not in text  # item 2: the option left the page
+        assert "one person speaking" not in text and "Shipped" not in text
+        assert "Noise reduction" not in text  # the option left the page
         from selenium.webdriver.common.by import By
 
         options = [e for e in driver.find_elements(By.CSS_SELECTOR, "[data-testid='stExpander']")
                    if "Options" in e.text]
-        assert options and options[0].is_displayed() and options[0].rect["x"] >= 0  # item 6: on the page
+        assert options and options[0].is_displayed() and options[0].rect["x"] >= 0  # on the page
         assert options[0].rect["x"] + options[0].rect["width"] <= WIDTHS[label] + 1
         assert "How it works: what the models can and cannot do" in text  # the link, before any result
         assert_no_sideways_page(driver, label)
@@ -289,7 +289,7 @@ def test_start_page_and_how_it_works(servers, driver, tmp_path):
 
 
 def test_example_clip_in_one_click(servers, driver, tmp_path):
-    """One click answers; sure answers carry their probability and the test figure they assume (item 1)."""
+    """One click answers; sure answers carry their probability and the test figure they assume."""
     open_page(driver, servers("main"))
     click_button(driver, "Woman, angry")
     # the answer is shown sure (a metric "Female") or uncertain ("leans female, 78%"): either way it names the gender
@@ -327,7 +327,7 @@ def test_several_files_with_a_voice_memo_and_a_refused_file(servers, driver, tmp
     sf.write(hush, np.zeros(2 * sr, dtype=np.float32), sr)
     open_page(driver, servers("main"))
     upload(driver, memo, notes, hush, ROOT / "examples" / "woman_sad.flac")
-    # item 10: every file is named on the page, not only the first rows of the upload box
+    # every file is named on the page, not only the first rows of the upload box
     assert "On the page: 4 recording(s): voice memo.m4a, notes.txt, hush.wav, woman_sad.flac" in body_text(driver)
     click_button(driver, "Analyse")
     wait_text(driver, "4 recording(s):")
@@ -337,20 +337,20 @@ def test_several_files_with_a_voice_memo_and_a_refused_file(servers, driver, tmp
         text = body_text(driver)
         # the refused file is named in the page text with its reason (not only on hover)
         assert "notes.txt was not analysed: not a format the app reads" in text and "Details: the app reads" in text
-        # item 10: an uploaded silent file is not told to check the microphone
+        # an uploaded silent file is not told to check the microphone
         assert "hush.wav was not analysed: silent or almost silent" in text
         assert "microphone" not in text.split("hush.wav was not analysed")[1].split("\n")[0]
         assert "woman_sad.flac: female, sad" in text
-        # item 1 and 6: the summary shows the model's probability in full, no "fairly sure", every column whole
+        # the summary shows the model's probability in full, no "fairly sure", every column whole
         [summary] = [t for t in tables(driver) if t["headers"][:2] == ["", "answer"] or "answer" in t["headers"]]
         assert summary["headers"][-3:] == ["answer", "model's probability", "status"], summary
         assert "fairly sure" not in text
         assert_tables_whole(driver, label)
         assert_no_sideways_page(driver, label)
-        # item 9: both downloads offered
+        # both downloads offered
         labels = [b.text for b in driver.find_elements(By.CSS_SELECTOR, "[data-testid='stDownloadButton'] button")]
         assert "Download all results (CSV)" in labels
-        # item 10: nothing waits, so Analyse is disabled
+        # nothing waits, so Analyse is disabled
         [analyse] = [b for b in driver.find_elements(By.CSS_SELECTOR, "button") if b.text.strip() == "Analyse"]
         assert not analyse.is_enabled()
 
@@ -369,7 +369,7 @@ def test_two_voices_get_the_who_speaks_when_view(servers, driver, tmp_path, ship
     open_page(driver, servers("main"))
     upload(driver, two_voice_recording(tmp_path))
     click_button(driver, "Analyse")
-    steps = progress_texts(driver, "Who speaks when")  # item 8: the bar moves through the steps
+    steps = progress_texts(driver, "Who speaks when")  # the bar moves through the steps
     wait_idle(driver)
     texts_seen = " | ".join(t for _, t in steps)
     assert "finding the speech" in texts_seen and "segment" in texts_seen, steps
@@ -381,29 +381,29 @@ def test_two_voices_get_the_who_speaks_when_view(servers, driver, tmp_path, ship
         assert match, text[-3000:]
         speech_s, n_voices = int(match.group(1)), int(match.group(2))
         assert n_voices >= 2 and "Download the segments (CSV)" in text
-        # item 5: no whole-recording answer presented as a fact; the summary has a row per voice
+        # no whole-recording answer presented as a fact; the summary has a row per voice
         assert "No single gender or emotion for the whole recording" in text
         assert "Gender" not in [e.text for e in driver.find_elements(By.CSS_SELECTOR, "[data-testid='stMetricLabel']")]
         assert "conversation.wav, voice A" in text and f"{n_voices} voices: see each voice below" in text
         if shipped_models_ready:  # a row per voice with its gender: the man speaks first
             assert re.search(r"\bA\s+male \(\d+", text) and re.search(r"\bfemale \(\d+", text), text
         assert re.search(r"voice A\s+(uncertain: leans )?(fe)?male, mostly \w+ \(\d+% of its speaking time\)", text)
-        # item 7: the voices' speech adds up to the speech stated; time shares are labelled as such
+        # the voices' speech adds up to the speech stated; time shares are labelled as such
         voice_seconds = [float(s) for s in re.findall(r"([\d.]+) s \(\d+% of all speech\)", text)]
         assert len(voice_seconds) == n_voices and abs(sum(voice_seconds) - speech_s) <= 1.0, voice_seconds
         assert "emotions (share of its speaking time)" in text and "a share of time" in text
         [voices] = [t for t in tables(driver) if "turns" in t["headers"]]
-        assert voices["headers"][-2:] == ["turns", "first heard"]  # item 6: not cut at phone width
+        assert voices["headers"][-2:] == ["turns", "first heard"]  # not cut at phone width
         assert_tables_whole(driver, label)
         assert_no_sideways_page(driver, label)
         labels = [b.text for b in driver.find_elements(By.CSS_SELECTOR, "[data-testid='stDownloadButton'] button")]
-        assert {"Download all results (CSV)", "Download the voices (CSV)"} <= set(labels)  # item 9
+        assert {"Download all results (CSV)", "Download the voices (CSV)"} <= set(labels)
 
     at_both_widths(driver, check)
     assert_clean(driver)
 
     def play(label: str) -> None:
-        # item 7: a click on a cell of the segment table plays from that segment, the player close to the click
+        # a click on a cell of the segment table plays from that segment, the player close to the click
         click_segment_row(driver, 2 if label == "desktop" else 3)
         wait_text(driver, "Playing from", 60)
         wait_idle(driver)
@@ -417,7 +417,7 @@ def test_two_voices_get_the_who_speaks_when_view(servers, driver, tmp_path, ship
     at_both_widths(driver, play)
 
     def play_from_timeline(label: str) -> None:
-        # item 7: a click on a bar of the timeline plays from that segment too, also after a click in the table
+        # a click on a bar of the timeline plays from that segment too, also after a click in the table
         click_segment_row(driver, 4)
         wait_idle(driver)
         before = re.search(r"Playing from [\d.]+ s \(voice \w+", body_text(driver)).group(0)
