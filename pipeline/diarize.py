@@ -1,7 +1,9 @@
 """Who speaks when from short windows: window embeddings, a spectral voice count, re-segmentation.
 
-The steps after speech detection (``studies/room_conversations``, round 2, chose them on
-conversations that share one room, microphone, noise and codec):
+Opt-in (``Cascade.analyse_recording(..., diarization=DiarizationConfig())``). The steps after
+speech detection, chosen in ``studies/room_conversations`` (rounds 2-3) on conversations that
+share one room, microphone, noise and codec; not the default because gender per voice and
+corpus-clip conversations got worse in that study's full run:
 
 1. :func:`speech_windows`: windows of ``window_s`` (1.5 s) every ``hop_s`` (0.75 s) inside each
    speech region (a shorter region is one window); each gets a GE2E embedding. A whole VAD

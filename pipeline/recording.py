@@ -6,15 +6,15 @@ per-batch work beyond it; no whole-file spectrogram):
 1. decode to mono (:func:`pipeline.audio.decode_audio`, no length limit) and resample to 16 kHz;
 2. speech segments (:class:`pipeline.vad.SileroVad`: streamed silero-vad, turns over 6 s split
    into 2-6 s pieces);
-3. who speaks when: a GE2E embedding per segment and the first average-linkage cut
-   (:func:`pipeline.voices.cluster_voices`); if it hears one voice, that is the answer (the
-   guard that keeps a monologue whole). Otherwise the speech found at a lower silero threshold
-   is embedded in 1.5 s windows, grouped by spectral clustering and re-segmented
-   (:mod:`pipeline.diarize`): the segments are then runs of one voice, cut to 2-6 s;
-4. per batch of segments: the cascade's own per-clip preparation and features plus its gender
-   classifier's probabilities (the segment's samples are freed after the batch; only features
-   and probabilities stay); each voice's gender from the duration-weighted mean of its
-   segments' gender probabilities;
+3. per batch of segments: GE2E embedding (:mod:`pipeline.voices`), and the cascade's own
+   per-clip preparation and features plus its gender classifier's probabilities (the
+   segment's samples are freed after the batch; only features and probabilities stay);
+4. voices: clustering of the embeddings (:func:`pipeline.voices.cluster_voices`), each voice's
+   gender from the duration-weighted mean of its segments' gender probabilities. Opt-in
+   (``diarization=DiarizationConfig()``): the first cut guards one voice; when it hears more,
+   the speech found at a lower silero threshold is embedded in 1.5 s windows, grouped by
+   spectral clustering and re-segmented (:mod:`pipeline.diarize`), and the segments are runs
+   of one voice, cut to 2-6 s;
 5. emotion per segment from the emotion model of its *voice's* gender (``routing="soft"``
    blends both with the voice's gender probabilities).
 
@@ -55,8 +55,12 @@ class Models(Protocol):
     def featurise_signal(self, y: np.ndarray, sr: int, *, name: str | None = None) -> Any: ...
 
 
-DIARIZATION = DiarizationConfig()
-"""How voices are found by default (``studies/room_conversations``, round 2)."""
+DIARIZATION: DiarizationConfig | None = None
+"""How voices are found by default: ``None``, whole segments and :func:`pipeline.voices.cluster_voices`.
+
+The window path (``diarization=DiarizationConfig()``) passed its round's rule in
+``studies/room_conversations`` (round 3) but lost gender per voice (dev 80.3% -> 74.8%) and
+corpus-clip conversations (DER 15.3% -> 18.3%) in the full study, so it is opt-in."""
 
 MIN_RECORDING_S = 0.25  #: shorter inputs are refused as ``too_short``
 SILENCE_PEAK = 10 ** (-80 / 20)  #: below this peak (-80 dBFS) the recording is ``silent``
@@ -137,10 +141,10 @@ def analyse_recording(cascade: Models, source: AudioSource | np.ndarray, sr: int
             (default :data:`pipeline.voices.CLUSTER_THRESHOLD`): the one-voice guard, or with
             ``diarization=None`` the first cut of :func:`pipeline.voices.cluster_voices`.
         batch_size: segments per model call (memory vs. speed; results do not depend on it).
-        diarization: how voices are found when the guard hears more than one (:mod:`pipeline.diarize`:
-            1.5 s windows, spectral voice count, re-segmentation; default :data:`DIARIZATION`);
-            ``None``: whole VAD segments grouped by :func:`pipeline.voices.cluster_voices` (the
-            first pipeline).
+        diarization: ``None`` (default, :data:`DIARIZATION`): whole VAD segments grouped by
+            :func:`pipeline.voices.cluster_voices`. A :class:`pipeline.diarize.DiarizationConfig`:
+            the first cut guards one voice; when it hears more, 1.5 s windows, a spectral voice
+            count and re-segmentation give the segments (:mod:`pipeline.diarize`).
 
     Never raises for bad audio: the :class:`Recording` carries the status.
     """

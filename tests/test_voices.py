@@ -206,18 +206,22 @@ def reader_monologue(shared_data) -> np.ndarray:
     return np.concatenate(parts)
 
 
-@pytest.mark.parametrize("diarization", ["default", None], ids=["windows", "first_pipeline"])
-def test_one_speaker_stays_one_voice(shipped_cascade, shared_data, diarization):
+@pytest.mark.parametrize("windows", [True, False], ids=["windows", "first_pipeline"])
+def test_one_speaker_stays_one_voice(shipped_cascade, shared_data, windows):
     """The guard (the first cut over whole segments) keeps a monologue whole before any window grouping."""
-    options = {} if diarization == "default" else {"diarization": None}
+    from pipeline.diarize import DiarizationConfig
+
+    options = {"diarization": DiarizationConfig()} if windows else {}
     rec = shipped_cascade.analyse_recording(reader_monologue(shared_data), 16000, **options)
     assert rec.ok and len(rec.voices) == 1 and rec.voices[0].gender == "female"
 
 
 def test_two_voices_through_windows_cut_where_the_speaker_changes(shipped_cascade, shared_data):
     """With more than one voice heard, segments come from the window re-segmentation: each lies in one turn."""
+    from pipeline.diarize import DiarizationConfig
+
     y = ravdess_pair(shared_data)
-    rec = shipped_cascade.analyse_recording(y, 16000)
+    rec = shipped_cascade.analyse_recording(y, 16000, diarization=DiarizationConfig())
     assert len(rec.voices) == 2
     first = rec.segments[0].voice
     # turns alternate man, woman, ...; each segment's voice matches the gender of the speaker of its turn
