@@ -236,17 +236,17 @@ class FileResult:
 @contextmanager
 def single_threaded() -> Iterator[None]:
     """One BLAS/OpenMP and one torch thread here, as in the feature workers: the small mel products and LSTM
-    calls of GE2E ran 3-6x slower with two threads on the 2-core machine (measured)."""
-    import torch
+    calls of GE2E ran 3-6x slower with two threads on the 2-core machine (measured).
+
+    Torch's thread count is set only where torch is imported (:func:`pipeline.backend.torch_threads`):
+    the ONNX path never imports it, and its sessions take their threads when made.
+    """
     from threadpoolctl import threadpool_limits
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with threadpool_limits(1):
-            yield
-    finally:
-        torch.set_num_threads(threads)
+    from pipeline import backend
+
+    with backend.torch_threads(1), threadpool_limits(1):
+        yield
 
 
 _ENCODER = None  # the GE2E encoder of this process, loaded on first use
@@ -258,9 +258,9 @@ def _encoder(*, worker: bool = False):
         from pipeline.speaker_encoder import SpeakerEncoder
 
         if worker:
-            import torch
+            from pipeline import backend
 
-            torch.set_num_threads(1)
+            backend.set_threads(1)  # torch where it runs the networks, the ONNX sessions otherwise
         _ENCODER = SpeakerEncoder()
     return _ENCODER
 
@@ -374,7 +374,8 @@ def group_rows(files: Sequence[InputFile], rows: Mapping[str, dict[str, str]], m
     if mode == "folder":
         voice_of = folder_voices(ok)
     elif mode == "voice":
-        local = lambda chunk: embed_chunk(chunk, settings, encoder or _encoder())
+        here = encoder or _encoder()  # loaded before the block, so that torch (where it runs) is imported when threads are set
+        local = lambda chunk: embed_chunk(chunk, settings, here)
         with single_threaded():
             embedded = {r.name: r for r in _run(embed_chunk, ok, settings, jobs=jobs, chunk=batch_size,
                                                   local=local, stage="embedding", progress=progress)}
