@@ -15,6 +15,10 @@ import os
 from functools import partial
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The page answers through the ONNX exports of the shipped networks: the same labels as PyTorch and
+# Keras on every test clip, probabilities within 1e-5 (docs/runtime.md), and no TensorFlow import,
+# so the first answer after a cold start comes in seconds. An operator may set SER_BACKEND=auto.
+os.environ.setdefault("SER_BACKEND", "onnx")
 
 import streamlit as st
 
