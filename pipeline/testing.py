@@ -221,6 +221,7 @@ def make_gender_model(folder: str | os.PathLike, *, female_logit: float) -> Path
         model.fc7.bias.copy_(torch.tensor([0.0, female_logit]))
     model.eval()
     model.save_pretrained(folder)
+    _seal(folder / "model.onnx")
     return folder
 
 
@@ -278,7 +279,22 @@ def make_emotion_model(folder: str | os.PathLike, *, name: str, favourite: str, 
         (folder / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n", encoding="utf-8")
         return folder
     EmotionModel(net, scaler, config, encoder_scaler=encoder_scaler).save(folder)
+    _seal(folder / "model.onnx")
     return folder
+
+
+def _seal(onnx_file: Path) -> None:
+    """Record in a fake export's card the hash of the weights saved beside it since, so it is not stale."""
+    from pipeline.backend import OnnxSpec, file_sha256, spec_path
+
+    card = spec_path(onnx_file)
+    if not card.is_file():
+        return
+    spec = OnnxSpec.from_dict(json.loads(card.read_text(encoding="utf-8")))
+    source = onnx_file.parent / spec.source
+    if source.is_file():
+        sealed = {**spec.to_dict(), "source_sha256": file_sha256(source)}
+        card.write_text(json.dumps(sealed, indent=2) + "\n", encoding="utf-8")
 
 
 def write_constant_onnx(path: str | os.PathLike, *, inputs: dict[str, int], logits: list[float], network: str,

