@@ -166,7 +166,9 @@ def run_folds(rows: Sequence[Utterance], emb: Embeddings, probs_out: list[dict])
             settings.setdefault(key, {})[corpus] = {"ecapa_temperature": f.ecapa_temperature,
                                                    "ge2e_temperature": f.ge2e_temperature, "ecapa_weight": f.ecapa_weight}
             scores[key] = (held_e, z_f)
-        held_out[corpus] = {"E0": dict(zip([u.relpath for u in scores["F(E0,Gd)"][0]], _z([ecapa["E0"][u.relpath] for u in scores["F(E0,Gd)"][0]]))),
+        held_out[corpus] = {**{name: dict(zip([u.relpath for u in scores[f"F({name},Gd)"][0]],
+                                              _z([p[u.relpath] for u in scores[f"F({name},Gd)"][0]])))
+                               for name, p in ecapa.items()},
                             **{name: dict(zip([u.relpath for u in us], z)) for name, (us, z) in scores.items()
                                if name in ("Gd", "Gdp")},
                             "y": {u.relpath: int(u.gender == "female") for u in held},
@@ -180,33 +182,37 @@ def run_folds(rows: Sequence[Utterance], emb: Embeddings, probs_out: list[dict])
     return folds, settings
 
 
-def _pooled(held_out: dict, corpora: Sequence[str], second: str = "Gd") -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
-    """Paths, E0 and ``second``'s log-odds and labels of the held-out clips of ``corpora`` that both scored."""
-    paths = [p for c in corpora for p in held_out[c]["E0"] if p in held_out[c][second]]
-    where = {p: c for c in corpora for p in held_out[c]["E0"]}
-    return (paths, np.array([held_out[where[p]]["E0"][p] for p in paths]),
+def _pooled(held_out: dict, corpora: Sequence[str], second: str = "Gd",
+            first: str = "E0") -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """Paths, ``first``'s and ``second``'s log-odds and labels of the held-out clips of ``corpora`` that both scored."""
+    paths = [p for c in corpora for p in held_out[c][first] if p in held_out[c][second]]
+    where = {p: c for c in corpora for p in held_out[c][first]}
+    return (paths, np.array([held_out[where[p]][first][p] for p in paths]),
             np.array([held_out[where[p]][second][p] for p in paths]), np.array([held_out[where[p]]["y"][p] for p in paths]))
 
 
 def never_seen_fusion(folds: dict, settings: dict, held_out: dict, probs_out: list[dict]) -> None:
-    """F*(E0,Gd) (amendment 4): per fold, temperatures and weight fitted on the other five folds' held-out clips.
+    """F*(E0,Gd) (amendment 4), F*(E0,Gdp) (5), F*(R,Gd) (6): per fold, temperatures and weight fitted on the
+    other five folds' held-out clips.
 
-    Adds ``folds[c]["candidates"]["F*(E0,Gd)"]``, ``settings["F*(E0,Gd)"][c]`` and, under
-    ``settings["F*(E0,Gd)"]["six"]``, the values fitted on all six folds' held-out clips (the shipped form).
+    Adds ``folds[c]["candidates"][key]``, ``settings[key][c]`` and, under ``settings[key]["six"]``, the
+    values fitted on all six folds' held-out clips (the shipped form). A pair runs only when both opinions
+    scored every fold.
     """
-    for second in ("Gd", "Gdp"):
-        if all(second in held_out[c] for c in CORPORA):
-            _never_seen_fusion(folds, settings, held_out, probs_out, second)
+    for first, second in (("E0", "Gd"), ("E0", "Gdp"), ("R", "Gd")):
+        if all(first in held_out[c] and second in held_out[c] for c in CORPORA):
+            _never_seen_fusion(folds, settings, held_out, probs_out, second, first)
 
 
-def _never_seen_fusion(folds: dict, settings: dict, held_out: dict, probs_out: list[dict], second: str) -> None:
+def _never_seen_fusion(folds: dict, settings: dict, held_out: dict, probs_out: list[dict], second: str,
+                       first: str = "E0") -> None:
     from training.gender_fusion import fit_weights
 
-    key = f"F*(E0,{second})"
+    key = f"F*({first},{second})"
     for corpus in CORPORA:
-        _, z_e, z_g, y = _pooled(held_out, [c for c in CORPORA if c != corpus], second)
+        _, z_e, z_g, y = _pooled(held_out, [c for c in CORPORA if c != corpus], second, first)
         t_e, t_g, w, _ = fit_weights(z_e, z_g, y)
-        paths, h_e, h_g, h_y = _pooled(held_out, [corpus], second)
+        paths, h_e, h_g, h_y = _pooled(held_out, [corpus], second, first)
         z = w * h_e / t_e + (1 - w) * h_g / t_g
         correct = ((z > 0) == (h_y == 1)).astype(float)
         speakers = np.array([held_out[corpus]["speaker"][p] for p in paths])
@@ -216,7 +222,7 @@ def _never_seen_fusion(folds: dict, settings: dict, held_out: dict, probs_out: l
         probs_out += [{"path": p, "part": f"fold:{corpus}", "model": key, "p_female": f"{1 / (1 + np.exp(-v)):.6f}"}
                       for p, v in zip(paths, z)]
         _log(f"fold {corpus}: {key} {pct(correct.mean())} (w {w}, T {t_e:.2f} / {t_g:.2f})")
-    _, z_e, z_g, y = _pooled(held_out, CORPORA, second)
+    _, z_e, z_g, y = _pooled(held_out, CORPORA, second, first)
     t_e, t_g, w, _ = fit_weights(z_e, z_g, y)
     settings[key]["six"] = {"ecapa_temperature": t_e, "ge2e_temperature": t_g, "ecapa_weight": w}
 
