@@ -363,7 +363,7 @@ def test_several_files_with_a_voice_memo_and_a_refused_file(servers, driver, tmp
 
 
 def test_two_voices_get_the_who_speaks_when_view(servers, driver, tmp_path, shipped_models_ready):
-    """per-voice answers, consistent figures, click to play, progress that moves."""
+    """Per-voice answers, consistent figures, click to play, progress that moves."""
     from selenium.webdriver.common.by import By
 
     open_page(driver, servers("main"))
@@ -437,7 +437,7 @@ def test_two_voices_get_the_who_speaks_when_view(servers, driver, tmp_path, ship
 
 
 def test_ambiguous_voice_is_marked_uncertain(servers, driver, tiny_models, tmp_path):
-    """an uncertain gender makes the emotion visibly uncertain, says why, and quotes no misleading figure."""
+    """An uncertain gender makes the emotion visibly uncertain, says why, and quotes no misleading figure."""
     from pipeline.testing import speech_like
 
     url = servers("even", SER_GENDER_MODEL=str(tiny_models["even_gender"]),
@@ -465,7 +465,7 @@ def test_ambiguous_voice_is_marked_uncertain(servers, driver, tiny_models, tmp_p
 
 
 def test_uploads_and_results_survive_how_it_works(servers, driver, tmp_path):
-    """going to "How it works" and back keeps the uploads and the results, at both widths."""
+    """Going to "How it works" and back keeps the uploads and the results, at both widths."""
     from selenium.webdriver.common.by import By
 
     open_page(driver, servers("main"))
