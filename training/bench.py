@@ -200,8 +200,9 @@ def run(*, soak: int, batch_size: int, limit: int | None) -> dict:
     from pipeline.cascade import Cascade
 
     rows = [u for u in read_manifest() if u.split == "test" and u.corpus == "ravdess"]
-    if limit:
-        rows = rows[:limit]
+    if limit:  # men and women in turn, so that a small set still makes the two-voice recording
+        men, women = [u for u in rows if u.gender == "male"], [u for u in rows if u.gender == "female"]
+        rows = [u for pair in zip(men, women) for u in pair][:limit]
     files = [InputFile(u.path, u.relpath) for u in rows]
     four_s = min(rows, key=lambda u: abs(u.duration_s - 4.0))
     t = time.perf_counter()
