@@ -21,13 +21,9 @@ app-runtime: setup-runtime  ## the web app on the runtime profile
 
 # The tests that need neither torch nor TensorFlow (test_structure.py reads sources only: `make test`
 # covers it); on the runtime profile the framework halves of test_onnx_parity.py skip themselves.
-RUNTIME_TESTS := tests/test_onnx_parity.py tests/test_audio.py tests/test_features.py tests/test_formats.py \
-	tests/test_stats.py tests/test_properties.py tests/test_script.py tests/test_segments.py tests/test_voices.py \
-	tests/test_reliability.py tests/test_timeline.py tests/test_denoise.py tests/test_grouping.py tests/test_diarize.py
-
-test-runtime: setup-runtime  ## the runtime profile's tests (pytest, hypothesis and onnx, for the test fakes, added to .venv-runtime as pinned in requirements.txt)
-	grep -E '^(pytest|hypothesis|onnx)==' requirements.txt | .venv-runtime/bin/python -m pip install --disable-pip-version-check -q -r /dev/stdin
-	.venv-runtime/bin/python -m pytest -q $(RUNTIME_TESTS)
+test-runtime: setup-runtime  ## every test on the runtime profile; those of the training stack skip, saying why (pytest, hypothesis, onnx for the test fakes and selenium for the browser tests, added to .venv-runtime as pinned in requirements.txt)
+	grep -E '^(pytest|hypothesis|onnx|selenium)==' requirements.txt | .venv-runtime/bin/python -m pip install --disable-pip-version-check -q -r /dev/stdin
+	.venv-runtime/bin/python -m pytest -q
 
 export-onnx: setup  ## re-export every shipped network to ONNX beside its weights (after `make train`)
 	$(PY) -m training.export_onnx

@@ -72,15 +72,62 @@ DATA_TESTS = {
 """Tests that need the shared corpus without using a fixture of :data:`DATA_FIXTURES`."""
 
 
+FULL_PROFILE_TESTS = {
+    # "file::function": what it needs that the runtime profile (requirements-runtime.txt) does not install
+    "test_app.py::test_uncertain_thresholds_and_quoted_figures_match_the_reports": "the gender recipe (PyYAML)",
+    "test_cascade.py::test_emotion_folder_missing_file_names_it": "Keras model files",
+    "test_cascade.py::test_truncated_keras_file_is_a_model_error": "Keras model files",
+    "test_channel.py::test_select_rows_leaves_out_excluded_speakers": "the gender trainer (PyYAML, torch)",
+    "test_channel.py::test_train_gender_with_channel_copies": "the gender trainer (PyYAML, torch)",
+    "test_channel.py::test_version_probs": "the gender trainer (PyYAML, torch)",
+    "test_corpus_pitch.py::test_pitch_balance_known_answer": "the gender trainer (PyYAML, torch)",
+    "test_corpus_pitch.py::test_train_gender_with_pitch_balance": "the gender trainer (PyYAML, torch)",
+    "test_emotion_encoder_input.py::test_train_family_with_an_encoder_input": "the emotion trainer (PyYAML, TensorFlow)",
+    "test_emotion_holdout.py::test_run_holds_the_corpus_out_and_refuses_unknown_ones": "the emotion trainer (PyYAML)",
+    "test_gender_card.py::*": "the gender recipe (PyYAML)",
+    "test_gender_fusion.py::test_second_opinion_fits_on_clips_and_copies_and_writes_the_recipe_fusion":
+        "the gender recipe (PyYAML)",
+    "test_gender_holdout.py::test_train_gender_without_a_corpus": "the gender trainer (PyYAML, torch)",
+    "test_room_conversations.py::*": "the room simulation and DER of the study (pyroomacoustics, pyannote.metrics)",
+    "test_vad.py::test_loading_keeps_the_callers_thread_count": "torch (silero-vad's own loader)",
+}
+"""Tests of the training stack inside files that otherwise also run on the runtime profile (``make
+test-runtime``): marked ``full_profile`` and skipped, with the reason, where that stack is not installed.
+Files that import the stack at the top skip themselves with ``pytest.importorskip``."""
+
+FULL_PROFILE_MODULES = ("torch", "tensorflow", "yaml", "pyroomacoustics", "pyannote.metrics")
+
+
+def _full_profile_missing() -> list[str]:
+    """The modules of :data:`FULL_PROFILE_MODULES` that cannot be imported here (none on the full profile)."""
+    import importlib.util
+
+    missing = []
+    for name in FULL_PROFILE_MODULES:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except ModuleNotFoundError:  # a parent package is missing
+            found = False
+        if not found:
+            missing.append(name)
+    return missing
+
+
 def marker_key(item: pytest.Item) -> str:
     """``"<file name>::<function name>"`` of a collected test, without parameters."""
     return f"{item.path.name}::{getattr(item, 'originalname', item.name)}"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    missing = _full_profile_missing()
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
         key = marker_key(item)
+        why = FULL_PROFILE_TESTS.get(key) or FULL_PROFILE_TESTS.get(f"{item.path.name}::*")
+        if why:
+            item.add_marker(pytest.mark.full_profile)
+            if missing:
+                item.add_marker(pytest.mark.skip(reason=f"needs the full profile: {why} ({', '.join(missing)} not installed)"))
         if fixtures & DATA_FIXTURES or key in DATA_TESTS:
             item.add_marker(pytest.mark.data)
         if item.path.name in BROWSER_FILES:

@@ -257,6 +257,7 @@ def test_start_page_and_how_it_works(servers, driver, tmp_path):
     open_page(driver, url)
 
     def start(label: str) -> None:
+        wait_text(driver, "400 MB", 30)  # the uploader's label comes a moment after the page's first text
         text = body_text(driver)
         assert "400 MB" in text and "Try an example" in text and "3-10 seconds" in text
         assert "one person speaking" not in text and "Shipped" not in text

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+pytest.importorskip("torch", reason="needs the full profile: the gender network and its trainer")
 import torch
 
 from pipeline.ecapa import ECAPAGender, LogMelFrontEnd

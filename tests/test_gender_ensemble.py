@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+pytest.importorskip("yaml", reason="needs the full profile: the gender trainer's recipes")
+
 from pipeline.errors import ModelError
 from pipeline.gender import ENSEMBLE_FILE, GenderClassifier, ensemble_members
 from training.gender_ensemble import build_ensemble, main

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
+pytest.importorskip("torch", reason="needs the full profile: the gender trainer's noise")
 import torch
 
 from training.corpus import read_manifest

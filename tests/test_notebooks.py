@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import sys
 
-import nbformat
 import pytest
+
+pytest.importorskip("nbformat", reason="needs the full profile: the notebooks")
+import nbformat  # noqa: E402
 
 from pipeline.paths import PROJECT_ROOT as ROOT  # noqa: E402
 sys.path.insert(0, str(ROOT / "notebooks"))

@@ -6,6 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+pytest.importorskip("tensorflow", reason="needs the full profile: the emotion trainer")
+
 from training.corpus import Utterance
 from pipeline.emotion import EMOTION_LABELS, configure_tensorflow
 from studies.recipe_cv.study import Curve, best_epoch, curve, run_folds, speaker_folds, to_markdown

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
+pytest.importorskip("torch", reason="needs the full profile: the GE2E network against its ONNX export and golden outputs")
 import torch
 
 from pipeline.errors import AudioError, ModelError, NonFiniteAudioError, PipelineError, SilentAudioError, TooShortError

@@ -341,6 +341,6 @@ def test_pytest_configuration_lives_in_pyproject():
     import tomllib
 
     config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["pytest"]["ini_options"]
-    assert {m.split(":")[0] for m in config["markers"]} == {"slow", "data", "browser"}
+    assert {m.split(":")[0] for m in config["markers"]} == {"slow", "data", "browser", "full_profile"}
     assert "--strict-markers" in config["addopts"]
     assert not [n for n in ("pytest.ini", "setup.cfg", "tox.ini", "tests/pytest.ini") if (ROOT / n).exists()]

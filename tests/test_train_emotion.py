@@ -4,6 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+pytest.importorskip("tensorflow", reason="needs the full profile: the emotion trainer")
+
 from pipeline.emotion import EMOTION_LABELS, build_cnn, configure_tensorflow
 from pipeline.paths import PROJECT_ROOT
 from training.emotion_train import TrainConfig, _class_weights, _fit

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
+pytest.importorskip("torch", reason="needs the full profile: the Whisper encoder's conversion")
 import torch
 
 from emotion_encoder.convert import read_ct2
