@@ -19,12 +19,20 @@ corpus-clip conversations got worse in that study's full run:
    most similar to the mean embedding of the windows covering it; runs of one voice become the
    segments; runs under ``min_run_s`` join the neighbour they resemble most.
 
+Whether a recording is one voice at all is decided first: by the shipped first cut over whole
+segments (round 3's guard), or, with ``one_voice_model`` (:data:`ONE_VOICE_MODEL`, round 4), by a
+logistic regression over :func:`one_voice_features` whose coefficients are data in
+``pipeline/one_voice.json``; it lost round 4's rule on corpus-clip conversations, so it is opt-in too.
+
 SpeechBrain's own class is not used: importing it imports torch (5.6 s here), its k-means is not
 seeded and it never answers fewer than two speakers.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -51,6 +59,10 @@ class DiarizationConfig:
         max_cluster_windows: above this many windows, an even subset is clustered and the others
             join the nearest centroid (keeps an hour at a few seconds).
         seed: of k-means.
+        one_voice_model: ``None``: the shipped first cut decides "one voice" (round 3's guard).
+            A path to a JSON logistic regression (:data:`ONE_VOICE_MODEL`, round 4 of
+            ``studies/room_conversations``): one voice when its P(more than one) over
+            :func:`one_voice_features` is under its threshold.
     """
 
     vad_threshold: float = 0.35
@@ -66,6 +78,7 @@ class DiarizationConfig:
     min_run_s: float = 0.5
     max_cluster_windows: int = 1500
     seed: int = 0
+    one_voice_model: str | None = None
 
 
 @dataclass(frozen=True)
@@ -132,22 +145,36 @@ def spectral_groups(X: np.ndarray, w: np.ndarray, *, prune: float = 0.3, max_voi
     n = len(X)
     if n < 4:
         return merge_similar(X, w, np.arange(n), merge_similarity)
-    from scipy.linalg import eigh
     from sklearn.cluster import KMeans
 
+    lam, vec, _ = _spectrum(X, prune, max_voices)
+    k = _eigengap_count(lam)
+    groups = KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(vec[:, :k])
+    return merge_similar(X, w, groups, merge_similarity)
+
+
+def _spectrum(X: np.ndarray, prune: float, max_voices: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """Smallest ``max_voices + 1`` eigenvalues and eigenvectors of the pruned affinity's Laplacian, and its mean degree."""
+    from scipy.linalg import eigh
+
+    n = len(X)
     A = X @ X.T
     keep = max(2, int(np.ceil(prune * n)))
     drop = np.argsort(-A, axis=1)[:, keep:]
     np.put_along_axis(A, drop, 0.0, axis=1)
     A = np.maximum(0.5 * (A + A.T), 0.0)
     np.fill_diagonal(A, 0.0)
-    L = np.diag(A.sum(axis=1)) - A
-    top = min(max_voices, n - 1)
-    lam, vec = eigh(L, subset_by_index=[0, top])
+    degree = A.sum(axis=1)
+    L = np.diag(degree) - A
+    lam, vec = eigh(L, subset_by_index=[0, min(max_voices, n - 1)])
+    return lam, vec, float(degree.mean())
+
+
+def _eigengap_count(lam: np.ndarray) -> int:
+    """Groups below the largest gap between consecutive eigenvalues, 2 at least."""
+    top = len(lam) - 1
     gaps = np.diff(lam)  # gaps[i] = lam[i+1] - lam[i]; i + 1 groups below the gap
-    k = int(np.argmax(gaps[1:top])) + 2 if top >= 2 else 2
-    groups = KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(vec[:, :k])
-    return merge_similar(X, w, groups, merge_similarity)
+    return int(np.argmax(gaps[1:top])) + 2 if top >= 2 else 2
 
 
 def ahc_groups(X: np.ndarray, w: np.ndarray, *, threshold: float = 0.4) -> np.ndarray:
@@ -173,6 +200,70 @@ def window_voices(X: np.ndarray, windows: Sequence[Window], config: DiarizationC
     else:
         raise ValueError(f"unknown method {config.method!r}: 'spectral' or 'ahc'")
     return assign_voices(X, w, pick, groups, min_voice_s=config.min_voice_s)
+
+
+ONE_VOICE_MODEL = str(Path(__file__).with_name("one_voice.json"))
+"""The logistic regression of ``studies/room_conversations`` round 4 (fitted on dev + dev_one), as data."""
+
+ONE_VOICE_FEATURES = ("first_cut_more", "eigengap", "eigenvalue_2", "eigenvalue_3", "eigenvalue_4",
+                      "similarity_p10", "similarity_p50", "similarity_p90", "max_centroid_similarity", "speech_s")
+
+
+def one_voice_features(first_cut_voices: int, X: np.ndarray, windows: Sequence[Window], speech_s: float,
+                       config: DiarizationConfig = DiarizationConfig()) -> np.ndarray | None:
+    """Recording-level statistics of the window embeddings for the one-voice decision (:data:`ONE_VOICE_FEATURES`).
+
+    Args:
+        first_cut_voices: voices of the shipped first cut over whole segments.
+        X: ``[shape=(n, d)]`` window embeddings; windows: their spans; speech_s: seconds of speech.
+    Returns ``[shape=(10,)]``, or ``None`` under 4 windows (too few to cluster: one voice).
+    """
+    n = len(windows)
+    if n < 4:
+        return None
+    X = _unit(X)
+    w = np.array([win.duration_s for win in windows])
+    if n > config.max_cluster_windows:
+        pick = np.unique(np.linspace(0, n - 1, config.max_cluster_windows).round().astype(int))
+        X, w = X[pick], w[pick]
+    similarity = (X @ X.T)[np.triu_indices(len(X), 1)]
+    lam, _, degree = _spectrum(X, config.prune, config.max_voices)
+    lam = lam / max(degree, 1e-12)  # at least 4 eigenvalues: n >= 4
+    k = _eigengap_count(lam)
+    groups = spectral_groups(X, w, prune=config.prune, max_voices=config.max_voices, merge_similarity=np.inf,
+                             seed=config.seed)
+    C = _centroids(X, w, groups)
+    S = C @ C.T
+    np.fill_diagonal(S, -np.inf)
+    return np.array([float(first_cut_voices > 1), lam[k] - lam[k - 1], lam[1], lam[2], lam[3],
+                     *np.percentile(similarity, [10, 50, 90]), float(S.max()) if len(C) > 1 else 1.0, speech_s])
+
+
+@lru_cache(maxsize=4)
+def load_one_voice_model(path: str) -> dict:
+    """The JSON logistic regression: ``features``, ``mean``, ``scale``, ``coef``, ``intercept``, ``threshold``."""
+    model = json.loads(Path(path).read_text(encoding="utf-8"))
+    if tuple(model["features"]) != ONE_VOICE_FEATURES:
+        raise ValueError(f"{path}: features {model['features']} are not {ONE_VOICE_FEATURES}")
+    return model
+
+
+def more_than_one_probability(features: np.ndarray, model: dict) -> float:
+    """P(more than one speaker) of the standardised ``features`` under the logistic ``model``."""
+    z = (np.asarray(features, np.float64) - np.asarray(model["mean"])) / np.asarray(model["scale"])
+    return float(1.0 / (1.0 + np.exp(-(z @ np.asarray(model["coef"]) + float(model["intercept"])))))
+
+
+def one_voice(first_cut_voices: int, X: np.ndarray, windows: Sequence[Window], speech_s: float,
+              config: DiarizationConfig) -> bool:
+    """Whether a recording is one voice: the first cut (``one_voice_model=None``) or the model's P(more) under its threshold."""
+    if config.one_voice_model is None:
+        return first_cut_voices <= 1
+    features = one_voice_features(first_cut_voices, X, windows, speech_s, config)
+    if features is None:
+        return True
+    model = load_one_voice_model(config.one_voice_model)
+    return more_than_one_probability(features, model) < float(model.get("threshold", 0.5))
 
 
 @dataclass(frozen=True)

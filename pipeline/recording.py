@@ -11,7 +11,8 @@ per-batch work beyond it; no whole-file spectrogram):
    segment's samples are freed after the batch; only features and probabilities stay);
 4. voices: clustering of the embeddings (:func:`pipeline.voices.cluster_voices`), each voice's
    gender from the duration-weighted mean of its segments' gender probabilities. Opt-in
-   (``diarization=DiarizationConfig()``): the first cut guards one voice; when it hears more,
+   (``diarization=DiarizationConfig()``): the first cut guards one voice (or, with
+   ``DiarizationConfig(one_voice_model=ONE_VOICE_MODEL)``, a learnt decision); when it hears more,
    the speech found at a lower silero threshold is embedded in 1.5 s windows, grouped by
    spectral clustering and re-segmented (:mod:`pipeline.diarize`), and the segments are runs
    of one voice, cut to 2-6 s;
@@ -35,7 +36,7 @@ from pipeline.prediction import Prediction
 from pipeline.emotion import EMOTION_LABELS, EmotionModel
 from pipeline.errors import NoSpeechError, SilentAudioError, TooShortError
 from pipeline.gender import GENDER_LABELS, GenderClassifier
-from pipeline.diarize import DiarizationConfig, resegment, speech_windows, window_voices
+from pipeline.diarize import DiarizationConfig, Window, one_voice, resegment, speech_windows, window_voices
 from pipeline.vad import SAMPLE_RATE, SileroVad, SpeechRegion, regions_from_probabilities, split_long
 from pipeline.voices import (CLUSTER_THRESHOLD, VoiceSummary, cluster_voices, embed_segments, summarise_voices,
                              voice_genders, voice_label)
@@ -143,7 +144,8 @@ def analyse_recording(cascade: Models, source: AudioSource | np.ndarray, sr: int
         batch_size: segments per model call (memory vs. speed; results do not depend on it).
         diarization: ``None`` (default, :data:`DIARIZATION`): whole VAD segments grouped by
             :func:`pipeline.voices.cluster_voices`. A :class:`pipeline.diarize.DiarizationConfig`:
-            the first cut guards one voice; when it hears more, 1.5 s windows, a spectral voice
+            the first cut guards one voice (or, with ``one_voice_model``, a logistic regression over
+            the window embeddings decides); when it hears more, 1.5 s windows, a spectral voice
             count and re-segmentation give the segments (:mod:`pipeline.diarize`).
 
     Never raises for bad audio: the :class:`Recording` carries the status.
@@ -166,11 +168,18 @@ def analyse_recording(cascade: Models, source: AudioSource | np.ndarray, sr: int
         if diarization is not None:
             embeddings = embed_segments(encoder, y, regions, batch=batch_size)
             durations = np.array([r.duration_s for r in regions])
-            if cluster_voices(embeddings, durations, threshold=threshold, centred_threshold=None).max() == 0:
-                labels = np.zeros(len(regions), int)  # the guard: one voice, as the first cut finds it
-            else:
+            first = int(cluster_voices(embeddings, durations, threshold=threshold, centred_threshold=None).max()) + 1
+            speech = windows = X = None
+            if diarization.one_voice_model is not None:  # the learnt decision needs the windows first
                 speech = regions_from_probabilities(probs, y.size, replace(vad.config, threshold=diarization.vad_threshold))
-                regions, labels = _voice_segments(y, speech, vad, encoder, diarization, batch_size)
+                windows, X = _window_embeddings(y, speech, encoder, diarization, batch_size)
+            if one_voice(first, X, windows or [], sum(r.duration_s for r in speech or []), diarization):
+                labels = np.zeros(len(regions), int)  # one voice: the whole segments, as the first cut finds them
+            else:
+                if speech is None:
+                    speech = regions_from_probabilities(probs, y.size, replace(vad.config, threshold=diarization.vad_threshold))
+                    windows, X = _window_embeddings(y, speech, encoder, diarization, batch_size)
+                regions, labels = _voice_segments(y, speech, windows, X, vad, diarization)
                 embeddings = None
         return _analyse(cascade, y, regions, duration_s, name=name, progress=progress, encoder=encoder,
                         threshold=threshold, batch_size=batch_size, labels=labels, embeddings=embeddings)
@@ -198,18 +207,24 @@ def _load(source, sr: int | None, *, name: str | None) -> tuple[np.ndarray, floa
     return resample(mono, rate, SAMPLE_RATE), duration_s
 
 
-def _voice_segments(y: np.ndarray, speech: list[SpeechRegion], vad: SileroVad, encoder: "SpeakerEncoder",
-                    config: DiarizationConfig, batch_size: int) -> tuple[list[SpeechRegion], np.ndarray]:
-    """Speech regions -> time-ordered segments of one voice each (2-6 s pieces) and their voice indices.
-
-    Window embeddings, :func:`pipeline.diarize.window_voices`, :func:`pipeline.diarize.resegment`;
-    long runs cut by :func:`pipeline.vad.split_long`; voices numbered by first speech.
-    """
+def _window_embeddings(y: np.ndarray, speech: list[SpeechRegion], encoder: "SpeakerEncoder", config: DiarizationConfig,
+                       batch_size: int) -> tuple[list[Window], np.ndarray]:
+    """The windows of the speech regions (:func:`pipeline.diarize.speech_windows`) and their GE2E embeddings."""
     windows = speech_windows(speech, window_s=config.window_s, hop_s=config.hop_s)
     X = np.zeros((len(windows), 256), np.float32)
     for start in range(0, len(windows), batch_size):
         chunk = windows[start:start + batch_size]
         X[start:start + len(chunk)] = encoder.embed_many([y[w.samples(SAMPLE_RATE)] for w in chunk])
+    return windows, X
+
+
+def _voice_segments(y: np.ndarray, speech: list[SpeechRegion], windows: list[Window], X: np.ndarray, vad: SileroVad,
+                    config: DiarizationConfig) -> tuple[list[SpeechRegion], np.ndarray]:
+    """Speech regions and their window embeddings -> time-ordered segments of one voice each (2-6 s pieces) and voices.
+
+    :func:`pipeline.diarize.window_voices`, :func:`pipeline.diarize.resegment`; long runs cut by
+    :func:`pipeline.vad.split_long`; voices numbered by first speech.
+    """
     runs = resegment(speech, windows, X, window_voices(X, windows, config), step_s=config.step_s,
                      min_run_s=config.min_run_s)
     regions: list[SpeechRegion] = []

@@ -1,9 +1,12 @@
 """pipeline.diarize: windows, the spectral voice count and re-segmentation on embeddings with known answers."""
+import json
+
 import numpy as np
 import pytest
 
-from pipeline.diarize import (DiarizationConfig, Window, merge_similar, resegment, spectral_groups, speech_windows,
-                              window_voices)
+from pipeline.diarize import (ONE_VOICE_FEATURES, ONE_VOICE_MODEL, DiarizationConfig, Window, load_one_voice_model,
+                              merge_similar, more_than_one_probability, one_voice, one_voice_features, resegment,
+                              spectral_groups, speech_windows, window_voices)
 from pipeline.vad import SpeechRegion
 
 
@@ -84,3 +87,46 @@ def test_short_runs_join_a_neighbour():
     labels[4] = 1
     segments = resegment([region], windows, X, labels, min_run_s=0.5)
     assert all(s.end_s - s.start_s >= 0.5 - 1e-9 for s in segments)
+
+
+def hop_windows(n: int) -> list[Window]:
+    return [Window(i * 0.75, i * 0.75 + 1.5, 0) for i in range(n)]
+
+
+def test_one_voice_features_tell_one_voice_from_two():
+    one = one_voice_features(1, voices_around(distinct_centres(1), [60], spread=0.08), hop_windows(60), 45.0)
+    two = one_voice_features(2, voices_around(distinct_centres(2), [30, 30], spread=0.08), hop_windows(60), 45.0)
+    assert one.shape == two.shape == (len(ONE_VOICE_FEATURES),)
+    named = {name: (a, b) for name, a, b in zip(ONE_VOICE_FEATURES, one, two)}
+    assert named["first_cut_more"] == (0.0, 1.0) and named["speech_s"] == (45.0, 45.0)
+    assert named["max_centroid_similarity"][0] > 0.9 > 0.2 > named["max_centroid_similarity"][1]
+    assert named["similarity_p10"][0] > 0.5 > named["similarity_p10"][1]  # half the pairs of two voices are apart
+    assert named["eigenvalue_2"][1] < 0.05 < named["eigenvalue_2"][0]  # two voices: a second zero eigenvalue
+    assert one_voice_features(2, np.eye(3, 8), hop_windows(3), 3.0) is None  # under 4 windows
+
+
+def test_learnt_one_voice_decision_reads_its_model_as_data(tmp_path):
+    """A hand-made model that says "more" when the median window similarity is low."""
+    model = {"features": list(ONE_VOICE_FEATURES), "mean": [0.0] * 10, "scale": [1.0] * 10,
+             "coef": [0.0] * 6 + [-20.0, 0.0, 0.0, 0.0], "intercept": 10.0, "threshold": 0.5}
+    path = tmp_path / "model.json"
+    path.write_text(json.dumps(model))
+    config = DiarizationConfig(one_voice_model=str(path))
+    one = voices_around(distinct_centres(1), [60], spread=0.08)
+    two = voices_around(distinct_centres(2), [30, 30], spread=0.08)
+    # the first cut's answer carries no weight here: the model decides
+    assert one_voice(2, one, hop_windows(60), 45.0, config)
+    assert not one_voice(1, two, hop_windows(60), 45.0, config)
+    assert one_voice(2, two[:3], hop_windows(3), 3.0, config)  # under 4 windows: one voice
+    assert not one_voice(2, None, [], 0.0, DiarizationConfig()) and one_voice(1, None, [], 0.0, DiarizationConfig())
+    assert more_than_one_probability(np.zeros(10), {**model, "intercept": 0.0}) == pytest.approx(0.5)
+    path.write_text(json.dumps({**model, "features": ["speech_s"]}))
+    load_one_voice_model.cache_clear()
+    with pytest.raises(ValueError, match="features"):
+        one_voice(1, one, hop_windows(60), 45.0, config)
+
+
+def test_shipped_one_voice_model_is_complete():
+    model = load_one_voice_model(ONE_VOICE_MODEL)
+    assert all(len(model[k]) == len(ONE_VOICE_FEATURES) for k in ("mean", "scale", "coef"))
+    assert 0.0 < model["threshold"] < 1.0
