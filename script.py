@@ -15,7 +15,7 @@ the scoring, on this machine, then rewrites the CSV at once (``--resume`` redoes
 
 ``--segments`` writes one row per speech segment instead (who speaks when, with which emotion:
 :func:`pipeline.recording.analyse_recording`, columns :data:`pipeline.segments_csv.SEGMENT_COLUMNS`);
-a file that cannot be analysed still gets exactly one row with its status. Local engine only.
+a file that cannot be analysed still gets exactly one row with its status. On Ray, each recording is analysed whole by one model actor.
 
 ``--engine local`` (default) scores on this machine; ``--engine ray`` spreads the same
 work over a Ray cluster (``pip install -r requirements-ray.txt``; see docs/ray.md) and
@@ -119,8 +119,6 @@ def main(argv: list[str] | None = None) -> int:
         return _usage("--ray-address and --ray-actors need --engine ray")
     if (args.ray_actors is not None and args.ray_actors < 1) or args.ray_cpus_per_actor <= 0:
         return _usage("--ray-actors must be at least 1 and --ray-cpus-per-actor above 0")
-    if args.segments and args.engine == "ray":
-        return _usage("--segments works with --engine local only (for now)")
     if args.segments and args.group != "none":
         return _usage("--group is for one row per file; --segments already gives each segment its voice")
 
@@ -205,8 +203,8 @@ def _run_local(todo, files, out: Path, rows: dict, args: argparse.Namespace) -> 
     return None
 
 
-def _run_ray(todo, files, out: Path, rows: dict, args: argparse.Namespace) -> int | None:
-    """Score on a Ray cluster; ``None`` when done, else an exit code (no Ray, no cluster, no models)."""
+def _ray_parts(args: argparse.Namespace):
+    """``(pipeline.ray_engine, ModelSpec, RaySettings)`` of ``--engine ray``, or an exit code (no Ray, no models)."""
     try:
         from pipeline import ray_engine
     except ImportError as exc:
@@ -222,6 +220,15 @@ def _run_ray(todo, files, out: Path, rows: dict, args: argparse.Namespace) -> in
     settings = ray_engine.RaySettings(address=args.ray_address, actors=args.ray_actors,
                                       cpus_per_actor=args.ray_cpus_per_actor, batch_size=args.batch_size,
                                       progress=not args.quiet)
+    return ray_engine, spec, settings
+
+
+def _run_ray(todo, files, out: Path, rows: dict, args: argparse.Namespace) -> int | None:
+    """Score on a Ray cluster; ``None`` when done, else an exit code (no Ray, no cluster, no models)."""
+    parts = _ray_parts(args)
+    if isinstance(parts, int):
+        return parts
+    ray_engine, spec, settings = parts
     try:
         with ray_engine.RayEngine(spec, settings) as engine:
             _write(engine.rows(todo), todo, files, out, rows, args)
@@ -305,19 +312,24 @@ def _run_segments(files, out: Path, args: argparse.Namespace) -> int:
             return _usage(str(exc))
         segments_csv.rewrite_segments(out, (row for rows in done.values() for row in rows))  # drop the last file
     todo = [f for f in files if f.name not in done]
-    try:
-        models = _segment_models(args)
-    except Exception as exc:  # noqa: BLE001 - any model that does not load is a set-up error
-        return _usage(f"could not load the models: {exc}")
     out.parent.mkdir(parents=True, exist_ok=True)
     results = dict(done)
     try:
-        _write_segments(todo, files, out, results, models, args)
+        if args.engine == "ray":
+            code = _write_segments_ray(todo, files, out, results, args)
+            if code is not None:
+                return code
+        else:
+            try:
+                models = _segment_models(args)
+            except Exception as exc:  # noqa: BLE001 - any model that does not load is a set-up error
+                return _usage(f"could not load the models: {exc}")
+            _write_segments(todo, files, out, results, models, args)
     except KeyboardInterrupt:
         print(f"\nscript.py: interrupted; {len(results)} of {len(files)} files are in {out}. "
               "Run the same command with --resume to finish.", file=sys.stderr)
         return EXIT_INTERRUPTED
-    if done:  # restore the order of an uninterrupted run
+    if done or args.engine == "ray":  # restore the order of an uninterrupted local run
         segments_csv.rewrite_segments(out, (row for f in files for row in results[f.name]))
     failed = sum(1 for f in files if results[f.name][0]["voice"] == "")  # a file-level status: its one row
     n_rows = sum(len(results[f.name]) for f in files)
@@ -341,8 +353,6 @@ def _write_segments(todo, files, out: Path, results: dict, models, args: argpars
     from tqdm import tqdm
 
     from pipeline import segments_csv
-    from pipeline.prediction import Prediction
-    from pipeline.recording import Recording
 
     cascade, vad, encoder = models
     with segments_csv.SegmentSink(out, append=args.resume) as sink, tqdm(
@@ -353,18 +363,35 @@ def _write_segments(todo, files, out: Path, results: dict, models, args: argpars
             def segment_progress(done: int, total: int) -> None:
                 progress.set_postfix_str(f"{item.name}: segment {done}/{total}", refresh=True)
 
-            try:
-                source = item.source()
-            except Exception as exc:  # an unreadable URI: its own row, like a missing path
-                failure = Prediction.failure(exc)
-                rec = Recording(duration_s=None, status=failure.status, error=failure.error, file=item.name)
-            else:
-                rec = cascade.analyse_recording(source, name=item.name, progress=segment_progress, vad=vad,
-                                                encoder=encoder, batch_size=max(args.batch_size, 1))
-            rows = segments_csv.segment_rows(rec, item.name)
+            rows = segments_csv.analyse_input(cascade, item, vad=vad, encoder=encoder, batch_size=args.batch_size,
+                                              progress=segment_progress)
             sink.write_file(rows)
             results[item.name] = rows
             progress.update(1)
+
+
+def _write_segments_ray(todo, files, out: Path, results: dict, args: argparse.Namespace) -> int | None:
+    """``--segments --engine ray``: one recording per actor call; ``None`` when done, else an exit code."""
+    from tqdm import tqdm
+
+    from pipeline import segments_csv
+
+    parts = _ray_parts(args)
+    if isinstance(parts, int):
+        return parts
+    ray_engine, spec, settings = parts
+    try:
+        with ray_engine.RayEngine(spec, settings) as engine, segments_csv.SegmentSink(out, append=args.resume) as sink, \
+                tqdm(total=len(files), initial=len(files) - len(todo), unit="file", file=sys.stderr,
+                     disable=args.quiet, dynamic_ncols=True) as progress:
+            for item, rows in engine.segment_rows(todo):
+                sink.write_file(rows)
+                results[item.name] = rows
+                progress.update(1)
+    except ray_engine.EngineError as exc:
+        return _usage(str(exc) + (f"; {len(results)} of {len(files)} files are in {out}, --resume finishes the job"
+                                  if results else ""))
+    return None
 
 
 def _usage(message: str) -> int:

@@ -9,6 +9,10 @@ The work is the local engine's, split the same way and computed by the same func
   models once and score ``batch_size`` files per call;
 * the driver (``script.py``) iterates the streamed rows and appends them to the CSV.
 
+``--segments`` has no stage 1: a pool of segment actors analyses whole recordings, one per call
+(:func:`pipeline.segments_csv.analyse_input`, the local engine's function), and the driver writes
+each recording's rows together.
+
 Nothing here schedules, queues or retries by itself: Ray Data streams the blocks,
 backpressures, retries a task whose worker died (Ray's default ``max_retries``) and
 restarts a dead actor and resubmits its batch (Ray Data's defaults for actor pools:
@@ -169,6 +173,33 @@ class ModelActor:
         return {"index": batch["index"], "row": np.array(rows, dtype=object)}
 
 
+class SegmentActor:
+    """``--segments`` (a Ray actor): loads the models, the speech detector and the speaker encoder once,
+    then analyses whole recordings, one per input of a batch (:func:`pipeline.segments_csv.analyse_input`)."""
+
+    def __init__(self, spec: "ModelSpec | ray.ObjectRef", threads: int = 1, batch_size: int = 16) -> None:
+        from pipeline.backend import set_threads
+        from pipeline.speaker_encoder import SpeakerEncoder
+        from pipeline.vad import SileroVad
+
+        set_threads(threads)
+        if isinstance(spec, ray.ObjectRef):
+            spec = ray.get(spec)
+        self.cascade = spec.load()
+        self.vad, self.encoder = SileroVad(), SpeakerEncoder()
+        self.batch_size = batch_size
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from pipeline.segments_csv import analyse_input
+
+        out = []
+        for path, name, uri in zip(batch["path"], batch["name"], batch["uri"]):
+            item = InputFile(Path(str(path)), str(name), str(uri) if uri else None)
+            rows = analyse_input(self.cascade, item, vad=self.vad, encoder=self.encoder, batch_size=self.batch_size)
+            out.append(json.dumps(rows))
+        return {"index": batch["index"], "rows": np.array(out, dtype=object)}
+
+
 class RayEngine:
     """A connection to Ray for one run: ``with RayEngine(spec, settings) as engine: engine.rows(files)``."""
 
@@ -204,14 +235,23 @@ class RayEngine:
             ray.shutdown()
             self._started = False
 
-    def plan(self) -> tuple[int, float]:
+    def plan(self, *, stage1: bool = True) -> tuple[int, float]:
         """``(actors, cpus_per_actor)`` for this cluster, leaving at least one CPU to stage 1.
+
+        ``stage1=False`` (``--segments``: the actors do all the work): by default an actor per
+        ``cpus_per_actor`` CPUs of the cluster, and none is left over.
 
         Raises:
             EngineError: the actors would take every CPU (the run could never start a task).
         """
         cpus = float(ray.cluster_resources().get("CPU", 0))
         per_actor = self.settings.cpus_per_actor
+        if not stage1:
+            actors = self.settings.actors or max(1, int(cpus // per_actor))
+            if actors * per_actor > cpus:
+                raise EngineError(f"{actors} actor(s) x {per_actor:g} CPU need more than the cluster's {cpus:g} "
+                                  "CPUs; lower --ray-actors or --ray-cpus-per-actor")
+            return actors, per_actor
         actors = self.settings.actors or max(1, int(cpus // 4))
         if actors * per_actor > cpus - 1:
             raise EngineError(f"{actors} actor(s) x {per_actor:g} CPU leave no CPU for decoding on a cluster of "
@@ -239,17 +279,43 @@ class RayEngine:
                          num_cpus=per_actor, memory=ACTOR_MEMORY_BYTES)
         )
 
+    def segment_dataset(self, files: Sequence[InputFile]):
+        """The ``--segments`` plan: file list -> segment actors (a recording per call) -> ``{index, rows}``."""
+        from ray.data import DataContext
+
+        context = DataContext.get_current()
+        context.enable_progress_bars = self.settings.progress
+        context.execution_options.preserve_order = False
+        logging.getLogger("ray.data").setLevel(logging.INFO if self.settings.progress else logging.WARNING)
+        actors, per_actor = self.plan(stage1=False)
+        items = [{"index": i, "path": str(f.path), "name": f.name, "uri": f.uri or ""} for i, f in enumerate(files)]
+        return (
+            ray.data.from_items(items, override_num_blocks=len(items))
+            .map_batches(SegmentActor, fn_constructor_kwargs={"spec": self._spec_ref, "threads": int(per_actor),
+                                                              "batch_size": self.settings.batch_size},
+                         compute=ray.data.ActorPoolStrategy(size=actors), batch_size=1, batch_format="numpy",
+                         num_cpus=per_actor, memory=ACTOR_MEMORY_BYTES)
+        )
+
     def rows(self, files: Sequence[InputFile]) -> Iterator[tuple[InputFile, dict[str, str]]]:
         """Yield ``(file, CSV row)`` for each of ``files`` once, in the order they finish."""
+        yield from self._once(files, self.dataset, "row")
+
+    def segment_rows(self, files: Sequence[InputFile]) -> Iterator[tuple[InputFile, list[dict[str, str]]]]:
+        """``--segments``: yield ``(file, its segment rows)`` for each of ``files`` once, in the order they finish."""
+        yield from self._once(files, self.segment_dataset, "rows")
+
+    def _once(self, files: Sequence[InputFile], plan, column: str) -> Iterator[tuple[InputFile, Any]]:
+        """Run ``plan(files)`` and yield each input's ``column`` (JSON) once, whatever Ray retried."""
         if not files:
             return
         seen: set[int] = set()
         try:
-            for batch in self.dataset(files).iter_batches(batch_size=None, batch_format="numpy"):
-                for index, row in zip(batch["index"], batch["row"]):
+            for batch in plan(files).iter_batches(batch_size=None, batch_format="numpy"):
+                for index, value in zip(batch["index"], batch[column]):
                     if int(index) not in seen:
                         seen.add(int(index))
-                        yield files[int(index)], json.loads(row)
+                        yield files[int(index)], json.loads(value)
         except Exception as exc:  # RayTaskError, UserCodeException, an actor that never starts, ...
             if isinstance(exc, EngineError):
                 raise

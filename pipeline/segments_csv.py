@@ -20,6 +20,8 @@ from pipeline.batch import CsvSink, rewrite
 from pipeline.emotion import EMOTION_LABELS
 
 if TYPE_CHECKING:  # pragma: no cover
+    from pipeline.batch import InputFile
+    from pipeline.cascade import Cascade
     from pipeline.recording import Recording
 
 SEGMENT_COLUMNS: tuple[str, ...] = (
@@ -30,6 +32,28 @@ SEGMENT_COLUMNS: tuple[str, ...] = (
 
 def _fmt(value: float | None, digits: int = 4) -> str:
     return "" if value is None else f"{value:.{digits}f}"
+
+
+def analyse_input(cascade: "Cascade", item: "InputFile", *, vad=None, encoder=None, batch_size: int = 16,
+                  progress=None) -> list[dict[str, str]]:
+    """The segment rows of one input of ``script.py --segments`` (local or on Ray): never raises for bad audio.
+
+    ``vad`` / ``encoder``: the loaded :class:`~pipeline.vad.SileroVad` and speaker encoder, reused across
+    files; ``progress(done, total)`` as :meth:`Cascade.analyse_recording` takes it. An input that cannot
+    be opened (an unreadable URI) gets its one row with the status, like a missing path.
+    """
+    from pipeline.prediction import Prediction
+    from pipeline.recording import Recording
+
+    try:
+        source = item.source()
+    except Exception as exc:  # noqa: BLE001 - every input gets a row
+        failure = Prediction.failure(exc)
+        rec = Recording(duration_s=None, status=failure.status, error=failure.error, file=item.name)
+    else:
+        rec = cascade.analyse_recording(source, name=item.name, progress=progress, vad=vad, encoder=encoder,
+                                        batch_size=max(batch_size, 1))
+    return segment_rows(rec, item.name)
 
 
 def segment_rows(rec: "Recording", name: str | None = None) -> list[dict[str, str]]:

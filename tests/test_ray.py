@@ -311,3 +311,20 @@ def test_resume_after_the_driver_is_killed(ray_cluster, many_clips_zoo, tmp_path
     kept["error"] = ""
     rewrite(tmp_path / "cleaned.csv", [kept if r["file"] == kept["file"] else r for r in rows])
     assert_same_rows(local, tmp_path / "cleaned.csv")
+
+
+def test_ray_segments_equal_local(ray_cluster, zoo, tmp_path, models_args):
+    """``--segments --engine ray``: the same segment rows as the local engine, every bad input with its row."""
+    root, listing = zoo
+    local, ray = tmp_path / "local.csv", tmp_path / "ray.csv"
+    inputs = [str(root), "--list", str(listing), "--segments"]
+    assert script.main([*inputs, "-o", str(local), *models_args]) == 1
+    done = ray_cluster.run_script([*inputs, "-o", str(ray), "--engine", "ray", "--ray-address", ray_cluster.address,
+                                   *models_args])
+    assert done.returncode == 1, done.stderr
+    assert_same_rows(local, ray)
+    rows = read_rows(ray)
+    status = {r["file"]: r["status"] for r in rows}
+    assert status["empty.wav"] == "empty" and status["text.wav"] == "unreadable"
+    assert status["zoo/missing.wav"] == "not_found" and status["silence.wav"] == "silent"
+    assert {r["file"] for r in rows} >= {f"clip{i}.wav" for i in range(5)}

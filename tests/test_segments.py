@@ -115,7 +115,7 @@ def test_resume_after_a_partial_write_redoes_only_the_cut_file(full_run, folder,
 
 def test_usage_errors(folder, models_args, tmp_path, capsys):
     out = tmp_path / "x.csv"
-    assert script.main([str(folder), "-o", str(out), "--engine", "ray", *models_args]) == 2
+    assert script.main([str(folder), "-o", str(out), "--group", "voice", *models_args]) == 2
     assert "--segments" in capsys.readouterr().err
     per_file = tmp_path / "per_file.csv"
     per_file.write_text("file,status\nx.wav,ok\n", encoding="utf-8")
