@@ -23,6 +23,8 @@ Whether a recording is one voice at all is decided first: by the shipped first c
 segments (round 3's guard), or, with ``one_voice_model`` (:data:`ONE_VOICE_MODEL`, round 4), by a
 logistic regression over :func:`one_voice_features` whose coefficients are data in
 ``pipeline/one_voice.json``; it lost round 4's rule on corpus-clip conversations, so it is opt-in too.
+Round 5's hybrid (``keep_first_cut``) keeps the default pipeline's voices when the learnt decision
+says more and the first cut already splits the recording (:func:`voice_path`).
 
 SpeechBrain's own class is not used: importing it imports torch (5.6 s here), its k-means is not
 seeded and it never answers fewer than two speakers.
@@ -63,6 +65,10 @@ class DiarizationConfig:
             A path to a JSON logistic regression (:data:`ONE_VOICE_MODEL`, round 4 of
             ``studies/room_conversations``): one voice when its P(more than one) over
             :func:`one_voice_features` is under its threshold.
+        keep_first_cut: round 5's hybrid: when the recording is not one voice and the shipped first
+            cut over whole segments already finds two or more voices, the default pipeline's voices
+            (:func:`pipeline.voices.cluster_voices` on whole segments) are kept; the windows are used
+            only when the first cut hears one voice (:func:`voice_path`).
     """
 
     vad_threshold: float = 0.35
@@ -79,6 +85,7 @@ class DiarizationConfig:
     max_cluster_windows: int = 1500
     seed: int = 0
     one_voice_model: str | None = None
+    keep_first_cut: bool = False
 
 
 @dataclass(frozen=True)
@@ -264,6 +271,15 @@ def one_voice(first_cut_voices: int, X: np.ndarray, windows: Sequence[Window], s
         return True
     model = load_one_voice_model(config.one_voice_model)
     return more_than_one_probability(features, model) < float(model.get("threshold", 0.5))
+
+
+def voice_path(first_cut_voices: int, X: np.ndarray, windows: Sequence[Window], speech_s: float,
+               config: DiarizationConfig) -> str:
+    """How a recording's voices are found: ``"one"`` (:func:`one_voice`), ``"segments"`` (``keep_first_cut`` and the
+    first cut finds two or more: the default pipeline's whole segments) or ``"windows"`` (the window path)."""
+    if one_voice(first_cut_voices, X, windows, speech_s, config):
+        return "one"
+    return "segments" if config.keep_first_cut and first_cut_voices > 1 else "windows"
 
 
 @dataclass(frozen=True)

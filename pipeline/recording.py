@@ -12,7 +12,8 @@ per-batch work beyond it; no whole-file spectrogram):
 4. voices: clustering of the embeddings (:func:`pipeline.voices.cluster_voices`), each voice's
    gender from the duration-weighted mean of its segments' gender probabilities. Opt-in
    (``diarization=DiarizationConfig()``): the first cut guards one voice (or, with
-   ``DiarizationConfig(one_voice_model=ONE_VOICE_MODEL)``, a learnt decision); when it hears more,
+   ``DiarizationConfig(one_voice_model=ONE_VOICE_MODEL)``, a learnt decision; with ``keep_first_cut``
+   too, the default's voices when its first cut already splits); when it hears more,
    the speech found at a lower silero threshold is embedded in 1.5 s windows, grouped by
    spectral clustering and re-segmented (:mod:`pipeline.diarize`), and the segments are runs
    of one voice, cut to 2-6 s;
@@ -36,7 +37,7 @@ from pipeline.prediction import Prediction
 from pipeline.emotion import EMOTION_LABELS, EmotionModel
 from pipeline.errors import NoSpeechError, SilentAudioError, TooShortError
 from pipeline.gender import GENDER_LABELS, GenderClassifier
-from pipeline.diarize import DiarizationConfig, Window, one_voice, resegment, speech_windows, window_voices
+from pipeline.diarize import DiarizationConfig, Window, resegment, speech_windows, voice_path, window_voices
 from pipeline.vad import SAMPLE_RATE, SileroVad, SpeechRegion, regions_from_probabilities, split_long
 from pipeline.voices import (CLUSTER_THRESHOLD, VoiceSummary, cluster_voices, embed_segments, summarise_voices,
                              voice_genders, voice_label)
@@ -173,14 +174,16 @@ def analyse_recording(cascade: Models, source: AudioSource | np.ndarray, sr: int
             if diarization.one_voice_model is not None:  # the learnt decision needs the windows first
                 speech = regions_from_probabilities(probs, y.size, replace(vad.config, threshold=diarization.vad_threshold))
                 windows, X = _window_embeddings(y, speech, encoder, diarization, batch_size)
-            if one_voice(first, X, windows or [], sum(r.duration_s for r in speech or []), diarization):
+            path = voice_path(first, X, windows or [], sum(r.duration_s for r in speech or []), diarization)
+            if path == "one":
                 labels = np.zeros(len(regions), int)  # one voice: the whole segments, as the first cut finds them
-            else:
+            elif path == "windows":
                 if speech is None:
                     speech = regions_from_probabilities(probs, y.size, replace(vad.config, threshold=diarization.vad_threshold))
                     windows, X = _window_embeddings(y, speech, encoder, diarization, batch_size)
                 regions, labels = _voice_segments(y, speech, windows, X, vad, diarization)
                 embeddings = None
+            # "segments" (keep_first_cut): labels stay None, the default pipeline's voices over the whole segments
         return _analyse(cascade, y, regions, duration_s, name=name, progress=progress, encoder=encoder,
                         threshold=threshold, batch_size=batch_size, labels=labels, embeddings=embeddings)
     except Exception as exc:  # one bad recording never stops the caller

@@ -6,7 +6,7 @@ import pytest
 
 from pipeline.diarize import (ONE_VOICE_FEATURES, ONE_VOICE_MODEL, DiarizationConfig, Window, load_one_voice_model,
                               merge_similar, more_than_one_probability, one_voice, one_voice_features, resegment,
-                              spectral_groups, speech_windows, window_voices)
+                              spectral_groups, speech_windows, voice_path, window_voices)
 from pipeline.vad import SpeechRegion
 
 
@@ -130,3 +130,20 @@ def test_shipped_one_voice_model_is_complete():
     model = load_one_voice_model(ONE_VOICE_MODEL)
     assert all(len(model[k]) == len(ONE_VOICE_FEATURES) for k in ("mean", "scale", "coef"))
     assert 0.0 < model["threshold"] < 1.0
+
+
+def test_hybrid_keeps_the_default_voices_when_the_first_cut_splits(tmp_path):
+    """Round 5's keep_first_cut: one voice as the model says; else segments when the first cut finds two, else windows."""
+    model = {"features": list(ONE_VOICE_FEATURES), "mean": [0.0] * 10, "scale": [1.0] * 10,
+             "coef": [0.0] * 6 + [-20.0, 0.0, 0.0, 0.0], "intercept": 10.0, "threshold": 0.5}
+    path = tmp_path / "model.json"
+    path.write_text(json.dumps(model))
+    load_one_voice_model.cache_clear()
+    hybrid = DiarizationConfig(one_voice_model=str(path), keep_first_cut=True)
+    one = voices_around(distinct_centres(1), [60], spread=0.08)
+    two = voices_around(distinct_centres(2), [30, 30], spread=0.08)
+    assert voice_path(2, one, hop_windows(60), 45.0, hybrid) == "one"
+    assert voice_path(2, two, hop_windows(60), 45.0, hybrid) == "segments"
+    assert voice_path(1, two, hop_windows(60), 45.0, hybrid) == "windows"
+    # without keep_first_cut (round 4) the windows whenever the model says more
+    assert voice_path(2, two, hop_windows(60), 45.0, DiarizationConfig(one_voice_model=str(path))) == "windows"

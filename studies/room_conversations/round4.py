@@ -4,6 +4,7 @@ Usage::
 
     python -m studies.room_conversations.round4                 # fit, cache rule parts, runtime parts; report_round4.*
     python -m studies.room_conversations.round4 --dev2 4 --dev2-one 4 --clips 2 --out /tmp/r4 --model /tmp/r4.json
+    python -m studies.room_conversations.round4 --round 5       # round 5's hybrid on dev3 (round5.py); report_round5.*
 
 A logistic regression (scikit-learn's defaults, standardised features of
 :func:`pipeline.diarize.one_voice_features`) is fitted on the cached `dev` and `dev_one`
@@ -175,8 +176,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dev2-one", type=int, default=40)
     parser.add_argument("--clips", type=int, default=40)
     parser.add_argument("--model", type=Path, default=Path(ONE_VOICE_MODEL), help="where the fitted model is written")
-    parser.add_argument("--out", type=Path, default=HERE / "report_round4")
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--round", type=int, choices=(4, 5), default=4,
+                        help="4: fit and judge the learnt decision on dev2; 5: hybrid H on dev3 (round5.py, no fitting)")
+    parser.add_argument("--dev3", type=int, default=60, help="round 5: dev3 conversations")
+    parser.add_argument("--check", type=int, default=10, help="round 5: dev3 conversations also run through H itself")
     args = parser.parse_args(argv)
+    args.out = args.out or HERE / f"report_round{args.round}"
+    if args.round == 5:
+        from .round5 import main as round5
+
+        return round5(args)
     import torch
 
     torch.set_num_threads(1)
