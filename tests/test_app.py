@@ -82,7 +82,7 @@ def test_uncertain_thresholds_and_quoted_figures_match_the_reports():
     assert r["emotion_new_speakers"] == round(metrics["emotion"]["cascade"]["overall"]["accuracy"], 3)
     assert r["emotion_ravdess"] == round(metrics["emotion"]["cascade"]["per_corpus"]["ravdess"]["accuracy"], 3)
     rule = json.loads((ROOT / "studies/gender_fusion/rule_report.json").read_text())
-    shipped = rule["decision"]["winner"]  # the gender stage that ships (gender_model/fusion.json)
+    shipped = rule["decision"]["shipped"]  # the gender stage in gender_model/ (fusion.json)
     held_out = [f["candidates"][shipped]["accuracy"]["estimate"] for f in rule["folds"].values()]
     assert len(held_out) == 6 and r["gender_unseen_range"] == (round(min(held_out), 3), round(max(held_out), 3))
     degraded = [c["accuracy"] for name, c in metrics["gender_robustness"]["conditions"].items() if name != "clean"]

@@ -413,7 +413,8 @@ def card_sections(metadata: dict, folder: Path, metrics: dict | None, loco_repor
     fusion = fusion_paragraph(folder)
     usable = metrics if metrics and _same_model(metrics, folder) else {}
     corpora = (metadata.get("training") or {}).get("corpora") or ()
-    rule = rule_section(rule_report, shipped=(rule_report or {}).get("decision", {}).get("winner", "E0")
+    decision = (rule_report or {}).get("decision", {})
+    rule = rule_section(rule_report, shipped=decision.get("shipped", decision.get("winner", "E0"))
                         if fusion else "E0")
     sections = [*speaker_section(metadata, manifest),
                 *(rule or loco_section(loco_report, shipped_method="fused" if fusion else "ecapa")),

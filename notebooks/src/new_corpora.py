@@ -397,16 +397,19 @@ else:
     cands = pd.DataFrame(rows).set_index("candidate")
     display(cands.drop(columns="name").style.format(
         {c: "{:.1%}" for c in ("folds mean", "degraded mean", "score", "clean test")}, na_rep="–"))
-    print(f"ships: {RULE_NAMES.get(decision['winner'], decision['winner'])}")
+    now = decision.get("shipped", decision["winner"])
+    print(f"the rule picks: {RULE_NAMES.get(decision['winner'], decision['winner'])}")
+    if now != decision["winner"]:
+        print(f"in gender_model/ until its weights are retrained: {RULE_NAMES.get(now, now)}")
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
     done = cands.dropna(subset=["folds mean", "degraded mean"])
     for label, r in done.iterrows():
-        shipped = r["name"] == decision["winner"]
-        ax.scatter(r["folds mean"], r["degraded mean"], s=90 if shipped else 40,
-                   marker="*" if shipped else "o", zorder=3)
-        below = r["name"] in ("Gdp", "F(E0,Gd)")  # keep neighbouring labels apart
-        ax.annotate(r["name"] + (" (ships)" if shipped else ""), (r["folds mean"], r["degraded mean"]),
+        picked = r["name"] == decision["winner"]
+        ax.scatter(r["folds mean"], r["degraded mean"], s=90 if picked else 40,
+                   marker="*" if picked else "o", zorder=3)
+        below = r["name"] in ("Gdp", "F(E0,Gd)", "F*(E0,Gd)")  # keep neighbouring labels apart
+        ax.annotate(r["name"] + (" (picked)" if picked else ""), (r["folds mean"], r["degraded mean"]),
                     xytext=(5, -11 if below else 4), textcoords="offset points", fontsize=8)
     ax.set_xlabel("mean over the six corpora left out")
     ax.set_ylabel("mean over the six degraded conditions (test)")
@@ -417,10 +420,9 @@ else:
     ax.grid(alpha=0.3)
     plt.show()
 
-    shipped = decision["winner"]
     per = pd.DataFrame({RULE_NAMES.get(n, n): {DESCRIPTIONS[c]: table[n]["test"][c] for c in CONDITIONS}
-                        for n in ("E0", shipped)})
-    display(Markdown("The shipped stage against the ECAPA alone, `test` as recorded and degraded:"))
+                        for n in dict.fromkeys(("E0", now, decision["winner"]))})
+    display(Markdown("The ECAPA alone, the stage in `gender_model/` and the rule's pick, `test` as recorded and degraded:"))
     display(per.rename_axis("condition").style.format("{:.1%}"))
 
 # %% [markdown]

@@ -55,10 +55,14 @@ def render(payload: dict) -> str:
         lines.append(f"| {NAMES[n]} | {pct(d['score'])} | {gain} | {pct(d['clean'])} | {clean} | {verdict} |")
     lines += ["", f"**Ships: {NAMES[decision['winner']]}**" + (" (no candidate passes)." if decision["winner"] == "E0" else
               " (highest score among those that pass)."), ""]
+    shipped = decision.get("shipped", decision["winner"])
+    if shipped != decision["winner"]:
+        lines += [f"`gender_model/` holds **{NAMES[shipped]}** until the winner's six-corpus weights are retrained "
+                  "(`plan.md`, amendment 6); the figures quoted for the shipped stage are its own.", ""]
     fusion = payload.get("six_corpus_fusions", {}).get(decision["winner"])
     if fusion:
         how = "fitted on the held-out clips of the six folds" if "*" in decision["winner"] else "median of the six folds"
-        lines += [f"Its six-corpus settings ({how}): ECAPA weight w = {fusion['ecapa_weight']:.2f}, "
+        lines += [f"The six-corpus settings of {decision['winner']} ({how}): ECAPA weight w = {fusion['ecapa_weight']:.2f}, "
                   f"T_ecapa = {fusion['ecapa_temperature']:.2f}, T_ge2e = {fusion['ge2e_temperature']:.2f}.", ""]
 
     lines += ["## Leave one corpus out (every clip of the held-out corpus)", "",
