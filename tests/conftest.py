@@ -140,6 +140,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 # ----------------------------------------------------------------------------- fixtures
 
 
+@pytest.fixture(autouse=True)
+def _backend_choice_restored():
+    """Importing ``app.py`` in-process (AppTest) sets ``SER_BACKEND`` for the page; later tests keep their own."""
+    before = os.environ.get("SER_BACKEND")
+    yield
+    if before is None:
+        os.environ.pop("SER_BACKEND", None)
+    else:
+        os.environ["SER_BACKEND"] = before
+
+
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory) -> dict[str, Path]:
     """Folders of tiny models with known answers.

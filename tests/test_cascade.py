@@ -96,8 +96,10 @@ def test_model_failure_is_reported_per_batch_not_raised(tiny_cascade, monkeypatc
 
 
 @pytest.mark.parametrize("missing", ["model.keras", "scaler.joblib", "config.json"])
-def test_emotion_folder_missing_file_names_it(tiny_models, tmp_path, missing):
+def test_emotion_folder_missing_file_names_it(tiny_models, tmp_path, missing, monkeypatch):
     import shutil
+
+    monkeypatch.setenv("SER_BACKEND", "native")  # the Keras files themselves (the ONNX path needs no model.keras)
 
     folder = tmp_path / "emotion"
     shutil.copytree(tiny_models["male"], folder)
@@ -106,8 +108,10 @@ def test_emotion_folder_missing_file_names_it(tiny_models, tmp_path, missing):
         EmotionModel.load(folder)
 
 
-def test_truncated_keras_file_is_a_model_error(tiny_models, tmp_path):
+def test_truncated_keras_file_is_a_model_error(tiny_models, tmp_path, monkeypatch):
     import shutil
+
+    monkeypatch.setenv("SER_BACKEND", "native")
 
     folder = tmp_path / "emotion"
     shutil.copytree(tiny_models["female"], folder)
