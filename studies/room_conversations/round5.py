@@ -145,9 +145,9 @@ def render(payload: dict) -> str:
               "| condition | H | round 4's candidate |", "|---|:---:|:---:|"]
     lines += [f"| {k} | {'yes' if v else '**no**'} | {'yes' if payload['round4_checks'][k] else 'no'} |"
               for k, v in d["checks"].items()]
-    lines += ["", "**Decision.** " + ("H passes every condition. The full study through H (dev, test, the four real "
-                                       "recordings, the corpus clips) was not run in this round's time; it comes before "
-                                       "any change of the default." if d["passes"] else
+    lines += ["", "**Decision.** " + ("H passes every condition; the full study through H: `python -m "
+                                       "studies.room_conversations --round 5 --clips 40` (report_round5_pipeline.md)."
+                                       if d["passes"] else
                                       "H fails the rule: nothing ships, no full run.")
               + " The pipeline's default is unchanged (`DIARIZATION = None`)."]
     return "\n".join(lines) + "\n"

@@ -4,6 +4,7 @@ Usage::
 
     python -m studies.room_conversations                 # dev 60 + test 60 conversations + the real recordings
     python -m studies.room_conversations --dev 4 --test 4  # a smoke run (report under /tmp with --out)
+    python -m studies.room_conversations --round 5 --clips 40  # through round 5's hybrid H (opt-in; report_round5_pipeline.*)
 
 Each conversation (:func:`training.room_conversations.make_room_conversation`, seeds fixed here)
 goes through :meth:`pipeline.Cascade.analyse_recording`, as a user's recording would. Scored with
@@ -122,8 +123,8 @@ def speakers_of(splits: set[str]) -> dict:
     return {s: us for s, us in speakers.items() if sum(u.duration_s for u in us) >= 10.0}
 
 
-def run_set(name: str, n: int, cascade, log_every: int = 10) -> list[dict]:
-    """``n`` conversations of the set's speakers through the shipped pipeline."""
+def run_set(name: str, n: int, cascade, log_every: int = 10, **options) -> list[dict]:
+    """``n`` conversations of the set's speakers through the pipeline (``options``: to ``analyse_recording``)."""
     from training.conversations import ClipCache
     from training.room_conversations import make_room_conversation
 
@@ -132,7 +133,7 @@ def run_set(name: str, n: int, cascade, log_every: int = 10) -> list[dict]:
     start = time.perf_counter()
     for i in range(n):
         conv = make_room_conversation(rng, speakers, cache)
-        recording = cascade.analyse_recording(conv.samples, SR, name=f"{name}_{i:03d}")
+        recording = cascade.analyse_recording(conv.samples, SR, name=f"{name}_{i:03d}", **options)
         row = score(conv.turns, conv.genders, recording)
         row.update(id=f"{name}_{i:03d}", same_gender=conv.same_gender, overlap=conv.overlap_share, room=conv.room,
                    seconds=conv.samples.size / SR)
@@ -153,7 +154,7 @@ def read_rttm(path: Path) -> dict[str, list[tuple[float, float, str]]]:
     return dict(out)
 
 
-def run_real(cascade) -> list[dict]:
+def run_real(cascade, **options) -> list[dict]:
     """The real recordings of ``../shared/conversations`` (gender known for AMI ids: F/M first letter)."""
     rttm = CONVERSATIONS / "reference.rttm"
     if not rttm.is_file():
@@ -163,7 +164,7 @@ def run_real(cascade) -> list[dict]:
         speakers = {s for _, _, s in turns}
         genders = ({s: "female" if s.startswith("F") else "male" for s in speakers}
                    if file_id.startswith("ami") else None)
-        recording = cascade.analyse_recording(str(CONVERSATIONS / f"{file_id}.flac"), name=file_id)
+        recording = cascade.analyse_recording(str(CONVERSATIONS / f"{file_id}.flac"), name=file_id, **options)
         row = score(turns, genders, recording)
         row["id"] = file_id
         rows.append(row)
@@ -258,16 +259,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(1)
     cascade = Cascade.load()
     payload: dict = {"round": args.round, "summary": {}, "by_speakers": {}}
+    options, keep = {}, (lambda name, n, compute: compute())
+    if args.round == 5:  # round 5's hybrid H, opt-in; rows kept in cache/room_conversations (the clips are round5.py's)
+        from .round5 import HYBRID, staged as keep
+
+        options = {"diarization": HYBRID}
     for name, n in (("dev", args.dev), ("test", args.test)):
-        payload[name] = run_set(name, n, cascade)
+        payload[name] = keep(f"full_{name}", n, lambda: run_set(name, n, cascade, **options))
         payload["summary"][name] = summarise(payload[name])
         payload["by_speakers"][name] = by_speakers(payload[name])
-    payload["real"] = run_real(cascade)
+    payload["real"] = keep("full_real", 4, lambda: run_real(cascade, **options))
     payload["summary"]["real"] = summarise(payload["real"])
     if args.clips:
-        payload["clips"] = run_clips(cascade, args.clips)
+        payload["clips"] = keep("clips_hybrid", args.clips, lambda: run_clips(cascade, args.clips, **options))
         payload["summary"]["clips"] = summarise(payload["clips"])
-        payload["clips_before"] = run_clips(cascade, args.clips, diarization=None)
+        payload["clips_before"] = keep("clips_default", args.clips, lambda: run_clips(cascade, args.clips, diarization=None))
         payload["summary"]["clips (first pipeline)"] = summarise(payload["clips_before"])
     write_report(args.out, payload, render(payload), config={k: str(v) for k, v in vars(args).items()})
     _log(f"wrote {args.out}.md")
