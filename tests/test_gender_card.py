@@ -250,3 +250,18 @@ def test_rule_section_lists_the_complete_candidates_and_judges_the_shipped_one()
     assert "this folder's method: **not met** (below 88.0%: ased 78.0%; mean 91.8%)." in lines
     assert rule_section({"folds": {"ravdess": folds["ravdess"]}}, shipped="E0") == []  # a fold missing: no section
     assert rule_section({"folds": folds}, shipped="Gd") == []                           # the shipped one not in it
+
+
+def test_rule_section_shows_the_robust_first_opinion_of_a_robust_fusion():
+    """A fusion over the robust ECAPA: its own first opinion (R) is a column beside E0, the second and the stage."""
+    from training.gender_card_sections import LOCO_CORPORA, rule_section
+
+    def acc(a: float) -> dict:
+        return {"clips": 10, "accuracy": {"estimate": a, "low": a, "high": a}, "female": a, "male": a}
+
+    folds = {c: {"candidates": {"E0": acc(0.8), "R": acc(0.85), "Gd": acc(0.9), "F*(R,Gd)": acc(0.95),
+                                "F*(E0,Gd)": acc(0.93)}} for c in LOCO_CORPORA}
+    lines = "\n".join(rule_section({"folds": folds}, shipped="F*(R,Gd)"))
+    assert ("| held out | clips | ECAPA alone | ECAPA, robust recipe | GE2E-LR (degraded copies) alone | "
+            "fused: robust ECAPA + GE2E-LR with degraded copies (this folder) |") in lines
+    assert "| **mean of 6** | | **80.0%** | **85.0%** | **90.0%** | **95.0%** |" in lines

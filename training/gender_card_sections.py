@@ -41,7 +41,8 @@ RULE_NAMES = {"E0": "ECAPA alone", "R": "ECAPA, robust recipe", "G": "GE2E-LR", 
               "F(E0,Gd)": "fused (weight on `val`): ECAPA + GE2E-LR with degraded copies",
               "F*(E0,Gd)": "fused: ECAPA + GE2E-LR with degraded copies",
               "F*(E0,Gdp)": "fused: ECAPA + GE2E-LR with degraded and pitch-moved copies",
-              "F(R,Gd)": "fused: robust ECAPA + GE2E-LR"}
+              "F(R,Gd)": "fused (weight on `val`): robust ECAPA + GE2E-LR with degraded copies",
+              "F*(R,Gd)": "fused: robust ECAPA + GE2E-LR with degraded copies"}
 """Candidates of the rule report as the card names them."""
 
 RULE_TARGET_CORPUS = 0.88
@@ -269,8 +270,9 @@ def rule_section(report: dict | None, *, shipped: str) -> list[str]:
     if not folds or not all(c in folds for c in LOCO_CORPORA):
         return []
     # the first opinion alone, the second alone and the shipped stage (the report has every other candidate)
-    second = shipped[shipped.index(",") + 1:-1] if "," in shipped else None
-    names = [n for n in dict.fromkeys(("E0", second, shipped))
+    first, second = (shipped[shipped.index("(") + 1:shipped.index(",")], shipped[shipped.index(",") + 1:-1]) \
+        if "," in shipped else (shipped, None)
+    names = [n for n in dict.fromkeys(("E0", first, second, shipped))
              if n and all(n in folds[c]["candidates"] for c in LOCO_CORPORA)]
     if shipped not in names:
         return []

@@ -4,6 +4,7 @@ Usage::
 
     studies/gender_fusion/queue_robust.sh ravdess emovo savee librispeech   # the robust ECAPA folds (long)
     python -m studies.gender_fusion.rule                                     # embed, fit, score, report
+    python -m studies.gender_fusion.rule --rerender                          # the kept figures, decision applied again
 
 Score of a candidate: the mean of twelve accuracies, the six leave-one-corpus-out folds and the
 six degraded conditions on `test`. It replaces the shipped stage (E0) when its score is at least
@@ -346,7 +347,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m studies.gender_fusion.rule", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=HERE / "rule_report")
+    parser.add_argument("--rerender", action="store_true",
+                        help="apply the decision again to the figures of the kept report (after SHIPPED_STAGE changes; "
+                             "embeds and fits nothing)")
     args = parser.parse_args(argv)
+    if args.rerender:
+        kept = json.loads(args.out.with_name(args.out.name + ".json").read_text(encoding="utf-8"))
+        payload = {k: v for k, v in kept.items() if k not in ("run", "figures_run")}
+        payload["decision"] = decide(payload["table"])
+        payload["figures_run"] = kept.get("figures_run", kept.get("run"))  # the run that measured the figures
+        write_report(args.out, payload, render(payload), config={k: str(v) for k, v in vars(args).items()})
+        _log(f"wrote {args.out}.md again; winner {payload['decision']['winner']}, shipped {payload['decision']['shipped']}")
+        return 0
     import torch
 
     torch.set_num_threads(1)
