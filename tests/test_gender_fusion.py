@@ -269,3 +269,31 @@ def test_the_rule_of_the_gender_candidates_known_answers():
     folds = {c: {"ecapa_temperature": t, "ge2e_temperature": 1.0, "ecapa_weight": w}
              for c, t, w in zip(CORPORA, (0.5, 0.7, 0.6, 0.9, 0.8, 0.65), (0.25, 0.5, 0.5, 0.75, 0.5, 0.25))}
     assert median_fusion(folds) == {"ecapa_temperature": 0.675, "ge2e_temperature": 1.0, "ecapa_weight": 0.5}
+
+
+# --------------------------------------------------------------------------- the three-opinion study (amendment 7)
+
+def test_simplex_grid_and_three_way_fit_find_the_one_informative_opinion():
+    from studies.gender_fusion.whisper import fit_multi, fuse, simplex
+
+    assert simplex(2) == [(0.0, 1.0), (0.25, 0.75), (0.5, 0.5), (0.75, 0.25), (1.0, 0.0)]  # the two-way rule's grid
+    assert len(simplex(3)) == 15 and all(abs(sum(w) - 1) < 1e-9 for w in simplex(3))
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 3000)
+    informative = np.where(y == 1, 2.0, -2.0) + rng.normal(0, 1, y.size)
+    zs = [rng.normal(0, 1, y.size), 2.0 * informative, rng.normal(0, 1, y.size)]
+    temps, weights = fit_multi(zs, y)
+    assert weights == (0.0, 1.0, 0.0)
+    assert temps[1] == pytest.approx(2.0 * fit_temperature(informative, y), rel=1e-3)
+    assert np.allclose(fuse(zs, temps, weights), zs[1] / temps[1])
+
+
+def test_whisper_head_standardises_and_separates():
+    from studies.gender_fusion.whisper import fit_head
+
+    rng = np.random.default_rng(4)
+    y = np.repeat([0, 1], 150)
+    X = rng.normal(0, 1, (300, 40)) * 50 + 10  # large offsets and scales: standardised first
+    X[:, 7] += np.where(y == 1, 200.0, -200.0)
+    head = fit_head(X, y, np.arange(300) // 10)
+    assert np.mean((head.log_odds(X) > 0) == y) == 1.0 and head.C in (0.001, 0.01, 0.1)
