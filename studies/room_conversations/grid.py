@@ -28,9 +28,9 @@ from pipeline.diarize import DiarizationConfig, resegment, speech_windows, windo
 from pipeline.paths import PROJECT_ROOT
 from training.reporting import pct, write_report
 
+from .staging import CACHE
 from .study import HERE, SEEDS, SR, _log, der_parts, speakers_of
 
-CACHE = PROJECT_ROOT / "cache" / "room_conversations"
 THRESHOLDS = (0.5, 0.35, 0.25)
 DEV_ONE_SEED = 3
 DEV2_SEED = 4

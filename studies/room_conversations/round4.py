@@ -4,7 +4,7 @@ Usage::
 
     python -m studies.room_conversations.round4                 # fit, cache rule parts, runtime parts; report_round4.*
     python -m studies.room_conversations.round4 --dev2 4 --dev2-one 4 --clips 2 --out /tmp/r4 --model /tmp/r4.json
-    python -m studies.room_conversations.round4 --round 5       # round 5's hybrid on dev3 (round5.py); report_round5.*
+    python -m studies.room_conversations.round5                 # round 5's hybrid on dev3; report_round5.*
 
 A logistic regression (scikit-learn's defaults, standardised features of
 :func:`pipeline.diarize.one_voice_features`) is fitted on the cached `dev` and `dev_one`
@@ -170,23 +170,29 @@ def decision_table(rows: Sequence[dict], threshold: float) -> dict:
             "accuracy": (one_as_one + more_as_more) / max(1, len(rows))}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m studies.room_conversations.round4", description=__doc__.splitlines()[0])
+def build_parser(prog: str = "python -m studies.room_conversations.round4",
+                 description: str | None = None) -> argparse.ArgumentParser:
+    """The options of rounds 4 and 5 (round5.py runs with the same parser)."""
+    parser = argparse.ArgumentParser(prog=prog, description=description or __doc__.splitlines()[0])
     parser.add_argument("--dev2", type=int, default=60)
     parser.add_argument("--dev2-one", type=int, default=40)
     parser.add_argument("--clips", type=int, default=40)
     parser.add_argument("--model", type=Path, default=Path(ONE_VOICE_MODEL), help="where the fitted model is written")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--round", type=int, choices=(4, 5), default=4,
-                        help="4: fit and judge the learnt decision on dev2; 5: hybrid H on dev3 (round5.py, no fitting)")
+                        help="4: fit and judge the learnt decision on dev2; 5: hybrid H on dev3 "
+                             "(python -m studies.room_conversations.round5, no fitting)")
     parser.add_argument("--dev3", type=int, default=60, help="round 5: dev3 conversations")
     parser.add_argument("--check", type=int, default=10, help="round 5: dev3 conversations also run through H itself")
-    args = parser.parse_args(argv)
-    args.out = args.out or HERE / f"report_round{args.round}"
-    if args.round == 5:
-        from .round5 import main as round5
+    return parser
 
-        return round5(args)
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.round == 5:
+        parser.error("round 5 runs as python -m studies.room_conversations.round5 (same options)")
+    args.out = args.out or HERE / f"report_round{args.round}"
     import torch
 
     torch.set_num_threads(1)

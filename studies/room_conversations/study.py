@@ -261,7 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     payload: dict = {"round": args.round, "summary": {}, "by_speakers": {}}
     options, keep = {}, (lambda name, n, compute: compute())
     if args.round == 5:  # round 5's hybrid H, opt-in; rows kept in cache/room_conversations (the clips are round5.py's)
-        from .round5 import HYBRID, staged as keep
+        from .staging import HYBRID, staged as keep
 
         options = {"diarization": HYBRID}
     for name, n in (("dev", args.dev), ("test", args.test)):
