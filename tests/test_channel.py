@@ -130,7 +130,8 @@ def test_train_gender_with_channel_copies(tmp_path, two_corpora_env):
     from pipeline.testing import TINY_GENDER_WIDTHS as TINY_WIDTHS
 
     meta = train_gender(tmp_path / "m", second_opinion=None, epochs=1, samples_per_epoch=16, batch_size=8, widths=TINY_WIDTHS,
-                        speed_factors=(1.0,), exclude_corpora=("other",), channel_copies=2, evaluate_test=False)
+                        speed_factors=(1.0,), exclude_corpora=("other",), channel_copies=2, evaluate_test=False,
+                        noise_kinds=("white",), channel_p_telephone=0.0, channel_p_pcm_u8=0.0)  # the plain channel mix
     ch = meta["training"]["channel"]
     assert ch["copies"] == 2 and ch["share"] == 0.5 and ch["recipe"]["codecs"] == ["mp3", "opus"]
     # 24 training clips x 2 copies, each with at least one effect
@@ -138,7 +139,8 @@ def test_train_gender_with_channel_copies(tmp_path, two_corpora_env):
     assert "random recording channel" in meta["training"]["augmentation"]
     assert describe(str(tmp_path / "m"))["recording channels"] == "2 per clip, p=0.5"
     plain = train_gender(tmp_path / "p", second_opinion=None, epochs=1, samples_per_epoch=16, batch_size=8, widths=TINY_WIDTHS,
-                         speed_factors=(1.0,), exclude_corpora=("other",), evaluate_test=False)
+                         speed_factors=(1.0,), exclude_corpora=("other",), evaluate_test=False, channel_copies=0,
+                         noise_kinds=("white",))
     assert plain["training"]["channel"] is None and "recording channels" not in describe(str(tmp_path / "p"))
 
 

@@ -245,7 +245,7 @@ def test_rule_section_lists_the_complete_candidates_and_judges_the_shipped_one()
     assert "| ased | 100 | 76.0% (74.0%-77.0%) | 78.0% (76.0%-79.0%) |" in lines
     assert "| **mean of 6** | | **89.8%** | **91.8%** |" in lines
     # the ECAPA alone, the second opinion alone (not in this report) and the shipped stage: no other column
-    assert "| held out | clips | ECAPA alone | fused: ECAPA + GE2E-LR with degraded copies (this folder) |" in lines
+    assert "| held out | clips | ECAPA, plain recipe | fused: ECAPA + GE2E-LR with degraded copies (this folder) |" in lines
     assert "| women / men (mean of the folds) | | 90.0% / 80.0% | 95.0% / 80.0% |" in lines  # SAVEE: no women
     assert "this folder's method: **not met** (below 88.0%: ased 78.0%; mean 91.8%)." in lines
     assert rule_section({"folds": {"ravdess": folds["ravdess"]}}, shipped="E0") == []  # a fold missing: no section
@@ -262,6 +262,6 @@ def test_rule_section_shows_the_robust_first_opinion_of_a_robust_fusion():
     folds = {c: {"candidates": {"E0": acc(0.8), "R": acc(0.85), "Gd": acc(0.9), "F*(R,Gd)": acc(0.95),
                                 "F*(E0,Gd)": acc(0.93)}} for c in LOCO_CORPORA}
     lines = "\n".join(rule_section({"folds": folds}, shipped="F*(R,Gd)"))
-    assert ("| held out | clips | ECAPA alone | ECAPA, robust recipe | GE2E-LR (degraded copies) alone | "
+    assert ("| held out | clips | ECAPA, plain recipe | ECAPA, robust recipe | GE2E-LR (degraded copies) alone | "
             "fused: robust ECAPA + GE2E-LR with degraded copies (this folder) |") in lines
     assert "| **mean of 6** | | **80.0%** | **85.0%** | **90.0%** | **95.0%** |" in lines

@@ -51,7 +51,7 @@ def test_train_gender_without_a_corpus(corpus_dir, tmp_path, monkeypatch):
 
     monkeypatch.setenv("SER_DATA_DIR", str(corpus_dir))
     meta = train_gender(tmp_path / "m", second_opinion=None, epochs=1, samples_per_epoch=16, batch_size=8, widths=TINY_WIDTHS,
-                        speed_factors=(1.0,), exclude_corpora=("other",))
+                        speed_factors=(1.0,), exclude_corpora=("other",), noise_kinds=("white",))  # no readers for babble
     tr = meta["training"]
     assert tr["excluded_corpora"] == ["other"] and tr["corpora"] == ["syn"]
     assert tr["n_train"] == 24 and set(tr["train_rows"]) == {"syn/female", "syn/male"}

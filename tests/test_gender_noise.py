@@ -101,9 +101,9 @@ def test_train_gender_with_noise_mix_and_compare(tmp_path, librispeech_like):
     from training.gender_train import train_gender
 
     out = tmp_path / "model"
-    meta = train_gender(out, **SYNTHETIC_GENDER_RECIPE, epochs=1, samples_per_epoch=16, batch_size=8, widths=TINY_WIDTHS,
-                        fit_splits=("train",), speed_factors=(1.0,), evaluate_test=False,
-                        noise_kinds=("white", "pink", "babble"))
+    meta = train_gender(out, **{**SYNTHETIC_GENDER_RECIPE, "noise_kinds": ("white", "pink", "babble")}, epochs=1,
+                        samples_per_epoch=16, batch_size=8, widths=TINY_WIDTHS, fit_splits=("train",),
+                        speed_factors=(1.0,), evaluate_test=False)
     assert meta["training"]["noise_kinds"] == ["white", "pink", "babble"]
     assert "babble" in meta["training"]["augmentation"] and "pink noise" in meta["training"]["augmentation"]
 

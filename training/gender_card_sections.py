@@ -36,7 +36,7 @@ LOCO_METHODS = {"ecapa": "ECAPA", "ge2e_lr": "GE2E-LR", "fused": "fused"}
 RULE_REPORT = Path("studies") / "gender_fusion" / "rule_report.json"
 """The report of the gender decision rule (``studies/gender_fusion/plan.md``, amendment 3)."""
 
-RULE_NAMES = {"E0": "ECAPA alone", "R": "ECAPA, robust recipe", "G": "GE2E-LR", "Gd": "GE2E-LR (degraded copies) alone",
+RULE_NAMES = {"E0": "ECAPA, plain recipe", "R": "ECAPA, robust recipe", "G": "GE2E-LR", "Gd": "GE2E-LR (degraded copies) alone",
               "Gdp": "GE2E-LR + degraded and pitch-moved copies",
               "F(E0,Gd)": "fused (weight on `val`): ECAPA + GE2E-LR with degraded copies",
               "F*(E0,Gd)": "fused: ECAPA + GE2E-LR with degraded copies",

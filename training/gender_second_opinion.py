@@ -10,7 +10,7 @@ GE2E speaker embedding (:mod:`pipeline.speaker_encoder`), ``C`` by GroupKFold ov
 (:func:`training.gender_fusion.fit_ge2e_head`), fitted on the recipe's fitting rows as recorded
 **plus** ``ge2e_copies`` degraded copies of each (:func:`training.ge2e_copies.degrade`: a random
 recording channel, then noise at a random SNR). The fusion's weight and temperatures are recipe
-values from ``studies/gender_fusion/rule_report.md`` (F*(E0,Gd)): fitted on every clip of the six
+values from ``studies/gender_fusion/rule_report.md`` (F*(R,Gd), the robust-recipe ECAPA's fusion): fitted on every clip of the six
 leave-one-corpus-out folds, corpora each fold's models had never seen. They cannot be fitted here:
 the ECAPA has seen every fitting row.
 """

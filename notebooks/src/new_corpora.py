@@ -422,7 +422,9 @@ else:
 
     per = pd.DataFrame({RULE_NAMES.get(n, n): {DESCRIPTIONS[c]: table[n]["test"][c] for c in CONDITIONS}
                         for n in dict.fromkeys(("E0", now, decision["winner"]))})
-    display(Markdown("The ECAPA alone, the stage in `gender_model/` and the rule's pick, `test` as recorded and degraded:"))
+    display(Markdown("`test` as recorded and degraded, as the rule run scored them: the ECAPA shipped before the rule (E0) and "
+                     + ("the rule's pick, now in `gender_model/` (retrained since: `docs/results.md` has its own figures):"
+                        if now == decision["winner"] else "the stage in `gender_model/` and the rule's pick:")))
     display(per.rename_axis("condition").style.format("{:.1%}"))
 
 # %% [markdown]
