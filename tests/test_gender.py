@@ -383,8 +383,8 @@ def test_gender_recipe_is_what_the_shipped_model_records():
     assert r.keep_epoch == "last" and tr["best_epoch"] == r.epochs
     assert tr["noise_kinds"] == list(r.noise_kinds) == ["white", "pink", "babble"]  # the robust recipe
     ch = tr["channel"]
-    assert (ch["copies"], ch["share"]) == (r.channel_copies, r.channel_share) == (2, 0.5)
-    assert (ch["recipe"]["p_telephone"], ch["recipe"]["p_pcm_u8"]) == (r.channel_p_telephone, r.channel_p_pcm_u8)
+    assert (ch["copies"], ch["share"], ch["recipe"]["p_telephone"], ch["recipe"]["p_pcm_u8"]) == (
+        r.channel_copies, r.channel_share, r.channel_p_telephone, r.channel_p_pcm_u8) == (2, 0.5, 0.3, 0.3)
     assert tr.get("pitch_balance_power", 0.0) == r.pitch_balance_power == 0.0
     # nEMO is in no gender fitting (a corpus never seen for the gender stage)
     assert tr["excluded_corpora"] == list(r.exclude_corpora) == ["nemo"]
@@ -392,8 +392,8 @@ def test_gender_recipe_is_what_the_shipped_model_records():
     assert tr["corpora"] == ["ased", "emovo", "librispeech", "ravdess", "savee", "speechocean"]
     # the recorded sentences, rebuilt from the recipe's values (lr, warm-up, speed, SNR, SpecAugment, ...)
     assert tr["optimiser"] == optimiser_phrase(r)
-    assert tr["augmentation"] == augmentation_phrase(r, noise_phrase([("white", [None]), ("pink", [None]),
-                                                                      ("babble", [None] * r.babble_tracks)]))
+    bank = [("white", [None]), ("pink", [None]), ("babble", [None] * r.babble_tracks)]
+    assert tr["augmentation"] == augmentation_phrase(r, noise_phrase(bank))
     assert tr["sampling"] == sampling_phrase(r)
     assert r.evaluate_test and r.max_rows is None
     # the second opinion beside it: fusion.json holds the recipe's weight and temperatures
@@ -413,7 +413,6 @@ def test_recipe_loader_known_answers(tmp_path):
     assert (r.epochs, r.lr, r.weight_decay, r.crop_s, r.speed_factors, r.speed_probs) == (
         80, 0.002, 0.01, (1.5, 3.0), (1.0, 0.9, 1.1), (0.5, 0.25, 0.25))
     assert (r.noise_kinds, r.snr_db, r.noise_prob, r.channel_share) == (("white", "pink", "babble"), (5.0, 40.0), 0.6, 0.5)
-    assert (r.channel_copies, r.channel_p_telephone, r.channel_p_pcm_u8) == (2, 0.3, 0.3)  # the robust recipe
     # --set values are text, parsed by the key's type
     sets = parse_sets(["epochs=3", "lr=2e-3", "noise_kinds=white,pink", "crop_s=[1.0, 2.5]", "evaluate_test=false",
                        "max_rows=null", "widths.C=64", "fit_splits=[train]", "pitch_balance_power=1"])
