@@ -27,7 +27,7 @@ import sys
 import time
 from functools import partial
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence, Sized
 
 import numpy as np
 
@@ -153,30 +153,36 @@ def _save_npz(cache: Path, **arrays) -> None:
     tmp.replace(cache)
 
 
-def _embed_versions(items: Sequence[tuple[str, Callable[[], tuple[np.ndarray, object]]]], cache: Path, *,
-                    extra: str, label: str, chunk: int = 32, save_every: int = 640) -> dict:
-    """GE2E embeddings of made signals, cached by key in ``cache`` (npz); the keys already there are not made again.
+def embed_versions(items: Iterable[tuple[str, Callable[[], tuple[np.ndarray, object]]]], cache: Path, *,
+                   extra: str, label: str, chunk: int = 32, save_every: int = 640,
+                   embed: Callable[[list[np.ndarray]], np.ndarray] | None = None, width: int = 256) -> dict:
+    """Embeddings of made signals, cached by key in ``cache`` (npz); the keys already there are not made again.
 
     Args:
-        items: ``(key, make)`` pairs; ``make()`` returns a prepared 16 kHz float32 signal ``[shape=(n,)]`` and one
-            value recorded beside it (``extra``), or raises :class:`pipeline.errors.PipelineError` /
-            ``RuntimeError`` to skip the item (logged).
+        items: ``(key, make)`` pairs, read once and lazily (a generator of made signals never holds them all);
+            ``make()`` returns a prepared 16 kHz float32 signal ``[shape=(n,)]`` and one value recorded beside it
+            (``extra``), or raises :class:`pipeline.errors.PipelineError` / ``RuntimeError`` to skip the item (logged).
         extra: the name of those values in the cache and the result.
+        embed: signals -> ``[shape=(len, width)]``; default the GE2E speaker encoder (``width`` 256).
 
-    Returns: ``{"keys": [shape=(m,)], "embeddings": [shape=(m, 256)] float32, extra: [shape=(m,)]}``.
+    Returns: ``{"keys": [shape=(m,)], "embeddings": [shape=(m, width)] float32, extra: [shape=(m,)]}``.
     """
     from pipeline.errors import PipelineError
 
     stored = _load_npz(cache)
     keys = list(stored.get("keys", np.array([], str)).tolist())
-    vectors = list(stored.get("embeddings", np.zeros((0, 256), np.float32)))
+    vectors = list(stored.get("embeddings", np.zeros((0, width), np.float32)))
     values = list(stored.get(extra, np.array([])).tolist())
     have = set(keys)
-    todo = [(key, make) for key, make in items if key not in have]
-    encoder, start = None, time.perf_counter()
-    for i in range(0, len(todo), chunk):
+    total = len(items) if isinstance(items, Sized) else None
+    start, seen, made_n, since_save = time.perf_counter(), 0, 0, 0
+    batches = iter(items)
+    while True:
         batch, signals, made = [], [], []
-        for key, make in todo[i:i + chunk]:
+        for key, make in batches:
+            seen += 1
+            if key in have:
+                continue
             try:
                 signal, value = make()
             except (PipelineError, RuntimeError) as exc:  # parselmouth raises RuntimeError on clips Praat refuses
@@ -185,21 +191,31 @@ def _embed_versions(items: Sequence[tuple[str, Callable[[], tuple[np.ndarray, ob
             batch.append(key)
             signals.append(signal)
             made.append(value)
-        if signals:
-            if encoder is None:
-                from pipeline.speaker_encoder import SpeakerEncoder
+            if len(batch) == chunk:
+                break
+        if not signals:
+            break
+        if embed is None:
+            from pipeline.speaker_encoder import SpeakerEncoder
 
-                encoder = SpeakerEncoder()
-            keys += batch
-            vectors += list(encoder.embed_many(signals))
-            values += made
-        n, elapsed = min(i + chunk, len(todo)), time.perf_counter() - start
-        if (i // chunk) % 10 == 0 or n == len(todo):
-            _log(f"{label}: {n}/{len(todo)}, {n / elapsed:.1f}/s, eta {(len(todo) - n) * elapsed / n / 60:.1f} min")
-        if (i + chunk) % save_every < chunk or n == len(todo):
-            _save_npz(cache, keys=np.array(keys, str), embeddings=np.asarray(vectors, np.float32).reshape(-1, 256),
+            embed = SpeakerEncoder().embed_many
+        keys += batch
+        vectors += list(np.asarray(embed(signals), np.float32).reshape(-1, width))
+        values += made
+        made_n, since_save = made_n + len(batch), since_save + len(batch)
+        elapsed = time.perf_counter() - start
+        if (made_n // chunk) % 10 == 1:
+            eta = f", eta {(total - seen) * elapsed / seen / 60:.1f} min" if total else ""
+            _log(f"{label}: {seen}/{total or '?'}, {made_n / elapsed:.1f}/s{eta}")
+        if since_save >= save_every:
+            _save_npz(cache, keys=np.array(keys, str), embeddings=np.asarray(vectors, np.float32).reshape(-1, width),
                       **{extra: np.array(values)})
-    return {"keys": np.array(keys), "embeddings": np.asarray(vectors, np.float32).reshape(-1, 256),
+            since_save = 0
+    if made_n:
+        _save_npz(cache, keys=np.array(keys, str), embeddings=np.asarray(vectors, np.float32).reshape(-1, width),
+                  **{extra: np.array(values)})
+        _log(f"{label}: {made_n} made in {time.perf_counter() - start:.0f} s")
+    return {"keys": np.array(keys), "embeddings": np.asarray(vectors, np.float32).reshape(-1, width),
             extra: np.array(values)}
 
 
@@ -221,7 +237,7 @@ def embed_fitting_copies(rows: Sequence, cache: Path, *, copies: int = 2, chunk:
         return prepare_signal(out, SR, config=config).samples, kind
 
     items = [(f"{u.relpath}#{k}", partial(make, u, k)) for u in rows for k in range(copies)]
-    return _embed_versions(items, cache, extra="noise", label="copies", chunk=chunk, save_every=1280)
+    return embed_versions(items, cache, extra="noise", label="copies", chunk=chunk, save_every=1280)
 
 
 def score_test_conditions(rows: Sequence, manifest: Sequence, cache: Path, *, ecapa_dir: Path) -> dict:
@@ -294,5 +310,5 @@ def embed_pitch_copies(rows: Sequence, cache: Path, *, chunk: int = 32) -> dict:
     def make(u) -> tuple[np.ndarray, float]:
         return pitch_moved(load_audio(u.path).samples, clip_seed(f"{u.relpath}#pitch"), u.gender)
 
-    return _embed_versions([(u.relpath, partial(make, u)) for u in rows], cache, extra="semitones",
+    return embed_versions([(u.relpath, partial(make, u)) for u in rows], cache, extra="semitones",
                            label="pitch copies", chunk=chunk)

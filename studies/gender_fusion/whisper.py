@@ -20,12 +20,10 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import sys
-import time
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -34,6 +32,7 @@ from training.corpus import Utterance, read_manifest
 from training.gender_conditions import CONDITIONS
 from training.reporting import pct, write_report
 
+from .rule import DEGRADED, DOUBTFUL_TEST_SPEAKERS, _acc, _correct, _log, _z
 from .study import CORPORA, PITCH_CONTRADICTED, accuracy, fold_rows
 
 HERE = Path(__file__).resolve().parent
@@ -43,85 +42,46 @@ WEIGHT_STEP = 0.25
 MIN_GAIN_OVER_PICK_PTS = 1.0
 MAX_CLEAN_LOSS_PTS = 1.0
 PICK = "F*(R,Gd)"
-DEGRADED = CONDITIONS[1:]
-DOUBTFUL_TEST_SPEAKERS = frozenset({"speechocean_3023", "speechocean_2430"})
 WIDTH = 3840
 
 
-def _log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+def _whisper_blocks(signals: list[np.ndarray]) -> np.ndarray:
+    """``[shape=(len(signals), 3840)]``: :func:`pipeline.whisper_encoder.encoder_block` of each prepared signal."""
+    from pipeline.whisper_encoder import encoder_block
+
+    return np.stack([encoder_block(s) for s in signals])
 
 
-def _z(p) -> np.ndarray:
-    p = np.clip(np.asarray(p, np.float64), 1e-6, 1 - 1e-6)
-    return np.log(p) - np.log1p(-p)
+@dataclass(frozen=True)
+class Features:
+    """Whisper blocks by key (``vectors``) and the one text recorded beside each (``extra``)."""
+
+    vectors: dict[str, np.ndarray]
+    extra: dict[str, str]
 
 
-# ---- features ---------------------------------------------------------------------------------------------
+def _features(items: Iterable, name: str) -> Features:
+    """The blocks of ``items`` (``(key, make)`` pairs, see :func:`training.ge2e_copies.embed_versions`), cached."""
+    from training.ge2e_copies import embed_versions
+
+    out = embed_versions(items, CACHE / f"{name}.npz", extra="extra", label=name, save_every=500,
+                         embed=_whisper_blocks, width=WIDTH)
+    keys = out["keys"].tolist()
+    return Features(dict(zip(keys, out["embeddings"])), dict(zip(keys, map(str, out["extra"].tolist()))))
 
 
-class FeatureStore:
-    """Whisper blocks by key, cached in one npz (float16 on disk); ``extra`` holds one text per key."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.vectors: dict[str, np.ndarray] = {}
-        self.extra: dict[str, str] = {}
-        if path.is_file():
-            stored = np.load(path, allow_pickle=False)
-            self.vectors = dict(zip(stored["keys"].tolist(), stored["features"].astype(np.float32)))
-            self.extra = dict(zip(stored["keys"].tolist(), stored["extra"].tolist()))
-
-    def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        keys = list(self.vectors)
-        tmp = self.path.with_suffix(".tmp.npz")
-        np.savez(tmp, keys=np.array(keys, str),
-                 features=np.asarray([self.vectors[k] for k in keys], np.float16).reshape(-1, WIDTH),
-                 extra=np.array([self.extra.get(k, "") for k in keys], str))
-        tmp.replace(self.path)
-
-    def fill(self, items: Iterable[tuple[str, Callable[[], tuple[np.ndarray, str]]]], total: int, label: str,
-             save_every: int = 500) -> None:
-        """Encode each ``(key, make)`` not cached; ``make()`` returns a prepared 16 kHz signal and one text."""
-        from pipeline.errors import PipelineError
-        from pipeline.whisper_encoder import encoder_block
-
-        start, done, new = time.perf_counter(), 0, 0
-        for key, make in items:
-            done += 1
-            if key in self.vectors:
-                continue
-            try:
-                signal, extra = make()
-                self.vectors[key] = encoder_block(signal)
-                self.extra[key] = extra
-            except (PipelineError, RuntimeError, ValueError) as exc:
-                _log(f"skipped {key}: {exc}")
-                continue
-            new += 1
-            if new % save_every == 0:
-                self.save()
-                elapsed = time.perf_counter() - start
-                _log(f"{label}: {done}/{total}, {new / elapsed:.1f}/s, eta {(total - done) * elapsed / new / 60:.1f} min")
-        if new:
-            self.save()
-
-
-def clean_part(rows: Sequence[Utterance]) -> FeatureStore:
+def clean_part(rows: Sequence[Utterance]) -> Features:
     from pipeline.audio import load_audio
 
-    store = FeatureStore(CACHE / "clean.npz")
-    store.fill(((u.relpath, partial(lambda u: (load_audio(u.path).samples, ""), u)) for u in rows), len(rows), "clean")
-    return store
+    return _features(((u.relpath, partial(lambda u: (load_audio(u.path).samples, ""), u)) for u in rows), "clean")
 
 
-def copies_part(fit_rows: Sequence[Utterance]) -> FeatureStore:
+def copies_part(fit_rows: Sequence[Utterance]) -> Features:
     """Copy 0 of :func:`training.ge2e_copies.degrade` of each fitting clip (Gd's first copy), keyed ``path#0``."""
     from pipeline.audio import DEFAULT_AUDIO_CONFIG, decode_audio, prepare_signal, resample
     from training.ge2e_copies import SR, clip_seed, degrade, fitting_babble
 
-    store, babble = FeatureStore(CACHE / "copies.npz"), []
+    babble: list[np.ndarray] = []
 
     def make(u: Utterance) -> tuple[np.ndarray, str]:
         if not babble:
@@ -130,17 +90,19 @@ def copies_part(fit_rows: Sequence[Utterance]) -> FeatureStore:
         out, _, kind, _ = degrade(resample(decoded.samples, decoded.sample_rate, SR), clip_seed(f"{u.relpath}#0"), babble)
         return prepare_signal(out, SR, config=DEFAULT_AUDIO_CONFIG).samples, kind
 
-    store.fill(((f"{u.relpath}#0", partial(make, u)) for u in fit_rows), len(fit_rows), "copies")
-    return store
+    return _features([(f"{u.relpath}#0", partial(make, u)) for u in fit_rows], "copies")
 
 
-def conditions_part(test: Sequence[Utterance], manifest: Sequence[Utterance]) -> FeatureStore:
-    """Every `test` clip under each condition of :mod:`training.gender_conditions`, keyed ``path|condition``."""
+def conditions_part(test: Sequence[Utterance], manifest: Sequence[Utterance]) -> Features:
+    """Every `test` clip under each condition of :mod:`training.gender_conditions`, keyed ``path|condition``.
+
+    The conditions are made a batch at a time (each clip decoded once), only when some are not cached.
+    """
     from training.gender_conditions import condition_batches, study_babble
 
-    store = FeatureStore(CACHE / "conditions.npz")
-    if all(f"{u.relpath}|{c}" in store.vectors for u in test for c in CONDITIONS):
-        return store
+    cached = _features([], "conditions")
+    if all(f"{u.relpath}|{c}" in cached.vectors for u in test for c in CONDITIONS):
+        return cached
 
     def items():
         for indices, prepared in condition_batches(test, babble=study_babble(manifest, scored=test)):
@@ -149,8 +111,7 @@ def conditions_part(test: Sequence[Utterance], manifest: Sequence[Utterance]) ->
                     if s is not None:
                         yield f"{test[i].relpath}|{condition}", partial(lambda s: (s, ""), s)
 
-    store.fill(items(), len(test) * len(CONDITIONS), "conditions")
-    return store
+    return _features(items(), "conditions")
 
 
 # ---- the head and the fusion ------------------------------------------------------------------------------
@@ -239,7 +200,7 @@ def kept_probabilities() -> tuple[dict, dict]:
     return folds, test
 
 
-def _matrix(rows: Sequence[Utterance], clean: FeatureStore, copies: FeatureStore, *, no_babble: bool):
+def _matrix(rows: Sequence[Utterance], clean: Features, copies: Features, *, no_babble: bool):
     X, y, g = [], [], []
     for u in rows:
         versions = [clean.vectors[u.relpath]] if u.relpath in clean.vectors else []
@@ -252,7 +213,7 @@ def _matrix(rows: Sequence[Utterance], clean: FeatureStore, copies: FeatureStore
     return np.stack(X).astype(np.float64), np.array(y), np.array(g)
 
 
-def run_folds(rows: Sequence[Utterance], clean: FeatureStore, copies: FeatureStore, kept: dict,
+def run_folds(rows: Sequence[Utterance], clean: Features, copies: Features, kept: dict,
               probs_out: list[dict]) -> tuple[dict, dict]:
     """W per fold; then the fusions fitted on the other five folds' held-out clips. Returns (folds, settings)."""
     folds: dict = {}
@@ -272,13 +233,13 @@ def run_folds(rows: Sequence[Utterance], clean: FeatureStore, copies: FeatureSto
     for corpus in CORPORA:
         h = held_z[corpus]
         for name in ("R", "Gd", "W"):
-            folds[corpus]["candidates"][name] = _acc(h[name], h["rows"])
+            folds[corpus]["candidates"][name] = _acc(_correct(h[name], h["rows"]), h["rows"])
         for key, parts in FUSIONS.items():
             others = [c for c in CORPORA if c != corpus]
             temps, weights = fit_multi([np.concatenate([held_z[c][p] for c in others]) for p in parts],
                                        np.concatenate([held_z[c]["y"] for c in others]))
             z = fuse([h[p] for p in parts], temps, weights)
-            folds[corpus]["candidates"][key] = _acc(z, h["rows"])
+            folds[corpus]["candidates"][key] = _acc(_correct(z, h["rows"]), h["rows"])
             settings.setdefault(key, {})[corpus] = {"temperatures": temps, "weights": list(weights)}
             probs_out += [{"path": u.relpath, "part": f"fold:{corpus}", "model": key, "p_female": f"{1 / (1 + np.exp(-v)):.6f}"}
                           for u, v in zip(h["rows"], z)]
@@ -292,12 +253,7 @@ def run_folds(rows: Sequence[Utterance], clean: FeatureStore, copies: FeatureSto
     return folds, settings
 
 
-def _acc(z: np.ndarray, us: Sequence[Utterance]) -> dict:
-    right = ((np.asarray(z) > 0) == np.array([u.gender == "female" for u in us])).astype(float)
-    return accuracy(right, np.array([u.speaker for u in us]), np.array([u.gender for u in us]))
-
-
-def run_test(rows: Sequence[Utterance], clean: FeatureStore, copies: FeatureStore, conditions: FeatureStore,
+def run_test(rows: Sequence[Utterance], clean: Features, copies: Features, conditions: Features,
              kept: dict, settings: dict, probs_out: list[dict]) -> dict:
     """Six-corpus W (``train`` + ``val``, the 7 pitch-contradicted speakers left out) and the fusions on `test`."""
     fit = [u for u in rows if u.split in ("train", "val") and u.speaker not in PITCH_CONTRADICTED]

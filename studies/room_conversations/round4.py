@@ -112,18 +112,27 @@ def run_dev2(cascade, n: int, model_path: str, cached: Sequence[dict]) -> tuple[
     return default, candidate
 
 
-def decide(s: dict) -> dict:
-    """The rule of plan.md, round 4: every condition against the default pipeline."""
-    base, cand = s["default"], s["candidate"]
+def rule_checks(cand: dict, base: dict, *, judged: str, one_speaker: str) -> dict[str, bool]:
+    """Round 4's five conditions (plan.md) of one pipeline's summary against the default's.
+
+    ``judged``: the set DER, count and gender per voice are measured on (``"dev2"``); ``one_speaker``: the
+    recordings of the one-speaker condition (``"dev2 + dev2_one"``); both only name the checks.
+    """
     checks = {
-        "DER at least 2 points lower (dev2, cache)": cand["der"] <= base["der"] - 0.02,
-        "voice count right not lower (dev2, cache)": cand["count_right"] >= base["count_right"],
-        "gender per voice not lower (dev2, runtime)": cand["runtime"]["gender_per_voice"] >= base["runtime"]["gender_per_voice"],
-        "one speaker one voice not less often (dev2 + dev2_one, cache)":
+        f"DER at least 2 points lower ({judged}, cache)": cand["der"] <= base["der"] - 0.02,
+        f"voice count right not lower ({judged}, cache)": cand["count_right"] >= base["count_right"],
+        f"gender per voice not lower ({judged}, runtime)": cand["runtime"]["gender_per_voice"] >= base["runtime"]["gender_per_voice"],
+        f"one speaker one voice not less often ({one_speaker}, cache)":
             cand["one_speaker_one_voice_all"] >= base["one_speaker_one_voice_all"],
         "corpus-clip DER not higher (40, runtime)": cand["clips"]["der"] <= base["clips"]["der"],
     }
-    return {"checks": {k: bool(v) for k, v in checks.items()}, "passes": bool(all(checks.values()))}
+    return {k: bool(v) for k, v in checks.items()}
+
+
+def decide(s: dict) -> dict:
+    """The rule of plan.md, round 4: every condition against the default pipeline."""
+    checks = rule_checks(s["candidate"], s["default"], judged="dev2", one_speaker="dev2 + dev2_one")
+    return {"checks": checks, "passes": all(checks.values())}
 
 
 def render(payload: dict) -> str:

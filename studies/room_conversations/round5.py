@@ -29,7 +29,7 @@ from pipeline.diarize import ONE_VOICE_MODEL, DiarizationConfig, load_one_voice_
 from training.reporting import pct, write_report
 
 from .grid import build_cache, evaluate, hypothesis, summary
-from .round4 import DEFAULT, DEV2_ONE_SEED, WINDOWS, build_parser, cached_features, evaluate_candidate
+from .round4 import DEFAULT, DEV2_ONE_SEED, WINDOWS, build_parser, cached_features, evaluate_candidate, rule_checks
 from .staging import HYBRID, ROUND4, staged
 from .study import HERE, SR, _log, by_speakers, der_parts, run_clips, score, speakers_of, summarise
 
@@ -77,14 +77,7 @@ def run_dev3(cascade, n: int, cached: Sequence[dict], diarization: DiarizationCo
 
 def checks(cand: dict, base: dict) -> dict:
     """Round 4's five conditions (plan.md, round 5) of one pipeline against the default."""
-    return {
-        "DER at least 2 points lower (dev3, cache)": cand["der"] <= base["der"] - 0.02,
-        "voice count right not lower (dev3, cache)": cand["count_right"] >= base["count_right"],
-        "gender per voice not lower (dev3, runtime)": cand["runtime"]["gender_per_voice"] >= base["runtime"]["gender_per_voice"],
-        "one speaker one voice not less often (dev3 + dev2_one, cache)":
-            cand["one_speaker_one_voice_all"] >= base["one_speaker_one_voice_all"],
-        "corpus-clip DER not higher (40, runtime)": cand["clips"]["der"] <= base["clips"]["der"],
-    }
+    return rule_checks(cand, base, judged="dev3", one_speaker="dev3 + dev2_one")
 
 
 def render(payload: dict) -> str:
@@ -174,8 +167,8 @@ def main(args) -> int:
     agree = {k: sum(abs(a["der"] - b["der"]) < 1e-6 for a, b in zip(rt[k], results[k][0])) for k in rt}
     decision = checks(s["hybrid"], s["default"])
     payload = {"round": 5, "n_dev3": n, "n_dev2_one": len(one), "summary": s, "routes": routes,
-               "decision": {"checks": {k: bool(v) for k, v in decision.items()}, "passes": bool(all(decision.values()))},
-               "round4_checks": {k: bool(v) for k, v in checks(s["round4"], s["default"]).items()},
+               "decision": {"checks": decision, "passes": all(decision.values())},
+               "round4_checks": checks(s["round4"], s["default"]),
                "check": {"n": len(direct), "equal": int(equal)}, "cache_vs_runtime": agree,
                "clips_by_speakers": {k: by_speakers(v) for k, v in clips.items()},
                "rows": {k: {"dev3": v[0], "dev2_one": v[1]} for k, v in results.items()},
