@@ -170,17 +170,18 @@ def analyse_recording(cascade: Models, source: AudioSource | np.ndarray, sr: int
             embeddings = embed_segments(encoder, y, regions, batch=batch_size)
             durations = np.array([r.duration_s for r in regions])
             first = int(cluster_voices(embeddings, durations, threshold=threshold, centred_threshold=None).max()) + 1
-            speech = windows = X = None
-            if diarization.one_voice_model is not None:  # the learnt decision needs the windows first
+            def windowed() -> tuple[list[SpeechRegion], list[Window], np.ndarray]:
                 speech = regions_from_probabilities(probs, y.size, replace(vad.config, threshold=diarization.vad_threshold))
-                windows, X = _window_embeddings(y, speech, encoder, diarization, batch_size)
-            path = voice_path(first, X, windows or [], sum(r.duration_s for r in speech or []), diarization)
+                return (speech, *_window_embeddings(y, speech, encoder, diarization, batch_size))
+
+            # the learnt decision needs the windows first; the first cut alone does not
+            speech, windows, X = windowed() if diarization.one_voice_model is not None else ([], [], None)
+            path = voice_path(first, X, windows, sum(r.duration_s for r in speech), diarization)
             if path == "one":
                 labels = np.zeros(len(regions), int)  # one voice: the whole segments, as the first cut finds them
             elif path == "windows":
-                if speech is None:
-                    speech = regions_from_probabilities(probs, y.size, replace(vad.config, threshold=diarization.vad_threshold))
-                    windows, X = _window_embeddings(y, speech, encoder, diarization, batch_size)
+                if X is None:
+                    speech, windows, X = windowed()
                 regions, labels = _voice_segments(y, speech, windows, X, vad, diarization)
                 embeddings = None
             # "segments" (keep_first_cut): labels stay None, the default pipeline's voices over the whole segments
