@@ -78,9 +78,15 @@ def round3_points() -> list[Point]:
               for m in (0.8, 0.9)]]
 
 
-def build_cache(name: str, n: int, *, k: int | None, seed: int) -> list[dict]:
-    """Per conversation: reference turns and, per threshold, regions, segments, windows and their embeddings."""
-    path = CACHE / f"round2_{name}_{n}.pkl"
+def build_cache(name: str, n: int, *, k: int | None, seed: int,
+                thresholds: Sequence[float] = THRESHOLDS, splits: frozenset[str] = frozenset({"train", "val"})) -> list[dict]:
+    """Per conversation: reference turns and, per threshold, regions, segments, windows and their embeddings.
+
+    Rounds after 3 use only silero 0.5 and 0.35: ``thresholds=(0.5, 0.35)`` caches those (a separate file),
+    with silero's frame probabilities. ``splits``: whose speakers talk (``{"test"}`` for a judging set).
+    """
+    tag = "round2" if tuple(thresholds) == THRESHOLDS else "vad" + "_".join(f"{t:g}" for t in thresholds)
+    path = CACHE / f"{tag}_{name}_{n}.pkl"
     if path.is_file():
         return pickle.loads(path.read_bytes())
     from pipeline.speaker_encoder import SpeakerEncoder
@@ -89,7 +95,7 @@ def build_cache(name: str, n: int, *, k: int | None, seed: int) -> list[dict]:
     from training.conversations import ClipCache
     from training.room_conversations import make_room_conversation
 
-    speakers = speakers_of({"train", "val"})
+    speakers = speakers_of(set(splits))
     rng, clips, vad, encoder = np.random.default_rng(seed), ClipCache(), SileroVad(), SpeakerEncoder()
     rows, start = [], time.perf_counter()
     for i in range(n):
@@ -98,7 +104,9 @@ def build_cache(name: str, n: int, *, k: int | None, seed: int) -> list[dict]:
         probs = vad.probabilities(y)
         row = {"id": f"{name}_{i:03d}", "turns": conv.turns, "speakers": conv.n_voices, "same_gender": conv.same_gender,
                "by_threshold": {}}
-        for t in THRESHOLDS:
+        if tuple(thresholds) != THRESHOLDS:
+            row["vad_probabilities"] = probs
+        for t in thresholds:
             config = VadConfig(threshold=t)
             regions = regions_from_probabilities(probs, y.size, config)
             segments = split_long(regions, y, config)
