@@ -15,9 +15,10 @@ corpus-clip conversations got worse in that study's full run:
    duration-weighted centroids are more similar than ``merge_similarity``, most similar pair
    first; that is also how a recording of one voice gets one. Average linkage with one cut
    (:func:`ahc_groups`) is the alternative the study compared.
-3. :func:`resegment`: every ``step_s`` (0.1 s) frame of speech takes the voice whose centroid is
-   most similar to the mean embedding of the windows covering it; runs of one voice become the
-   segments; runs under ``min_run_s`` join the neighbour they resemble most.
+3. re-segmentation (:mod:`pipeline.resegment`): every ``step_s`` (0.1 s) frame of speech takes a
+   voice, the most similar centroid's (:func:`~pipeline.resegment.resegment`) or, with ``hmm``, an
+   HMM's Viterbi path (:func:`~pipeline.resegment.hmm_resegment`); runs of one voice become the
+   segments.
 
 Whether a recording is one voice at all is decided first: by the shipped first cut over whole
 segments (round 3's guard), or, with ``one_voice_model`` (:data:`ONE_VOICE_MODEL`, round 4), by a
@@ -39,6 +40,7 @@ from typing import Sequence
 
 import numpy as np
 
+from pipeline.resegment import HmmConfig, Window, _unit
 from pipeline.vad import SpeechRegion
 from pipeline.voices import MIN_VOICE_S, _average_linkage, _centroids, assign_voices
 
@@ -69,6 +71,12 @@ class DiarizationConfig:
             cut over whole segments already finds two or more voices, the default pipeline's voices
             (:func:`pipeline.voices.cluster_voices` on whole segments) are kept; the windows are used
             only when the first cut hears one voice (:func:`voice_path`).
+        hmm: ``None``: the plain re-segmentation; else the HMM's (:func:`pipeline.resegment.hmm_resegment`),
+            which also marks overlapped speech when its ``overlap_posterior`` is set.
+        segments_hmm: with ``keep_first_cut`` and ``hmm``: the default pipeline's voices are carried to the
+            windows and re-segmented by the HMM too (:func:`pipeline.resegment.carry_voices`).
+        three_voices: when the learnt decision says one voice but the first cut finds three or more, the
+            recording is not one voice (:func:`voice_path`).
     """
 
     vad_threshold: float = 0.35
@@ -86,22 +94,9 @@ class DiarizationConfig:
     seed: int = 0
     one_voice_model: str | None = None
     keep_first_cut: bool = False
-
-
-@dataclass(frozen=True)
-class Window:
-    """One embedding window: its span and the index of the speech region it lies in."""
-
-    start_s: float
-    end_s: float
-    region: int
-
-    @property
-    def duration_s(self) -> float:
-        return self.end_s - self.start_s
-
-    def samples(self, sr: int = 16000) -> slice:
-        return slice(int(round(self.start_s * sr)), int(round(self.end_s * sr)))
+    hmm: HmmConfig | None = None
+    segments_hmm: bool = False
+    three_voices: bool = False
 
 
 def speech_windows(regions: Sequence[SpeechRegion], *, window_s: float = 1.5, hop_s: float = 0.75) -> list[Window]:
@@ -115,11 +110,6 @@ def speech_windows(regions: Sequence[SpeechRegion], *, window_s: float = 1.5, ho
         starts.append(r.end_s - window_s)
         out.extend(Window(float(s), float(s) + window_s, k) for s in starts)
     return out
-
-
-def _unit(X: np.ndarray) -> np.ndarray:
-    X = np.asarray(X, np.float64)
-    return X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
 
 
 def merge_similar(X: np.ndarray, w: np.ndarray, groups: np.ndarray, similarity: float) -> np.ndarray:
@@ -275,94 +265,11 @@ def one_voice(first_cut_voices: int, X: np.ndarray, windows: Sequence[Window], s
 
 def voice_path(first_cut_voices: int, X: np.ndarray, windows: Sequence[Window], speech_s: float,
                config: DiarizationConfig) -> str:
-    """How a recording's voices are found: ``"one"`` (:func:`one_voice`), ``"segments"`` (``keep_first_cut`` and the
-    first cut finds two or more: the default pipeline's whole segments) or ``"windows"`` (the window path)."""
-    if one_voice(first_cut_voices, X, windows, speech_s, config):
+    """How a recording's voices are found: ``"one"`` (:func:`one_voice`, unless ``three_voices`` and the first cut
+    finds three or more), ``"segments"`` (``keep_first_cut`` and the first cut finds two or more: the default
+    pipeline's voices) or ``"windows"`` (the window path)."""
+    if one_voice(first_cut_voices, X, windows, speech_s, config) and not (config.three_voices and first_cut_voices >= 3):
         return "one"
     return "segments" if config.keep_first_cut and first_cut_voices > 1 else "windows"
 
 
-@dataclass(frozen=True)
-class VoiceSegment:
-    """A stretch of one voice: seconds from the start of the recording and the voice index."""
-
-    start_s: float
-    end_s: float
-    voice: int
-
-    @property
-    def region(self) -> SpeechRegion:
-        return SpeechRegion(self.start_s, self.end_s)
-
-
-def resegment(regions: Sequence[SpeechRegion], windows: Sequence[Window], X: np.ndarray, labels: np.ndarray, *,
-              step_s: float = 0.1, min_run_s: float = 0.5) -> list[VoiceSegment]:
-    """Frame-level voices inside each region -> time-ordered runs of one voice.
-
-    Args:
-        regions: the speech regions the ``windows`` were cut from.
-        X: ``[shape=(n_windows, d)]`` window embeddings; labels: ``[shape=(n_windows,)]`` voice per window.
-        step_s: frame step, seconds; min_run_s: shorter runs join the neighbour they resemble most.
-    """
-    X = _unit(X)
-    labels = np.asarray(labels, int)
-    if not len(windows):
-        return []
-    w = np.array([win.duration_s for win in windows])
-    C = _centroids(X, w, labels)
-    by_region: dict[int, list[int]] = {}
-    for i, win in enumerate(windows):
-        by_region.setdefault(win.region, []).append(i)
-    out: list[VoiceSegment] = []
-    for k, r in enumerate(regions):
-        mine = by_region.get(k)
-        if not mine:
-            continue
-        n_frames = max(1, int(round(r.duration_s / step_s)))
-        edges = np.linspace(r.start_s, r.end_s, n_frames + 1)
-        centres = 0.5 * (edges[:-1] + edges[1:])
-        starts = np.array([windows[i].start_s for i in mine])
-        ends = np.array([windows[i].end_s for i in mine])
-        cover = (centres[:, None] >= starts[None, :]) & (centres[:, None] < ends[None, :])
-        empty = ~cover.any(axis=1)  # frames no window covers take the nearest window
-        if empty.any():
-            mid = 0.5 * (starts + ends)
-            cover[np.flatnonzero(empty), np.argmin(np.abs(centres[empty, None] - mid[None, :]), axis=1)] = True
-        frame_emb = _unit(cover.astype(np.float64) @ X[mine])
-        frame_voice = np.argmax(frame_emb @ C.T, axis=1)
-        runs = _runs(frame_voice)
-        runs = _absorb_short(runs, frame_emb, C, max(1, int(round(min_run_s / step_s))))
-        out.extend(VoiceSegment(float(edges[a]), float(edges[b]), v) for a, b, v in runs)
-    return out
-
-
-def _runs(values: np.ndarray) -> list[tuple[int, int, int]]:
-    """``(first, end, value)`` of each run of equal values (``end`` exclusive)."""
-    change = np.flatnonzero(np.diff(values)) + 1
-    bounds = np.concatenate([[0], change, [len(values)]])
-    return [(int(a), int(b), int(values[a])) for a, b in zip(bounds[:-1], bounds[1:])]
-
-
-def _absorb_short(runs, frame_emb: np.ndarray, C: np.ndarray, min_frames: int):
-    """Merge runs shorter than ``min_frames`` into the adjacent run whose voice their mean embedding resembles most."""
-    runs = list(runs)
-    while len(runs) > 1:
-        lengths = [b - a for a, b, _ in runs]
-        i = int(np.argmin(lengths))
-        if lengths[i] >= min_frames:
-            break
-        a, b, _ = runs[i]
-        mean = frame_emb[a:b].mean(axis=0)
-        neighbours = [j for j in (i - 1, i + 1) if 0 <= j < len(runs)]
-        j = max(neighbours, key=lambda j: float(C[runs[j][2]] @ mean))
-        lo, hi = min(i, j), max(i, j)
-        runs[lo:hi + 1] = [(runs[lo][0], runs[hi][1], runs[j][2])]
-        # neighbours of one voice that now touch become one run
-        merged = [runs[0]]
-        for run in runs[1:]:
-            if run[2] == merged[-1][2]:
-                merged[-1] = (merged[-1][0], run[1], run[2])
-            else:
-                merged.append(run)
-        runs = merged
-    return runs

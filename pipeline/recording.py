@@ -37,7 +37,8 @@ from pipeline.prediction import Prediction
 from pipeline.emotion import EMOTION_LABELS, EmotionModel
 from pipeline.errors import NoSpeechError, SilentAudioError, TooShortError
 from pipeline.gender import GENDER_LABELS, GenderClassifier
-from pipeline.diarize import DiarizationConfig, Window, resegment, speech_windows, voice_path, window_voices
+from pipeline.diarize import DiarizationConfig, speech_windows, voice_path, window_voices
+from pipeline.resegment import Window, carry_voices, hmm_resegment, resegment
 from pipeline.vad import SAMPLE_RATE, SileroVad, SpeechRegion, regions_from_probabilities, split_long
 from pipeline.voices import (CLUSTER_THRESHOLD, VoiceSummary, cluster_voices, embed_segments, summarise_voices,
                              voice_genders, voice_label)
@@ -179,10 +180,13 @@ def analyse_recording(cascade: Models, source: AudioSource | np.ndarray, sr: int
             path = voice_path(first, X, windows, sum(r.duration_s for r in speech), diarization)
             if path == "one":
                 labels = np.zeros(len(regions), int)  # one voice: the whole segments, as the first cut finds them
-            elif path == "windows":
+            elif path == "windows" or (diarization.segments_hmm and diarization.hmm is not None):
                 if X is None:
                     speech, windows, X = windowed()
-                regions, labels = _voice_segments(y, speech, windows, X, vad, diarization)
+                carried = None
+                if path == "segments":  # the default pipeline's voices, re-segmented over the windows
+                    carried = carry_voices(regions, cluster_voices(embeddings, durations, threshold=threshold), windows, X)
+                regions, labels = _voice_segments(y, speech, windows, X, vad, diarization, window_labels=carried)
                 embeddings = None
             # "segments" (keep_first_cut): labels stay None, the default pipeline's voices over the whole segments
         return _analyse(cascade, y, regions, duration_s, name=name, progress=progress, encoder=encoder,
@@ -223,14 +227,20 @@ def _window_embeddings(y: np.ndarray, speech: list[SpeechRegion], encoder: "Spea
 
 
 def _voice_segments(y: np.ndarray, speech: list[SpeechRegion], windows: list[Window], X: np.ndarray, vad: SileroVad,
-                    config: DiarizationConfig) -> tuple[list[SpeechRegion], np.ndarray]:
+                    config: DiarizationConfig, window_labels: np.ndarray | None = None) -> tuple[list[SpeechRegion], np.ndarray]:
     """Speech regions and their window embeddings -> time-ordered segments of one voice each (2-6 s pieces) and voices.
 
-    :func:`pipeline.diarize.window_voices`, :func:`pipeline.diarize.resegment`; long runs cut by
-    :func:`pipeline.vad.split_long`; voices numbered by first speech.
+    The windows' voices are ``window_labels`` or :func:`pipeline.diarize.window_voices`'; then
+    :func:`pipeline.resegment.resegment` or, with ``config.hmm``, :func:`pipeline.resegment.hmm_resegment`; long
+    runs cut by :func:`pipeline.vad.split_long`; voices numbered by first speech.
     """
-    runs = resegment(speech, windows, X, window_voices(X, windows, config), step_s=config.step_s,
-                     min_run_s=config.min_run_s)
+    if window_labels is None:
+        window_labels = window_voices(X, windows, config)
+    if config.hmm is None:
+        runs = resegment(speech, windows, X, window_labels, step_s=config.step_s, min_run_s=config.min_run_s)
+    else:
+        runs = hmm_resegment(speech, windows, X, window_labels, config.hmm, step_s=config.step_s,
+                             min_run_s=config.min_run_s).segments
     regions: list[SpeechRegion] = []
     voices: list[int] = []
     for run in runs:

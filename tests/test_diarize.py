@@ -4,9 +4,10 @@ import json
 import numpy as np
 import pytest
 
-from pipeline.diarize import (ONE_VOICE_FEATURES, ONE_VOICE_MODEL, DiarizationConfig, Window, load_one_voice_model,
-                              merge_similar, more_than_one_probability, one_voice, one_voice_features, resegment,
-                              spectral_groups, speech_windows, voice_path, window_voices)
+from pipeline.diarize import (ONE_VOICE_FEATURES, ONE_VOICE_MODEL, DiarizationConfig, load_one_voice_model,
+                              merge_similar, more_than_one_probability, one_voice, one_voice_features, spectral_groups,
+                              speech_windows, voice_path, window_voices)
+from pipeline.resegment import Window, resegment
 from pipeline.vad import SpeechRegion
 
 

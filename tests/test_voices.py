@@ -216,12 +216,18 @@ def test_one_speaker_stays_one_voice(shipped_cascade, shared_data, windows):
     assert rec.ok and len(rec.voices) == 1 and rec.voices[0].gender == "female"
 
 
-def test_two_voices_through_windows_cut_where_the_speaker_changes(shipped_cascade, shared_data):
-    """With more than one voice heard, segments come from the window re-segmentation: each lies in one turn."""
-    from pipeline.diarize import DiarizationConfig
+@pytest.mark.parametrize("variant", ["plain", "hmm", "hybrid_hmm"])
+def test_two_voices_through_windows_cut_where_the_speaker_changes(shipped_cascade, shared_data, variant):
+    """With more than one voice heard, segments come from the window re-segmentation (plain, or the HMM's; with the
+    hybrid, the default's voices re-segmented by the HMM): each lies in one turn."""
+    from pipeline.diarize import ONE_VOICE_MODEL, DiarizationConfig
+    from pipeline.resegment import HmmConfig
 
+    config = {"plain": DiarizationConfig(), "hmm": DiarizationConfig(hmm=HmmConfig()),
+              "hybrid_hmm": DiarizationConfig(one_voice_model=ONE_VOICE_MODEL, keep_first_cut=True, hmm=HmmConfig(),
+                                              segments_hmm=True, three_voices=True)}[variant]
     y = ravdess_pair(shared_data)
-    rec = shipped_cascade.analyse_recording(y, 16000, diarization=DiarizationConfig())
+    rec = shipped_cascade.analyse_recording(y, 16000, diarization=config)
     assert len(rec.voices) == 2
     first = rec.segments[0].voice
     # turns alternate man, woman, ...; each segment's voice matches the gender of the speaker of its turn

@@ -24,7 +24,8 @@ from typing import Sequence
 
 import numpy as np
 
-from pipeline.diarize import DiarizationConfig, resegment, speech_windows, window_voices
+from pipeline.diarize import DiarizationConfig, speech_windows, window_voices
+from pipeline.resegment import resegment
 from pipeline.paths import PROJECT_ROOT
 from training.reporting import pct, write_report
 

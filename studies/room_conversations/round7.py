@@ -11,10 +11,19 @@ Caches come from grid.py's :func:`~studies.room_conversations.grid.build_cache` 
 from __future__ import annotations
 
 import argparse
+from dataclasses import asdict, dataclass, replace
 from typing import Sequence
 
-from .grid import build_cache
-from .study import SEEDS, _log
+import numpy as np
+
+from pipeline.diarize import ONE_VOICE_MODEL, load_one_voice_model, more_than_one_probability, window_voices
+from pipeline.resegment import HmmConfig, carry_voices, hmm_resegment, resegment
+from pipeline.voices import cluster_voices
+from training.reporting import pct, write_report
+
+from .grid import build_cache, summary
+from .round4 import DEFAULT, WINDOWS, cached_features
+from .study import HERE, SEEDS, _log, annotation, der_parts
 
 VAD_THRESHOLDS = (0.5, 0.35)
 #: name -> (recordings, speakers per conversation (None: 1-6), seed, speaker splits)
@@ -32,9 +41,214 @@ def cached(name: str) -> list[dict]:
     return build_cache(name, n, k=k, seed=seed, thresholds=VAD_THRESHOLDS, splits=splits)
 
 
+@dataclass(frozen=True)
+class Variant:
+    """H with round 7's changes: ``hmm`` re-segments the window route (``None``: the plain re-segmentation),
+    ``segments_hmm`` the default-voices route too; ``three_voices``: a first cut of 3+ voices is never one voice."""
+
+    name: str
+    hmm: HmmConfig | None = None
+    segments_hmm: bool = False
+    three_voices: bool = False
+
+
+H = Variant("H (round 5)")
+
+
+def first_cut_voices(conv: dict) -> int:
+    """Voices of the shipped first cut (silero 0.5, whole segments, average linkage at 0.35, no centred cut)."""
+    segs = conv["by_threshold"][0.5]["segments"]
+    if not segs:
+        return 0
+    return int(cluster_voices(conv["by_threshold"][0.5]["segment_embeddings"], np.array([s.duration_s for s in segs]),
+                              centred_threshold=None).max()) + 1
+
+
+def route(conv: dict, model: dict, variant: Variant) -> str:
+    """``"one"``, ``"segments"`` (the default's voices) or ``"windows"``, as H routes, with ``three_voices``."""
+    features = cached_features(conv)
+    p = None if features is None else more_than_one_probability(features, model)
+    first = first_cut_voices(conv)
+    if p is None or p < model["threshold"]:
+        return "segments" if variant.three_voices and first >= 3 else "one"
+    return "segments" if first > 1 else "windows"
+
+
+def segment_window_labels(conv: dict) -> np.ndarray:
+    """The default's voices over whole segments (silero 0.5) carried to the 1.5 s windows at silero 0.35."""
+    seg = conv["by_threshold"][0.5]
+    segs = seg["segments"]
+    seg_labels = cluster_voices(seg["segment_embeddings"], np.array([s.duration_s for s in segs]))
+    c = conv["by_threshold"][0.35]
+    return carry_voices(segs, seg_labels, c["windows"], c["window_embeddings"])
+
+
+def hypothesis(conv: dict, model: dict, variant: Variant) -> tuple[list, list, str]:
+    """``(turns, overlap turns, route)`` of one cached conversation under ``variant``."""
+    path = route(conv, model, variant)
+    if path == "one":
+        return [(s.start_s, s.end_s, "0") for s in conv["by_threshold"][0.5]["segments"]], [], path
+    c = conv["by_threshold"][0.35]
+    if path == "segments":
+        if not variant.segments_hmm or variant.hmm is None or not c["windows"]:
+            from .grid import hypothesis as grid_hypothesis
+
+            return grid_hypothesis(DEFAULT, conv), [], path
+        labels = segment_window_labels(conv)
+    else:
+        if not c["windows"]:
+            return [], [], path
+        labels = window_voices(c["window_embeddings"], c["windows"], WINDOWS.config)
+    if variant.hmm is None:
+        runs = resegment(c["regions"], c["windows"], c["window_embeddings"], labels)
+        return [(s.start_s, s.end_s, str(s.voice)) for s in runs], [], path
+    r = hmm_resegment(c["regions"], c["windows"], c["window_embeddings"], labels, variant.hmm)
+    return ([(s.start_s, s.end_s, str(s.voice)) for s in r.segments],
+            [(s.start_s, s.end_s, str(s.voice)) for s in r.overlaps], path)
+
+
+def overlap_match(reference_turns, overlap_turns) -> tuple[float, float, float]:
+    """Seconds of reference overlap, of marked overlap, and of their intersection."""
+    ref = annotation(reference_turns).get_overlap()
+    marked = annotation(overlap_turns).get_timeline().support()
+    return ref.duration(), marked.duration(), marked.crop(ref).duration()
+
+
+def evaluate(cached: Sequence[dict], model: dict, variant: Variant) -> list[dict]:
+    rows = []
+    for conv in cached:
+        turns, overlaps, path = hypothesis(conv, model, variant)
+        row = der_parts(conv["turns"], turns + overlaps)
+        ref_ov, marked, hit = overlap_match(conv["turns"], overlaps)
+        row.update(id=conv["id"], speakers=conv["speakers"], voices=len({v for _, _, v in turns}),
+                   same_gender=conv["same_gender"], route=path, overlap_ref_s=ref_ov, overlap_marked_s=marked,
+                   overlap_hit_s=hit)
+        rows.append(row)
+    return rows
+
+
+def choose_grid() -> list[Variant]:
+    out = [H]
+    for kappa in (5.0, 10.0, 20.0, 40.0):
+        for loop in (0.9, 0.99):
+            hmm = HmmConfig(concentration=kappa, loop=loop)
+            out.append(Variant(f"V(κ={kappa:g}, loop={loop})", hmm))
+            out.append(Variant(f"V+S(κ={kappa:g}, loop={loop})", hmm, segments_hmm=True))
+    return out
+
+
+def measure(variant: Variant, pooled: Sequence[dict], one: Sequence[dict], model: dict) -> dict:
+    rows, one_rows = evaluate(pooled, model, variant), evaluate(one, model, variant)
+    s = summary(rows, one_rows)
+    ref = sum(r["overlap_ref_s"] for r in rows)
+    marked = sum(r["overlap_marked_s"] for r in rows)
+    hit = sum(r["overlap_hit_s"] for r in rows)
+    s["overlap_precision"] = hit / marked if marked else float("nan")
+    s["overlap_recall"] = hit / ref if ref else float("nan")
+    return {"name": variant.name, "variant": {"hmm": asdict(variant.hmm) if variant.hmm else None,
+                                              "segments_hmm": variant.segments_hmm, "three_voices": variant.three_voices},
+            "summary": s, "rows": rows, "one_rows": one_rows}
+
+
+def allowed(r: dict, base: dict) -> bool:
+    s, b = r["summary"], base["summary"]
+    return s["one_speaker_one_voice_all"] >= b["one_speaker_one_voice_all"] and s["count_right"] >= b["count_right"]
+
+
+def choose(model: dict, pooled: Sequence[dict], one: Sequence[dict]) -> dict:
+    """The choosing rule of plan.md, round 7, step by step; returns the results and the chosen variant."""
+    results = [measure(v, pooled, one, model) for v in choose_grid()]
+    base = results[0]
+    for r in results:
+        _log(f"{r['name']}: DER {r['summary']['der']:.4f} count {r['summary']['count_right']:.3f} "
+             f"one {r['summary']['one_speaker_one_voice_all']:.3f}")
+    ok = [r for r in results[1:] if allowed(r, base)]
+    best = min(ok, key=lambda r: r["summary"]["der"]) if ok else None
+    step1 = best if best is not None and best["summary"]["der"] <= base["summary"]["der"] - 0.005 else None
+    grid = choose_grid()
+    chosen = grid[results.index(step1)] if step1 is not None else H
+    chosen_row = step1 or base
+    overlap = []
+    if chosen.hmm is not None:
+        for q in (0.1, 0.2, 0.3):
+            v = replace(chosen, name=f"{chosen.name} + O(q={q})", hmm=replace(chosen.hmm, overlap_posterior=q))
+            overlap.append(measure(v, pooled, one, model))
+            _log(f"{v.name}: DER {overlap[-1]['summary']['der']:.4f} precision "
+                 f"{overlap[-1]['summary']['overlap_precision']:.3f} recall {overlap[-1]['summary']['overlap_recall']:.3f}")
+    best_o = min(overlap, key=lambda r: r["summary"]["der"]) if overlap else None
+    step2 = best_o if best_o is not None and best_o["summary"]["der"] <= chosen_row["summary"]["der"] - 0.005 else None
+    if step2 is not None:
+        q = step2["variant"]["hmm"]["overlap_posterior"]
+        chosen, chosen_row = replace(chosen, name=step2["name"], hmm=replace(chosen.hmm, overlap_posterior=q)), step2
+    three = measure(replace(chosen, name=f"{chosen.name} + T", three_voices=True), pooled, one, model)
+    t, c = three["summary"], chosen_row["summary"]
+    step3 = t["one_speaker_one_voice_all"] >= c["one_speaker_one_voice_all"] and t["der"] <= c["der"]
+    if step3:
+        chosen, chosen_row = replace(chosen, name=three["name"], three_voices=True), three
+    return {"results": results, "overlap": overlap, "three": three, "steps": {
+        "hmm": step1["name"] if step1 else None, "overlap": step2["name"] if step2 else None, "three_voices": bool(step3)},
+        "chosen": chosen, "chosen_row": chosen_row, "base": base}
+
+
+def _row(r: dict) -> str:
+    s = r["summary"]
+    return (f"| {r['name']} | {pct(s['der'])} | {pct(s['missed'])} | {pct(s['false_alarm'])} | {pct(s['confusion'])} | "
+            f"{pct(s['count_right'])} | {pct(s['count_within_one'])} | {pct(s['one_speaker_one_voice_all'])} "
+            f"({s['one_speaker_n']}) | {pct(s['overlap_precision'], missing='–')} | {pct(s['overlap_recall'], missing='–')} |")
+
+
+HEADER = ["| variant | DER | missed | false alarm | confusion | count right | within one | one speaker: one voice | "
+          "overlap precision | overlap recall |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+
+
+def render_choice(payload: dict) -> str:
+    st = payload["steps"]
+    lines = ["# Who speaks when in one room, round 7: choosing on dev + dev3", "",
+             "Generated by `python -m studies.room_conversations.round7 --choose` (plan and rule: `plan.md`, round 7, "
+             f"written before the run). `dev` + `dev3`: {payload['n_pooled']} conversations of train/val speakers "
+             f"(seeds 1 and 7); the one-speaker condition over their one-speaker recordings and `dev2_one` "
+             f"({payload['n_one']} in all). DER by `pyannote.metrics` (0.25 s collar each side, overlap scored), "
+             "from grid.py's caches at silero 0.5 and 0.35. Overlap precision and recall: marked seconds that are "
+             "reference overlap, reference overlap seconds that are marked.", "",
+             "Step 1, the HMM re-segmentation (V: the window route; V+S: the default-voices route too):", "", *HEADER]
+    lines += [_row(r) for r in payload["results"]]
+    lines += ["", "Step 2, overlap marking on step 1's choice:", "", *HEADER]
+    lines += [_row(r) for r in payload["overlap"]] or ["| (no HMM chosen: not measured) |" + " |" * 9]
+    lines += ["", "Step 3, three voices heard:", "", *HEADER, _row(payload["three"]), "",
+              "**Choice.** "
+              + (f"Step 1: {st['hmm']} (at least 0.5 points under H, count and one-speaker not lower). "
+                 if st["hmm"] else "Step 1: no HMM point is 0.5 points under H with count and one-speaker not lower; "
+                                   "the plain re-segmentation stays. ")
+              + (f"Step 2: {st['overlap']}. " if st["overlap"] else "Step 2: no overlap marking lowers DER by 0.5 points; "
+                                                                   "overlaps are not marked. ")
+              + ("Step 3: three voices heard is added. " if st["three_voices"] else
+                 "Step 3: three voices heard lowers one-speaker one voice or raises DER; not added. ")
+              + f"R7 = **{payload['chosen']['name']}**: DER {pct(payload['chosen_row']['summary']['der'])} vs H's "
+                f"{pct(payload['base']['summary']['der'])}."]
+    return "\n".join(lines) + "\n"
+
+
+def run_choice(out) -> dict:
+    model = load_one_voice_model(ONE_VOICE_MODEL)
+    pooled = cached("dev") + cached("dev3")
+    one = cached("dev2_one")
+    c = choose(model, pooled, one)
+    strip = lambda r: {k: v for k, v in r.items() if k not in ("rows", "one_rows")}
+    payload = {"n_pooled": len(pooled), "n_one": sum(1 for x in list(pooled) + list(one) if x["speakers"] == 1),
+               "results": [strip(r) for r in c["results"]], "overlap": [strip(r) for r in c["overlap"]],
+               "three": strip(c["three"]), "steps": c["steps"], "base": strip(c["base"]),
+               "chosen": {"name": c["chosen"].name, "hmm": asdict(c["chosen"].hmm) if c["chosen"].hmm else None,
+                          "segments_hmm": c["chosen"].segments_hmm, "three_voices": c["chosen"].three_voices},
+               "chosen_row": strip(c["chosen_row"])}
+    write_report(out, payload, render_choice(payload), config={})
+    _log(f"wrote {out}.md; chosen: {c['chosen'].name}")
+    return payload
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m studies.room_conversations.round7", description=__doc__.splitlines()[0])
     parser.add_argument("--cache", nargs="+", choices=sorted(SETS), default=[])
+    parser.add_argument("--choose", action="store_true", help="the choosing grid on dev + dev3 (report_round7_choose.*)")
     args = parser.parse_args(argv)
     import torch
 
@@ -42,6 +256,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in args.cache:
         rows = cached(name)
         _log(f"{name}: {len(rows)} conversations cached")
+    if args.choose:
+        run_choice(HERE / "report_round7_choose")
     return 0
 
 
