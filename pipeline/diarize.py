@@ -202,6 +202,9 @@ def window_voices(X: np.ndarray, windows: Sequence[Window], config: DiarizationC
 ONE_VOICE_MODEL = str(Path(__file__).with_name("one_voice.json"))
 """The logistic regression of ``studies/room_conversations`` round 4 (fitted on dev + dev_one), as data."""
 
+ONE_VOICE_MODEL_NO_LENGTH = str(Path(__file__).with_name("one_voice_no_length.json"))
+"""Round 7's refit of the same model without the seconds of speech (which encode the simulator's recording lengths)."""
+
 ONE_VOICE_FEATURES = ("first_cut_more", "eigengap", "eigenvalue_2", "eigenvalue_3", "eigenvalue_4",
                       "similarity_p10", "similarity_p50", "similarity_p90", "max_centroid_similarity", "speech_s")
 
@@ -238,16 +241,20 @@ def one_voice_features(first_cut_voices: int, X: np.ndarray, windows: Sequence[W
 
 @lru_cache(maxsize=4)
 def load_one_voice_model(path: str) -> dict:
-    """The JSON logistic regression: ``features``, ``mean``, ``scale``, ``coef``, ``intercept``, ``threshold``."""
+    """The JSON logistic regression: ``features`` (some of :data:`ONE_VOICE_FEATURES`, in that order), ``mean``,
+    ``scale``, ``coef``, ``intercept``, ``threshold``."""
     model = json.loads(Path(path).read_text(encoding="utf-8"))
-    if tuple(model["features"]) != ONE_VOICE_FEATURES:
-        raise ValueError(f"{path}: features {model['features']} are not {ONE_VOICE_FEATURES}")
+    names = tuple(model["features"])
+    if not names or names != tuple(f for f in ONE_VOICE_FEATURES if f in names) or len(set(names)) != len(names):
+        raise ValueError(f"{path}: features {model['features']} are not some of {ONE_VOICE_FEATURES} in that order")
     return model
 
 
 def more_than_one_probability(features: np.ndarray, model: dict) -> float:
-    """P(more than one speaker) of the standardised ``features`` under the logistic ``model``."""
-    z = (np.asarray(features, np.float64) - np.asarray(model["mean"])) / np.asarray(model["scale"])
+    """P(more than one speaker) under the logistic ``model`` of the standardised ``features``
+    (``[shape=(10,)]``, :data:`ONE_VOICE_FEATURES`; the model uses those it names)."""
+    used = [ONE_VOICE_FEATURES.index(f) for f in model["features"]]
+    z = (np.asarray(features, np.float64)[used] - np.asarray(model["mean"])) / np.asarray(model["scale"])
     return float(1.0 / (1.0 + np.exp(-(z @ np.asarray(model["coef"]) + float(model["intercept"])))))
 
 
