@@ -91,9 +91,12 @@ def app_settings() -> AppSettings:
 
 
 # -- options: on the page (a phone hides the sidebar) ---------------------------------------------
-def options_box(settings: AppSettings) -> tuple[CascadeOptions, str]:
-    """Option widgets in an expander; returns ``(what to load, the options in words)``."""
-    with st.expander("Options: which models answer", icon=":material/tune:"):
+VOICES_WORDS = {"auto": "voices: one speaker or recorded apart", "room": "voices: several people in one room"}
+
+
+def options_box(settings: AppSettings) -> tuple[CascadeOptions, str, str]:
+    """Option widgets in an expander; returns ``(what to load, the options in words, how voices are found)``."""
+    with st.expander("Options: which models answer, how voices are found", icon=":material/tune:"):
         gender_model = settings.gender_model
         choices = settings.model_options()
         if choices:
@@ -104,8 +107,13 @@ def options_box(settings: AppSettings) -> tuple[CascadeOptions, str]:
                            format_func=ROUTING_WORDS.get, horizontal=True,
                            help="One model was trained on men's voices, one on women's. 'Both' helps when "
                                 "the gender is unclear.")
-    words = [gender_model or SHIPPED_LABEL, ROUTING_WORDS[routing].lower()]
-    return CascadeOptions(gender_model, routing, settings.male_dir, settings.female_dir), ", ".join(words)
+        voices = st.radio("Long recordings: who is speaking", list(VOICES_WORDS), key="voices",
+                          format_func=lambda k: VOICES_WORDS[k].removeprefix("voices: ").capitalize(), horizontal=True,
+                          help="For recordings of several people sharing one room and microphone (a meeting, an "
+                               "interview), the second choice finds more of the voices; it also splits more "
+                               "single-speaker recordings into two voices.")
+    words = [gender_model or SHIPPED_LABEL, ROUTING_WORDS[routing].lower(), VOICES_WORDS[voices]]
+    return CascadeOptions(gender_model, routing, settings.male_dir, settings.female_dir), ", ".join(words), voices
 
 
 # -- inputs ---------------------------------------------------------------------------------------
@@ -330,7 +338,7 @@ def _mime(name: str) -> str:
             "mka": "audio/x-matroska", "amr": "audio/amr", "wma": "audio/x-ms-wma"}.get(ext, "audio/wav")
 
 
-def run_analysis(options: CascadeOptions, label: str, todo: list[tuple[tuple, Clip]]) -> list[str]:
+def run_analysis(options: CascadeOptions, label: str, todo: list[tuple[tuple, Clip]], voices: str = "auto") -> list[str]:
     """Analyse ``todo`` = ``[(clip id, clip)]`` with a progress bar over the clips and their steps.
 
     Returns the error messages to show (the page is redrawn afterwards, so they are kept in the session).
@@ -350,7 +358,7 @@ def run_analysis(options: CascadeOptions, label: str, todo: list[tuple[tuple, Cl
             def progress(fraction: float, text: str, k=k) -> None:
                 bar.progress(min(1.0, (k + fraction) / len(todo)),
                              text=f"Recording {k + 1} of {len(todo)}: {text}")
-            result = analyse_clip(cascade, clip.name, clip.data, progress)
+            result = analyse_clip(cascade, clip.name, clip.data, progress, voices=voices)
             result.settings = label
             store[key] = result
     except Exception as exc:  # never a traceback on the page
@@ -374,7 +382,7 @@ def analyse_page() -> None:
     st.markdown(INTRO)
     st.page_link(DETAILS_PAGE, label="How it works: what the models can and cannot do", icon=":material/info:")
     settings = app_settings()
-    options, label = options_box(settings)
+    options, label, voices = options_box(settings)
     model_loader().start(options)  # the models load while the visitor picks a file
     clips = collect_inputs()
     store: dict[tuple, ClipResult] = st.session_state.setdefault(RESULTS_KEY, {})
@@ -404,7 +412,7 @@ def analyse_page() -> None:
     if (pressed or auto) and todo:
         notice.empty()
         st.session_state[MESSAGES_KEY] = run_analysis(options, label,
-                                                      [(ids[i], clips[i]) for i in sorted(pending + stale)])
+                                                      [(ids[i], clips[i]) for i in sorted(pending + stale)], voices)
         st.rerun()  # redraw: Analyse is disabled now that nothing waits
     for message in st.session_state.get(MESSAGES_KEY, []):
         st.error(message)

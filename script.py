@@ -83,6 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--segments", action="store_true",
                         help="one row per speech segment (voice, its gender, the segment's emotion) instead of "
                              "per file; for recordings of several speakers. Local engine, one process")
+    parser.add_argument("--voices", choices=("auto", "room"), default="auto",
+                        help="with --segments, how voices are found. auto (default): suits single speakers and "
+                             "speakers recorded apart; room: a conversation of several people recorded in one room "
+                             "(meetings, interviews): finds more of the voices, but splits more single-speaker "
+                             "recordings into two voices (docs/speakers.md)")
     ray = parser.add_argument_group("engine", "where the work runs (see docs/ray.md)")
     ray.add_argument("--engine", choices=("local", "ray"), default="local",
                      help="local: this machine (--jobs processes); ray: a Ray cluster, decoding and features in "
@@ -121,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         return _usage("--ray-actors must be at least 1 and --ray-cpus-per-actor above 0")
     if args.segments and args.group != "none":
         return _usage("--group is for one row per file; --segments already gives each segment its voice")
+    if args.voices != "auto" and not args.segments:
+        return _usage("--voices is for --segments (one row per speech segment, with its voice)")
 
     from pipeline import batch
 
@@ -364,7 +371,7 @@ def _write_segments(todo, files, out: Path, results: dict, models, args: argpars
                 progress.set_postfix_str(f"{item.name}: segment {done}/{total}", refresh=True)
 
             rows = segments_csv.analyse_input(cascade, item, vad=vad, encoder=encoder, batch_size=args.batch_size,
-                                              progress=segment_progress)
+                                              progress=segment_progress, voices=args.voices)
             sink.write_file(rows)
             results[item.name] = rows
             progress.update(1)
@@ -384,7 +391,7 @@ def _write_segments_ray(todo, files, out: Path, results: dict, args: argparse.Na
         with ray_engine.RayEngine(spec, settings) as engine, segments_csv.SegmentSink(out, append=args.resume) as sink, \
                 tqdm(total=len(files), initial=len(files) - len(todo), unit="file", file=sys.stderr,
                      disable=args.quiet, dynamic_ncols=True) as progress:
-            for item, rows in engine.segment_rows(todo):
+            for item, rows in engine.segment_rows(todo, voices=args.voices):
                 sink.write_file(rows)
                 results[item.name] = rows
                 progress.update(1)

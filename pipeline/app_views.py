@@ -130,7 +130,8 @@ def refusal(name: str, size: int) -> Prediction | None:
 Progress = Callable[[float, str], None]
 
 
-def analyse_clip(cascade: Cascade, name: str, data: bytes, progress: Progress | None = None) -> ClipResult:
+def analyse_clip(cascade: Cascade, name: str, data: bytes, progress: Progress | None = None, *,
+                 voices: str = "auto") -> ClipResult:
     """Score one ``(name, bytes)`` clip and add what the page draws. Never raises for bad input.
 
     Clips shorter than :data:`TIMELINE_MIN_S` get the cascade's answer for the whole clip.
@@ -138,7 +139,8 @@ def analyse_clip(cascade: Cascade, name: str, data: bytes, progress: Progress | 
     whole-recording answer is summed up from the voices (:func:`recording_prediction`) instead
     of running the models a second time over the whole recording. ``progress(fraction, text)``
     is called as the work advances (fraction 0..1 of this clip; for long recordings after every
-    few speech segments).
+    few speech segments). ``voices``: how a long recording's voices are found
+    (:data:`pipeline.recording.VOICE_MODES`).
     """
     report = progress or (lambda fraction, text: None)
     refused = refusal(name, len(data))
@@ -149,7 +151,7 @@ def analyse_clip(cascade: Cascade, name: str, data: bytes, progress: Progress | 
     mono16 = _decode16(cascade, name, data)
     rate = cascade.audio_config.sample_rate
     if mono16 is not None and mono16.size / rate >= TIMELINE_MIN_S:
-        return _analyse_long(cascade, name, data, mono16, report)
+        return _analyse_long(cascade, name, data, mono16, report, voices)
     report(0.1, f"{name}: gender and emotion")
     [p] = cascade.predict_files([data], names=[name])
     result = ClipResult(name, len(data), p, prediction_row(p, name=name))
@@ -191,7 +193,8 @@ def _add_pictures(result: ClipResult, mono16: np.ndarray, rate: int) -> None:
     result.spectrogram = spectrogram_png(mono16, rate)
 
 
-def _analyse_long(cascade: Cascade, name: str, data: bytes, mono16: np.ndarray, report: Progress) -> ClipResult:
+def _analyse_long(cascade: Cascade, name: str, data: bytes, mono16: np.ndarray, report: Progress,
+                  voices: str = "auto") -> ClipResult:
     """Who speaks when, and the whole-recording answer summed up from it (see :func:`recording_prediction`)."""
     from pipeline.app_voices import analyse_voices
 
@@ -215,7 +218,8 @@ def _analyse_long(cascade: Cascade, name: str, data: bytes, mono16: np.ndarray, 
         scoring[0] = True
         report(0.2 + 0.7 * done / max(total, 1), f"{name}: voices and emotions, segment {done} of {total}")
 
-    rec = analyse_voices(cascade, mono16, rate, name, progress=segments, vad_progress=speech, embed_progress=compared)
+    rec = analyse_voices(cascade, mono16, rate, name, progress=segments, vad_progress=speech, embed_progress=compared,
+                         voices=voices)
     p = recording_prediction(rec, routing=cascade.routing)
     p.file = name
     result = ClipResult(name, len(data), p, prediction_row(p, name=name), recording=rec)

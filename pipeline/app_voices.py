@@ -17,7 +17,7 @@ from typing import Callable
 import pandas as pd
 
 from pipeline.confidence import judge_emotion, judge_gender, percent
-from pipeline.recording import Recording
+from pipeline.recording import VOICE_MODES, Recording
 from pipeline.segments_csv import segment_rows, segments_csv_bytes
 
 EMOTION_COLOURS = ["#9e9e9e", "#80cbc4", "#fdd835", "#1e88e5", "#e53935", "#8e24aa", "#6d4c41", "#fb8c00"]
@@ -95,8 +95,10 @@ class ReportingEncoder:
 
 def analyse_voices(cascade, y, sr: int, name: str, progress: Callable[[int, int], None] | None = None,
                    vad_progress: Callable[[float], None] | None = None,
-                   embed_progress: Callable[[int], None] | None = None) -> Recording:
+                   embed_progress: Callable[[int], None] | None = None, voices: str = "auto") -> Recording:
     """Who speaks when in ``y [shape=(n,)]`` (never raises for bad audio; see ``Recording.status``).
+
+    ``voices``: how voices are found, a key of :data:`pipeline.recording.VOICE_MODES` (``auto``, ``room``).
 
     ``vad_progress(fraction)`` while the speech is found; ``embed_progress(pieces)`` as pieces of
     speech are compared; ``progress(done, total)`` over the speech segments, every
@@ -108,7 +110,7 @@ def analyse_voices(cascade, y, sr: int, name: str, progress: Callable[[int, int]
     except Exception:  # noqa: BLE001 - analyse_recording loads them itself and reports what fails
         vad = encoder = None
     return cascade.analyse_recording(y, sr, name=name, progress=progress, vad=vad, encoder=encoder,
-                                     batch_size=PROGRESS_BATCH)
+                                     batch_size=PROGRESS_BATCH, diarization=VOICE_MODES[voices])
 
 
 def _mmss(seconds: float) -> str:

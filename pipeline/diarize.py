@@ -205,6 +205,13 @@ ONE_VOICE_MODEL = str(Path(__file__).with_name("one_voice.json"))
 ONE_VOICE_MODEL_NO_LENGTH = str(Path(__file__).with_name("one_voice_no_length.json"))
 """Round 7's refit of the same model without the seconds of speech (which encode the simulator's recording lengths)."""
 
+ROOM_CONVERSATION = DiarizationConfig(one_voice_model=ONE_VOICE_MODEL_NO_LENGTH, keep_first_cut=True,
+                                      hmm=HmmConfig(concentration=10.0, loop=0.9), segments_hmm=True)
+"""Round 7's R7 + L (``studies/room_conversations``): the learnt one-voice decision without recording length; the
+default's voices when its first cut splits, else the windows' spectral voices; both re-segmented by the HMM over
+1.5 s windows at silero 0.35. Better than the default on simulated one-room conversations, not on monologues
+(it splits more of them), so it is a choice (``script.py --segments --voices room``), not the default."""
+
 ONE_VOICE_FEATURES = ("first_cut_more", "eigengap", "eigenvalue_2", "eigenvalue_3", "eigenvalue_4",
                       "similarity_p10", "similarity_p50", "similarity_p90", "max_centroid_similarity", "speech_s")
 
@@ -247,6 +254,8 @@ def load_one_voice_model(path: str) -> dict:
     names = tuple(model["features"])
     if not names or names != tuple(f for f in ONE_VOICE_FEATURES if f in names) or len(set(names)) != len(names):
         raise ValueError(f"{path}: features {model['features']} are not some of {ONE_VOICE_FEATURES} in that order")
+    if any(len(model[k]) != len(names) for k in ("mean", "scale", "coef")):
+        raise ValueError(f"{path}: mean, scale and coef need one value for each of its {len(names)} features")
     return model
 
 

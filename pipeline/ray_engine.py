@@ -177,7 +177,8 @@ class SegmentActor:
     """``--segments`` (a Ray actor): loads the models, the speech detector and the speaker encoder once,
     then analyses whole recordings, one per input of a batch (:func:`pipeline.segments_csv.analyse_input`)."""
 
-    def __init__(self, spec: "ModelSpec | ray.ObjectRef", threads: int = 1, batch_size: int = 16) -> None:
+    def __init__(self, spec: "ModelSpec | ray.ObjectRef", threads: int = 1, batch_size: int = 16,
+                 voices: str = "auto") -> None:
         from pipeline.backend import set_threads
         from pipeline.speaker_encoder import SpeakerEncoder
         from pipeline.vad import SileroVad
@@ -188,6 +189,7 @@ class SegmentActor:
         self.cascade = spec.load()
         self.vad, self.encoder = SileroVad(), SpeakerEncoder()
         self.batch_size = batch_size
+        self.voices = voices
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from pipeline.segments_csv import analyse_input
@@ -195,7 +197,8 @@ class SegmentActor:
         out = []
         for path, name, uri in zip(batch["path"], batch["name"], batch["uri"]):
             item = InputFile(Path(str(path)), str(name), str(uri) if uri else None)
-            rows = analyse_input(self.cascade, item, vad=self.vad, encoder=self.encoder, batch_size=self.batch_size)
+            rows = analyse_input(self.cascade, item, vad=self.vad, encoder=self.encoder, batch_size=self.batch_size,
+                                 voices=self.voices)
             out.append(json.dumps(rows))
         return {"index": batch["index"], "rows": np.array(out, dtype=object)}
 
@@ -279,8 +282,9 @@ class RayEngine:
                          num_cpus=per_actor, memory=ACTOR_MEMORY_BYTES)
         )
 
-    def segment_dataset(self, files: Sequence[InputFile]):
-        """The ``--segments`` plan: file list -> segment actors (a recording per call) -> ``{index, rows}``."""
+    def segment_dataset(self, files: Sequence[InputFile], voices: str = "auto"):
+        """The ``--segments`` plan: file list -> segment actors (a recording per call) -> ``{index, rows}``;
+        ``voices``: a key of :data:`pipeline.recording.VOICE_MODES`."""
         from ray.data import DataContext
 
         context = DataContext.get_current()
@@ -292,7 +296,8 @@ class RayEngine:
         return (
             ray.data.from_items(items, override_num_blocks=len(items))
             .map_batches(SegmentActor, fn_constructor_kwargs={"spec": self._spec_ref, "threads": int(per_actor),
-                                                              "batch_size": self.settings.batch_size},
+                                                              "batch_size": self.settings.batch_size,
+                                                              "voices": voices},
                          compute=ray.data.ActorPoolStrategy(size=actors), batch_size=1, batch_format="numpy",
                          num_cpus=per_actor, memory=ACTOR_MEMORY_BYTES)
         )
@@ -301,9 +306,10 @@ class RayEngine:
         """Yield ``(file, CSV row)`` for each of ``files`` once, in the order they finish."""
         yield from self._once(files, self.dataset, "row")
 
-    def segment_rows(self, files: Sequence[InputFile]) -> Iterator[tuple[InputFile, list[dict[str, str]]]]:
+    def segment_rows(self, files: Sequence[InputFile],
+                     voices: str = "auto") -> Iterator[tuple[InputFile, list[dict[str, str]]]]:
         """``--segments``: yield ``(file, its segment rows)`` for each of ``files`` once, in the order they finish."""
-        yield from self._once(files, self.segment_dataset, "rows")
+        yield from self._once(files, lambda todo: self.segment_dataset(todo, voices), "rows")
 
     def _once(self, files: Sequence[InputFile], plan, column: str) -> Iterator[tuple[InputFile, Any]]:
         """Run ``plan(files)`` and yield each input's ``column`` (JSON) once, whatever Ray retried."""

@@ -37,7 +37,7 @@ from pipeline.prediction import Prediction
 from pipeline.emotion import EMOTION_LABELS, EmotionModel
 from pipeline.errors import NoSpeechError, SilentAudioError, TooShortError
 from pipeline.gender import GENDER_LABELS, GenderClassifier
-from pipeline.diarize import DiarizationConfig, speech_windows, voice_path, window_voices
+from pipeline.diarize import ROOM_CONVERSATION, DiarizationConfig, speech_windows, voice_path, window_voices
 from pipeline.resegment import Window, carry_voices, hmm_resegment, resegment
 from pipeline.vad import SAMPLE_RATE, SileroVad, SpeechRegion, regions_from_probabilities, split_long
 from pipeline.voices import (CLUSTER_THRESHOLD, VoiceSummary, cluster_voices, embed_segments, summarise_voices,
@@ -64,6 +64,10 @@ DIARIZATION: DiarizationConfig | None = None
 The window path (``diarization=DiarizationConfig()``) passed its round's rule in
 ``studies/room_conversations`` (round 3) but lost gender per voice (dev 80.3% -> 74.8%) and
 corpus-clip conversations (DER 15.3% -> 18.3%) in the full study, so it is opt-in."""
+
+VOICE_MODES: dict[str, DiarizationConfig | None] = {"auto": DIARIZATION, "room": ROOM_CONVERSATION}
+"""Named ways of finding voices, for the fronts: ``auto`` (the default, :data:`DIARIZATION`) and ``room``
+(:data:`pipeline.diarize.ROOM_CONVERSATION`, for a conversation of several people recorded in one room)."""
 
 MIN_RECORDING_S = 0.25  #: shorter inputs are refused as ``too_short``
 SILENCE_PEAK = 10 ** (-80 / 20)  #: below this peak (-80 dBFS) the recording is ``silent``

@@ -35,15 +35,16 @@ def _fmt(value: float | None, digits: int = 4) -> str:
 
 
 def analyse_input(cascade: "Cascade", item: "InputFile", *, vad=None, encoder=None, batch_size: int = 16,
-                  progress=None) -> list[dict[str, str]]:
+                  progress=None, voices: str = "auto") -> list[dict[str, str]]:
     """The segment rows of one input of ``script.py --segments`` (local or on Ray): never raises for bad audio.
 
     ``vad`` / ``encoder``: the loaded :class:`~pipeline.vad.SileroVad` and speaker encoder, reused across
     files; ``progress(done, total)`` as :meth:`Cascade.analyse_recording` takes it. An input that cannot
-    be opened (an unreadable URI) gets its one row with the status, like a missing path.
+    be opened (an unreadable URI) gets its one row with the status, like a missing path. ``voices``: a key of
+    :data:`pipeline.recording.VOICE_MODES` (``auto`` or ``room``).
     """
     from pipeline.prediction import Prediction
-    from pipeline.recording import Recording
+    from pipeline.recording import VOICE_MODES, Recording
 
     try:
         source = item.source()
@@ -52,7 +53,7 @@ def analyse_input(cascade: "Cascade", item: "InputFile", *, vad=None, encoder=No
         rec = Recording(duration_s=None, status=failure.status, error=failure.error, file=item.name)
     else:
         rec = cascade.analyse_recording(source, name=item.name, progress=progress, vad=vad, encoder=encoder,
-                                        batch_size=max(batch_size, 1))
+                                        batch_size=max(batch_size, 1), diarization=VOICE_MODES[voices])
     return segment_rows(rec, item.name)
 
 

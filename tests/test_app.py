@@ -201,10 +201,12 @@ def test_page_without_input(tiny_app, tiny_models):
     assert len(at.get("audio_input")) == 1 and "3-10 seconds" in at.get("audio_input")[0].label
     # the options sit on the page (a phone hides the sidebar), each with a one-line help; no noise reduction;
     # no model choice unless the operator allows it
-    assert [r.key for r in at.radio] == ["routing"] and not at.selectbox and not at.toggle
+    assert [r.key for r in at.radio] == ["routing", "voices"] and not at.selectbox and not at.toggle
     assert not at.sidebar.radio and not at.sidebar.toggle
     assert at.expander[0].label.startswith("Options")
     assert at.radio(key="routing").options == ["Model of the detected gender", "Both models, weighed by gender"]
+    assert at.radio(key="voices").options == ["One speaker or recorded apart", "Several people in one room"]
+    assert at.radio(key="voices").value == "auto"
     assert all(w.help for w in at.radio)
     assert {b.label for b in at.button} >= {"Woman, angry", "Man, sad"}
     assert "Add a recording above" in texts(at.info)
@@ -298,6 +300,10 @@ def test_option_change_keeps_results_and_offers_to_reanalyse(tiny_app):
     assert not at.exception, at.exception
     assert "answered by both emotion models" in [m.delta for m in at.metric]
     assert "You changed an option" not in texts(at.info)
+    at.radio(key="voices").set_value("room").run()  # how voices are found is an option like the others
+    assert "You changed an option" in texts(at.info)
+    at.button(key="reanalyse").click().run()
+    assert not at.exception, at.exception and "You changed an option" not in texts(at.info)
     # Clear empties the page
     at.button(key="clear").click().run()
     assert not at.session_state[RESULTS_KEY] and "Add a recording above" in texts(at.info)

@@ -203,3 +203,25 @@ def test_models_load_once_in_the_background():
     assert loader.get(options) is cascade and loads == [options]
     release.set()
     assert warmed.wait(5)
+
+
+@pytest.mark.parametrize("voices", ["auto", "room"])
+def test_long_recording_voices_option_reaches_the_analysis(tiny_cascade, monkeypatch, voices):
+    """The page's "who is speaking" choice picks the way voices are found; the answer is complete either way."""
+    from pipeline.app_views import analyse_clip
+    from pipeline.recording import VOICE_MODES
+
+    seen = []
+    real = tiny_cascade.analyse_recording
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("diarization"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tiny_cascade, "analyse_recording", spy)
+    result = analyse_clip(tiny_cascade, "talk.wav", conversation_wav(), voices=voices)
+    assert seen == [VOICE_MODES[voices]]
+    rec = result.recording
+    assert rec.ok and rec.voices and all(s.voice in {v.label for v in rec.voices} for s in rec.segments)
+    starts = [s.start_s for s in rec.segments]
+    assert starts == sorted(starts)

@@ -4,7 +4,8 @@ import json
 import numpy as np
 import pytest
 
-from pipeline.diarize import (ONE_VOICE_FEATURES, ONE_VOICE_MODEL, DiarizationConfig, load_one_voice_model,
+from pipeline.diarize import (ONE_VOICE_FEATURES, ONE_VOICE_MODEL, ONE_VOICE_MODEL_NO_LENGTH, DiarizationConfig,
+                              load_one_voice_model,
                               merge_similar, more_than_one_probability, one_voice, one_voice_features, spectral_groups,
                               speech_windows, voice_path, window_voices)
 from pipeline.resegment import Window, resegment
@@ -121,10 +122,53 @@ def test_learnt_one_voice_decision_reads_its_model_as_data(tmp_path):
     assert one_voice(2, two[:3], hop_windows(3), 3.0, config)  # under 4 windows: one voice
     assert not one_voice(2, None, [], 0.0, DiarizationConfig()) and one_voice(1, None, [], 0.0, DiarizationConfig())
     assert more_than_one_probability(np.zeros(10), {**model, "intercept": 0.0}) == pytest.approx(0.5)
-    path.write_text(json.dumps({**model, "features": ["speech_s"]}))
+    for bad in (["speech_s"], ["speech_s", "eigengap"], list(ONE_VOICE_FEATURES[:9]) + ["loudness"]):
+        path.write_text(json.dumps({**model, "features": bad}))  # too few values, wrong order, unknown name
+        load_one_voice_model.cache_clear()
+        with pytest.raises(ValueError, match="features"):
+            one_voice(1, one, hop_windows(60), 45.0, config)
     load_one_voice_model.cache_clear()
-    with pytest.raises(ValueError, match="features"):
-        one_voice(1, one, hop_windows(60), 45.0, config)
+
+
+def test_a_model_of_some_features_uses_only_those(tmp_path):
+    """Round 7's L names nine of the ten features: the tenth (seconds of speech) changes nothing."""
+    names = [f for f in ONE_VOICE_FEATURES if f != "speech_s"]
+    model = {"features": names, "mean": [0.0] * 9, "scale": [1.0] * 9, "coef": [0.0] * 6 + [-20.0, 0.0, 0.0],
+             "intercept": 10.0, "threshold": 0.5}
+    features = np.zeros(10)
+    features[6] = 0.3  # median window similarity
+    p = more_than_one_probability(features, model)
+    features[9] = 1e6  # seconds of speech: not in the model
+    assert more_than_one_probability(features, model) == p
+    shipped = load_one_voice_model(ONE_VOICE_MODEL_NO_LENGTH)
+    assert shipped["features"] == names and all(len(shipped[k]) == 9 for k in ("mean", "scale", "coef"))
+
+
+def test_three_voices_heard_overrule_one_voice_only_when_asked(tmp_path):
+    """``three_voices``: a first cut of three voices or more is never one voice; of two it still can be."""
+    model = {"features": list(ONE_VOICE_FEATURES), "mean": [0.0] * 10, "scale": [1.0] * 10,
+             "coef": [0.0] * 10, "intercept": -10.0, "threshold": 0.5}  # always "one voice"
+    path = tmp_path / "one.json"
+    path.write_text(json.dumps(model))
+    X = voices_around(distinct_centres(3), [20, 20, 20], spread=0.08)
+    plain = DiarizationConfig(one_voice_model=str(path), keep_first_cut=True)
+    three = DiarizationConfig(one_voice_model=str(path), keep_first_cut=True, three_voices=True)
+    assert voice_path(3, X, hop_windows(60), 45.0, plain) == "one"
+    assert voice_path(3, X, hop_windows(60), 45.0, three) == "segments"
+    assert voice_path(2, X, hop_windows(60), 45.0, three) == "one"
+    load_one_voice_model.cache_clear()
+
+
+def test_room_conversation_is_a_complete_choice():
+    """The "room" way of finding voices names files that ship and the HMM re-segmentation of both routes."""
+    from pathlib import Path
+
+    from pipeline.diarize import ROOM_CONVERSATION
+    from pipeline.recording import VOICE_MODES
+
+    assert VOICE_MODES["room"] is ROOM_CONVERSATION and VOICE_MODES["auto"] is None
+    assert Path(ROOM_CONVERSATION.one_voice_model).is_file() and ROOM_CONVERSATION.keep_first_cut
+    assert ROOM_CONVERSATION.hmm is not None and ROOM_CONVERSATION.segments_hmm
 
 
 def test_shipped_one_voice_model_is_complete():

@@ -313,11 +313,13 @@ def test_resume_after_the_driver_is_killed(ray_cluster, many_clips_zoo, tmp_path
     assert_same_rows(local, tmp_path / "cleaned.csv")
 
 
-def test_ray_segments_equal_local(ray_cluster, zoo, tmp_path, models_args):
-    """``--segments --engine ray``: the same segment rows as the local engine, every bad input with its row."""
+@pytest.mark.parametrize("voices", ["auto", "room"])
+def test_ray_segments_equal_local(ray_cluster, zoo, tmp_path, models_args, voices):
+    """``--segments --engine ray``: the same segment rows as the local engine, every bad input with its row,
+    with either way of finding voices."""
     root, listing = zoo
     local, ray = tmp_path / "local.csv", tmp_path / "ray.csv"
-    inputs = [str(root), "--list", str(listing), "--segments"]
+    inputs = [str(root), "--list", str(listing), "--segments", "--voices", voices]
     assert script.main([*inputs, "-o", str(local), *models_args]) == 1
     done = ray_cluster.run_script([*inputs, "-o", str(ray), "--engine", "ray", "--ray-address", ray_cluster.address,
                                    *models_args])

@@ -142,3 +142,25 @@ def test_ctrl_c_exits_130_with_whole_files_and_resume_finishes(full_run, folder,
     monkeypatch.setattr(pipeline.recording, "analyse_recording", real)
     assert script.main([str(folder), "-o", str(out), "--resume", *models_args]) == 1
     assert out.read_text(encoding="utf-8") == full_run[1].read_text(encoding="utf-8")
+
+
+def test_room_voices_give_every_file_its_rows(folder, models_args, tmp_path, capsys):
+    """``--voices room`` (a conversation in one room): the same columns, a row or more for every input, bad ones
+    one status row; the option needs --segments."""
+    out = tmp_path / "room.csv"
+    assert script.main([str(folder), "-o", str(out), "--voices", "room", *models_args]) == 1  # some files failed
+    columns, rows = read_rows(out)
+    assert columns == list(SEGMENT_COLUMNS)
+    by_file = {}
+    for row in rows:
+        by_file.setdefault(row["file"], []).append(row)
+    assert set(by_file) == {"a_talk.wav", "b_one.flac", "c_broken.wav", "d_noise.wav"}
+    assert [r["status"] for r in by_file["c_broken.wav"]] == ["unreadable"]
+    assert [r["status"] for r in by_file["d_noise.wav"]] != ["ok"] and len(by_file["d_noise.wav"]) == 1
+    talk = by_file["a_talk.wav"]
+    assert all(r["voice"] for r in talk) and all(r["status"] == "ok" for r in talk)
+    starts = [float(r["start_s"]) for r in talk]
+    assert starts == sorted(starts)
+    plain = [a for a in models_args if a != "--segments"]
+    assert script.main([str(folder), "-o", str(tmp_path / "x.csv"), "--voices", "room", *plain]) == 2
+    assert "--voices is for --segments" in capsys.readouterr().err
