@@ -38,6 +38,7 @@ front end is numpy and librosa either way. Runs on the CPU unless a ``device`` i
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
@@ -71,14 +72,22 @@ def normalize_volume(y: np.ndarray, target_dbfs: float = TARGET_DBFS) -> np.ndar
     return y if change < 0 else y * (10 ** (change / 20))
 
 
+@lru_cache(maxsize=1)
+def _blas_threads():
+    """One ``threadpoolctl.ThreadpoolController`` for the process: building one scans the loaded libraries
+    (about 15 ms, reading ``/proc/self/maps``), which ``threadpool_limits`` did on every call."""
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
 def mel_frames(y: np.ndarray) -> np.ndarray:
     """Power mel spectrogram ``[shape=(1 + n // 160, 40)]`` float32 of ``y [shape=(n,)]`` at 16 kHz."""
     import librosa
-    from threadpoolctl import threadpool_limits
 
     # one BLAS thread: the filterbank product is small, and idle BLAS threads spinning after it take the
     # cores from the LSTM that runs next (measured: 58 ms instead of 29 ms per 4 s clip with 2 torch threads)
-    with threadpool_limits(1, user_api="blas"):
+    with _blas_threads().limit(limits=1, user_api="blas"):
         mel = librosa.feature.melspectrogram(
             y=y, sr=SAMPLE_RATE, n_fft=N_FFT, hop_length=HOP, n_mels=N_MELS,
             center=True, pad_mode="constant", power=2.0, htk=False, norm="slaney",
