@@ -50,21 +50,24 @@ def cached_features(cached: dict) -> np.ndarray | None:
                               WINDOWS.config)
 
 
-def fit(cached: Sequence[dict]) -> dict:
-    """Standardised features, ``LogisticRegression()`` with scikit-learn's defaults; label: more than one speaker."""
+def fit(cached: Sequence[dict], features: Sequence[str] = ONE_VOICE_FEATURES, *, fitted_by: str = "round 4",
+        note: str = "") -> dict:
+    """Standardised ``features`` (some of :data:`~pipeline.diarize.ONE_VOICE_FEATURES`), ``LogisticRegression()`` with
+    scikit-learn's defaults; label: more than one speaker. ``fitted_by``, ``note``: for the model's ``fitted_on``."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
-    rows = [(f, c["speakers"] > 1) for c in cached if (f := cached_features(c)) is not None]
+    used = [ONE_VOICE_FEATURES.index(f) for f in features]
+    rows = [(f[used], c["speakers"] > 1) for c in cached if (f := cached_features(c)) is not None]
     X, y = np.array([f for f, _ in rows]), np.array([m for _, m in rows], int)
     scaler = StandardScaler().fit(X)
     lr = LogisticRegression().fit(scaler.transform(X), y)
-    model = {"features": list(ONE_VOICE_FEATURES), "mean": scaler.mean_.tolist(), "scale": scaler.scale_.tolist(),
+    model = {"features": list(features), "mean": scaler.mean_.tolist(), "scale": scaler.scale_.tolist(),
              "coef": lr.coef_[0].tolist(), "intercept": float(lr.intercept_[0]), "threshold": 0.5,
              "label": "more than one speaker",
-             "fitted_on": f"studies/room_conversations round 4: dev (60, seed {SEEDS['dev']}) + dev_one "
+             "fitted_on": f"studies/room_conversations {fitted_by}: dev (60, seed {SEEDS['dev']}) + dev_one "
                           f"(40, seed {DEV_ONE_SEED}), {len(y)} recordings with 4 windows or more, {int(y.sum())} of "
-                          "them with more than one speaker; StandardScaler, sklearn LogisticRegression() defaults",
+                          f"them with more than one speaker; {note}StandardScaler, sklearn LogisticRegression() defaults",
              "fit_accuracy": float(np.mean(lr.predict(scaler.transform(X)) == y))}
     return model
 

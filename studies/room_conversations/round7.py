@@ -255,24 +255,13 @@ def fit_without_length(out: str = ONE_VOICE_MODEL_NO_LENGTH) -> dict:
     import json
     from pathlib import Path
 
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
+    from .round4 import fit
 
     names = [f for f in ONE_VOICE_FEATURES if f != "speech_s"]
-    used = [ONE_VOICE_FEATURES.index(f) for f in names]
-    rows = [(f[used], c["speakers"] > 1) for c in cached("dev") + cached("dev_one") if (f := cached_features(c)) is not None]
-    X, y = np.array([f for f, _ in rows]), np.array([m for _, m in rows], int)
-    scaler = StandardScaler().fit(X)
-    lr = LogisticRegression().fit(scaler.transform(X), y)
-    model = {"features": names, "mean": scaler.mean_.tolist(), "scale": scaler.scale_.tolist(),
-             "coef": lr.coef_[0].tolist(), "intercept": float(lr.intercept_[0]), "threshold": 0.5,
-             "label": "more than one speaker",
-             "fitted_on": f"studies/room_conversations round 7 (L): dev (60, seed {SEEDS['dev']}) + dev_one (40, seed 3), "
-                          f"{len(y)} recordings with 4 windows or more, {int(y.sum())} of them with more than one speaker; "
-                          "round 4's features without speech_s; StandardScaler, sklearn LogisticRegression() defaults",
-             "fit_accuracy": float(np.mean(lr.predict(scaler.transform(X)) == y))}
+    model = fit(cached("dev") + cached("dev_one"), names, fitted_by="round 7 (L)",
+                note="round 4's features without speech_s; ")
     Path(out).write_text(json.dumps(model, indent=2) + "\n", encoding="utf-8")
-    _log(f"L fitted: accuracy {model['fit_accuracy']:.3f} on {len(y)}; written to {out}")
+    _log(f"L fitted: accuracy {model['fit_accuracy']:.3f}; written to {out}")
     return model
 
 
