@@ -63,7 +63,10 @@ DIARIZATION: DiarizationConfig | None = None
 
 The window path (``diarization=DiarizationConfig()``) passed its round's rule in
 ``studies/room_conversations`` (round 3) but lost gender per voice (dev 80.3% -> 74.8%) and
-corpus-clip conversations (DER 15.3% -> 18.3%) in the full study, so it is opt-in."""
+corpus-clip conversations (DER 15.3% -> 18.3%) in the full study, so it is opt-in. Round 7's
+:data:`pipeline.diarize.ROOM_CONVERSATION` is better on conversations in one room but splits more
+monologues and calls one real three-person recording one voice, which round 6's rule forbids for the
+default: it is the ``room`` choice of :data:`VOICE_MODES`."""
 
 VOICE_MODES: dict[str, DiarizationConfig | None] = {"auto": DIARIZATION, "room": ROOM_CONVERSATION}
 """Named ways of finding voices, for the fronts: ``auto`` (the default, :data:`DIARIZATION`) and ``room``
