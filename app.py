@@ -91,7 +91,7 @@ def app_settings() -> AppSettings:
 
 
 # -- options: on the page (a phone hides the sidebar) ---------------------------------------------
-VOICES_WORDS = {"auto": "voices: one speaker or recorded apart", "room": "voices: several people in one room"}
+VOICES_LABELS = {"auto": "One speaker or recorded apart", "room": "Several people in one room"}  # VOICE_MODES' keys
 
 
 def options_box(settings: AppSettings) -> tuple[CascadeOptions, str, str]:
@@ -107,12 +107,12 @@ def options_box(settings: AppSettings) -> tuple[CascadeOptions, str, str]:
                            format_func=ROUTING_WORDS.get, horizontal=True,
                            help="One model was trained on men's voices, one on women's. 'Both' helps when "
                                 "the gender is unclear.")
-        voices = st.radio("Long recordings: who is speaking", list(VOICES_WORDS), key="voices",
-                          format_func=lambda k: VOICES_WORDS[k].removeprefix("voices: ").capitalize(), horizontal=True,
+        voices = st.radio("Long recordings: who is speaking", list(VOICES_LABELS), key="voices",
+                          format_func=VOICES_LABELS.get, horizontal=True,
                           help="For recordings of several people sharing one room and microphone (a meeting, an "
                                "interview), the second choice finds more of the voices; it also splits more "
                                "single-speaker recordings into two voices.")
-    words = [gender_model or SHIPPED_LABEL, ROUTING_WORDS[routing].lower(), VOICES_WORDS[voices]]
+    words = [gender_model or SHIPPED_LABEL, ROUTING_WORDS[routing].lower(), f"voices: {VOICES_LABELS[voices].lower()}"]
     return CascadeOptions(gender_model, routing, settings.male_dir, settings.female_dir), ", ".join(words), voices
 
 

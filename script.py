@@ -38,6 +38,7 @@ EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 def build_parser() -> argparse.ArgumentParser:
     from pipeline.audio import AUDIO_EXTENSIONS  # numpy only: cheap next to the models
+    from pipeline.recording import VOICE_MODES  # no model is loaded by importing it
 
     parser = argparse.ArgumentParser(
         prog="script.py",
@@ -83,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--segments", action="store_true",
                         help="one row per speech segment (voice, its gender, the segment's emotion) instead of "
                              "per file; for recordings of several speakers. Local engine, one process")
-    parser.add_argument("--voices", choices=("auto", "room"), default="auto",
+    parser.add_argument("--voices", choices=tuple(VOICE_MODES), default="auto",
                         help="with --segments, how voices are found. auto (default): suits single speakers and "
                              "speakers recorded apart; room: a conversation of several people recorded in one room "
                              "(meetings, interviews): finds more of the voices, but splits more single-speaker "

@@ -71,8 +71,9 @@ class DiarizationConfig:
             cut over whole segments already finds two or more voices, the default pipeline's voices
             (:func:`pipeline.voices.cluster_voices` on whole segments) are kept; the windows are used
             only when the first cut hears one voice (:func:`voice_path`).
-        hmm: ``None``: the plain re-segmentation; else the HMM's (:func:`pipeline.resegment.hmm_resegment`),
-            which also marks overlapped speech when its ``overlap_posterior`` is set.
+        hmm: ``None``: the plain re-segmentation; else the HMM's (:func:`pipeline.resegment.hmm_resegment`).
+            Its overlap marking must stay off (``overlap_posterior=None``): a recording's segments carry one
+            voice each, and the marking raised DER in round 7.
         segments_hmm: with ``keep_first_cut`` and ``hmm``: the default pipeline's voices are carried to the
             windows and re-segmented by the HMM too (:func:`pipeline.resegment.carry_voices`).
         three_voices: when the learnt decision says one voice but the first cut finds three or more, the
@@ -97,6 +98,11 @@ class DiarizationConfig:
     hmm: HmmConfig | None = None
     segments_hmm: bool = False
     three_voices: bool = False
+
+    def __post_init__(self) -> None:
+        if self.hmm is not None and self.hmm.overlap_posterior is not None:
+            raise ValueError("DiarizationConfig: overlap marking (hmm.overlap_posterior) is not available to recordings; "
+                             "their segments carry one voice each")
 
 
 def speech_windows(regions: Sequence[SpeechRegion], *, window_s: float = 1.5, hop_s: float = 0.75) -> list[Window]:

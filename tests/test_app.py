@@ -207,6 +207,10 @@ def test_page_without_input(tiny_app, tiny_models):
     assert at.radio(key="routing").options == ["Model of the detected gender", "Both models, weighed by gender"]
     assert at.radio(key="voices").options == ["One speaker or recorded apart", "Several people in one room"]
     assert at.radio(key="voices").value == "auto"
+    from app import VOICES_LABELS
+    from pipeline.recording import VOICE_MODES
+
+    assert list(VOICES_LABELS) == list(VOICE_MODES)  # every way of finding voices is offered, named
     assert all(w.help for w in at.radio)
     assert {b.label for b in at.button} >= {"Woman, angry", "Man, sad"}
     assert "Add a recording above" in texts(at.info)

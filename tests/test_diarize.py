@@ -159,6 +159,15 @@ def test_three_voices_heard_overrule_one_voice_only_when_asked(tmp_path):
     load_one_voice_model.cache_clear()
 
 
+def test_overlap_marking_is_refused_for_recordings():
+    """The HMM can mark overlaps for the study, but a recording's segments carry one voice: the config says so."""
+    from pipeline.resegment import HmmConfig
+
+    with pytest.raises(ValueError, match="overlap"):
+        DiarizationConfig(hmm=HmmConfig(overlap_posterior=0.2))
+    assert DiarizationConfig(hmm=HmmConfig()).hmm.overlap_posterior is None
+
+
 def test_room_conversation_is_a_complete_choice():
     """The "room" way of finding voices names files that ship and the HMM re-segmentation of both routes."""
     from pathlib import Path

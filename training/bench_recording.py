@@ -99,7 +99,9 @@ def render(r: dict) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.bench_recording", description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=60.0)
-    parser.add_argument("--voices", choices=("auto", "room"), default="auto")
+    from pipeline.recording import VOICE_MODES
+
+    parser.add_argument("--voices", choices=tuple(VOICE_MODES), default="auto")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     out = args.out or PROJECT_ROOT / "reports" / ("bench_recording" + ("" if args.voices == "auto" else f"_{args.voices}"))
